@@ -1,0 +1,64 @@
+import createError from '@fastify/error'
+
+// Every error the plugin can raise, defined once. Codes are stable API: clients and apps switch on them.
+// Errors without a status are configuration errors: they fail `ready()` and never reach a client.
+
+export const InvalidOptionError = createError<[string, string]>(
+  'FST_TOKEN_AUTH_INVALID_OPTION', 'Invalid option "%s": %s')
+
+export const MissingTokenError = createError(
+  'FST_TOKEN_AUTH_MISSING_TOKEN', 'Missing access token: send "Authorization: Bearer <token>"', 401)
+export const MalformedAuthorizationError = createError(
+  'FST_TOKEN_AUTH_MALFORMED_AUTHORIZATION', 'Malformed Authorization header', 400)
+export const InvalidTokenError = createError(
+  'FST_TOKEN_AUTH_INVALID_TOKEN', 'Invalid access token', 401)
+export const TokenExpiredError = createError(
+  'FST_TOKEN_AUTH_TOKEN_EXPIRED', 'Access token expired', 401)
+export const SessionRevokedError = createError(
+  'FST_TOKEN_AUTH_SESSION_REVOKED', 'The session of this token has ended', 401)
+
+export const MissingRefreshTokenError = createError(
+  'FST_TOKEN_AUTH_MISSING_REFRESH_TOKEN', 'Missing refresh token', 401)
+export const AmbiguousRefreshTokenError = createError(
+  'FST_TOKEN_AUTH_AMBIGUOUS_REFRESH_TOKEN', 'Send the refresh token either in the cookie or in the body, not both', 400)
+export const InvalidRefreshTokenError = createError(
+  'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN', 'Invalid refresh token', 401)
+export const RefreshTokenExpiredError = createError(
+  'FST_TOKEN_AUTH_REFRESH_TOKEN_EXPIRED', 'Refresh token expired', 401)
+export const RefreshTokenReusedError = createError(
+  'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'Refresh token already used: the session has been ended', 401)
+export const GraceExhaustedError = createError(
+  'FST_TOKEN_AUTH_REFRESH_TOKEN_SUPERSEDED', 'Refresh token already rotated: use the newest one', 401)
+
+export const InvalidCredentialsError = createError(
+  'FST_TOKEN_AUTH_INVALID_CREDENTIALS', 'Invalid username or password', 401)
+export const UserUnavailableError = createError(
+  'FST_TOKEN_AUTH_USER_UNAVAILABLE', 'The user of this session can no longer sign in', 401)
+export const LoginThrottledError = createError(
+  'FST_TOKEN_AUTH_LOGIN_THROTTLED', 'Too many login attempts, retry in %s seconds', 429)
+export const CrossSiteRequestError = createError(
+  'FST_TOKEN_AUTH_CROSS_SITE_REQUEST', 'Cross-site request refused', 403)
+export const SessionNotFoundError = createError(
+  'FST_TOKEN_AUTH_SESSION_NOT_FOUND', 'Session not found', 404)
+export const StoreUnavailableError = createError(
+  'FST_TOKEN_AUTH_STORE_UNAVAILABLE', 'Token store unavailable, retry later', 503)
+
+/** Every code a client can receive from this plugin, for exhaustive `switch`es. */
+export type TokenAuthErrorCode =
+  | 'FST_TOKEN_AUTH_MISSING_TOKEN'
+  | 'FST_TOKEN_AUTH_MALFORMED_AUTHORIZATION'
+  | 'FST_TOKEN_AUTH_INVALID_TOKEN'
+  | 'FST_TOKEN_AUTH_TOKEN_EXPIRED'
+  | 'FST_TOKEN_AUTH_SESSION_REVOKED'
+  | 'FST_TOKEN_AUTH_MISSING_REFRESH_TOKEN'
+  | 'FST_TOKEN_AUTH_AMBIGUOUS_REFRESH_TOKEN'
+  | 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN'
+  | 'FST_TOKEN_AUTH_REFRESH_TOKEN_EXPIRED'
+  | 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED'
+  | 'FST_TOKEN_AUTH_REFRESH_TOKEN_SUPERSEDED'
+  | 'FST_TOKEN_AUTH_INVALID_CREDENTIALS'
+  | 'FST_TOKEN_AUTH_USER_UNAVAILABLE'
+  | 'FST_TOKEN_AUTH_LOGIN_THROTTLED'
+  | 'FST_TOKEN_AUTH_CROSS_SITE_REQUEST'
+  | 'FST_TOKEN_AUTH_SESSION_NOT_FOUND'
+  | 'FST_TOKEN_AUTH_STORE_UNAVAILABLE'

@@ -1,0 +1,54 @@
+import { EventEmitter } from 'node:events'
+
+/** Where a request came from; never any token material. */
+export interface ClientInfo {
+  ip: string | null
+  userAgent: string | null
+}
+
+export interface LoginEvent extends ClientInfo { userId: string, sessionId: string }
+export interface LoginFailedEvent extends ClientInfo { username: string }
+export interface RefreshEvent extends ClientInfo {
+  userId: string
+  sessionId: string
+  /** True when the immediate predecessor was answered inside the grace window. */
+  grace: boolean
+}
+export interface ReuseDetectedEvent extends ClientInfo { userId: string, sessionId: string }
+export interface LogoutEvent { userId: string, sessionId: string }
+export interface LogoutAllEvent { userId: string, sessionIds: string[] }
+export type RevocationReason = 'logout' | 'logout-all' | 'reuse' | 'revoked' | 'user-unavailable'
+export interface SessionRevokedEvent { userId: string, sessionId: string, reason: RevocationReason }
+
+/** Every event and its payload, for `tokenAuth.events.on(name, listener)`. */
+export interface TokenAuthEventMap {
+  login: [LoginEvent]
+  loginFailed: [LoginFailedEvent]
+  refresh: [RefreshEvent]
+  reuseDetected: [ReuseDetectedEvent]
+  logout: [LogoutEvent]
+  logoutAll: [LogoutAllEvent]
+  sessionRevoked: [SessionRevokedEvent]
+}
+
+/**
+ * A typed emitter for audit and alerting. A listener that throws is reported through
+ * `onListenerError` and never changes the answer a client gets.
+ */
+export class TokenAuthEvents extends EventEmitter<TokenAuthEventMap> {
+  readonly #onListenerError: (error: unknown, event: keyof TokenAuthEventMap) => void
+
+  constructor (onListenerError: (error: unknown, event: keyof TokenAuthEventMap) => void) {
+    super()
+    this.#onListenerError = onListenerError
+  }
+
+  override emit<E extends keyof TokenAuthEventMap> (event: E, ...args: TokenAuthEventMap[E]): boolean {
+    try {
+      return super.emit<E>(event, ...(args as any))
+    } catch (error) {
+      this.#onListenerError(error, event)
+      return true
+    }
+  }
+}

@@ -1,0 +1,174 @@
+import fastifyJwt, { type FastifyJWTOptions, type JWT } from '@fastify/jwt'
+import type { FastifyInstance, FastifyPluginAsync, onRequestAsyncHookHandler } from 'fastify'
+import fp from 'fastify-plugin'
+import { type ClientInfo, TokenAuthEvents } from './events.js'
+import { createAuthenticate } from './guard.js'
+import { type ResolvedOptions, resolveOptions, type TokenAuthOptions } from './options.js'
+import { RevocationList } from './revocations.js'
+import { tokenAuthRoutes } from './routes.js'
+import { type AuthUser, type SessionInfo, SessionService, type TokenSet } from './sessions.js'
+import { MemoryStore } from './stores/memory.js'
+import type { TokenStore } from './stores/types.js'
+import {
+  ACCESS_TOKEN_TYPE, type AccessTokenClaims, type JwtPair, REFRESH_TOKEN_TYPE, type SignedAccessToken, TOKEN_ALGORITHM,
+  TokenCodec
+} from './tokens.js'
+
+/**
+ * Claims your app adds to access tokens (through `verifyCredentials` / `loadUser`). Merge yours:
+ * `declare module 'fastify-token-auth' { interface TokenAuthClaims { username: string } }`.
+ */
+export interface TokenAuthClaims {}
+
+/** `request.user` after `authenticate`: the verified access-token claims. */
+export type TokenAuthUser = AccessTokenClaims & TokenAuthClaims
+
+/** The helpers on `fastify.tokenAuth`. */
+export interface TokenAuth {
+  /** Signs an access token for a user's existing session. */
+  signAccessToken (userId: string, sessionId: string, claims?: Partial<TokenAuthClaims>): SignedAccessToken
+  /** Verifies an access token exactly as `authenticate` does (signature, type, claims, revocation). */
+  verifyAccessToken<Claims extends AccessTokenClaims = TokenAuthUser> (token: string): Claims
+  /** Starts a session for a user your own code authenticated; resolves with its first tokens. */
+  issueSession (user: AuthUser<Partial<TokenAuthClaims>>, client?: Partial<ClientInfo>): Promise<TokenSet>
+  /** Rotates a refresh token, with the grace window and theft detection of the refresh route. */
+  rotateRefreshToken (refreshToken: string, client?: Partial<ClientInfo>): Promise<TokenSet>
+  /** Ends one session (when `userId` is given, only if it is theirs); resolves with whether one ended. */
+  revokeSession (sessionId: string, userId?: string): Promise<boolean>
+  /** Ends every session of a user (e.g. after a password change); resolves with the ids ended. */
+  revokeUserSessions (userId: string): Promise<string[]>
+  /** The user's live sessions, oldest first. */
+  listSessions (userId: string): Promise<SessionInfo[]>
+  /** Typed audit events: login, loginFailed, refresh, reuseDetected, logout, logoutAll, sessionRevoked. */
+  readonly events: TokenAuthEvents
+  readonly store: TokenStore
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    tokenAuth: TokenAuth
+    /** The access-token hook: use as `onRequest` (or `preHandler`) on routes that need a user. */
+    authenticate: onRequestAsyncHookHandler
+  }
+  interface FastifyRequest {
+    /** The verified access-token claims; set by `authenticate`, absent on routes without it. */
+    user: TokenAuthUser
+  }
+}
+
+// @fastify/jwt declares `request.user` too; this keeps both declarations the same type.
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    user: TokenAuthUser
+  }
+}
+
+let registrations = 0
+
+const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tokenAuth (fastify, opts) {
+  const options = resolveOptions(opts)
+  if (options.store === undefined && process.env.NODE_ENV === 'production') {
+    fastify.log.warn('fastify-token-auth: the memory store keeps sessions in this process only and loses them on restart; pass a Redis or PostgreSQL store in production')
+  }
+  const store = options.store ?? new MemoryStore()
+  const events = new TokenAuthEvents((error, event) => fastify.log.error({ err: error, event }, 'fastify-token-auth: an event listener threw'))
+  const codec = await createCodec(fastify, options)
+  const sessions = new SessionService({
+    ...options,
+    store,
+    codec,
+    events,
+    revocations: new RevocationList((options.accessTokenTtl + options.clockTolerance) * 1000)
+  })
+  const authenticate = createAuthenticate(sessions)
+  const clientOf = (client: Partial<ClientInfo> = {}): ClientInfo => ({ ip: client.ip ?? null, userAgent: client.userAgent ?? null })
+
+  fastify.decorate('tokenAuth', {
+    signAccessToken: (userId, sessionId, claims = {}) => sessions.signAccessToken(userId, sessionId, claims),
+    verifyAccessToken: (token) => sessions.verifyAccessToken(token),
+    issueSession: async (user, client) => await sessions.issue(user, clientOf(client)),
+    rotateRefreshToken: async (refreshToken, client) => await sessions.refresh(refreshToken, clientOf(client)),
+    revokeSession: async (sessionId, userId) => await sessions.revokeSession(sessionId, userId === undefined ? {} : { userId }),
+    revokeUserSessions: async (userId) => await sessions.revokeUserSessions(userId),
+    listSessions: async (userId) => await sessions.listSessions(userId),
+    events,
+    store
+  } satisfies TokenAuth)
+  fastify.decorate('authenticate', authenticate)
+  // An app that registered @fastify/jwt first already has `request.user`.
+  if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as unknown as TokenAuthUser)
+
+  if (Object.values(options.routes).some((path) => path !== false)) {
+    await fastify.register(tokenAuthRoutes, { prefix: options.prefix, options, sessions, events, authenticate })
+  }
+
+  const sweeper = setInterval(() => {
+    sessions.sweep().catch((error: unknown) => fastify.log.warn({ err: error }, 'fastify-token-auth: sweeping expired sessions failed'))
+  }, options.sweepInterval).unref()
+  fastify.addHook('onClose', async () => {
+    clearInterval(sweeper)
+    // A store the app passed in is the app's to close.
+    if (options.store === undefined) await store.close()
+  })
+}
+
+/**
+ * Two @fastify/jwt registrations, one per token kind, inside a child context so their
+ * decorators never meet the app's own @fastify/jwt. Algorithms, `typ` and claims are pinned.
+ */
+async function createCodec (fastify: FastifyInstance, options: ResolvedOptions): Promise<TokenCodec> {
+  const id = ++registrations
+  const access = `tokenAuthAccess${id}`
+  const refresh = `tokenAuthRefresh${id}`
+  const requiredClaims = ['sub', 'sid', 'jti', 'iat', 'exp']
+  let pairs: { access: JwtPair, refresh: JwtPair } | undefined
+  await fastify.register(async function tokenAuthKeys (child) {
+    await child.register(fastifyJwt, jwtOptions(access, options.accessTokenSecret, ACCESS_TOKEN_TYPE, {
+      requiredClaims: [...requiredClaims, ...(options.issuer === undefined ? [] : ['iss']), ...(options.audience === undefined ? [] : ['aud'])],
+      clockTolerance: options.clockTolerance * 1000,
+      ...(options.issuer === undefined ? {} : { allowedIss: options.issuer }),
+      ...(options.audience === undefined ? {} : { allowedAud: options.audience }),
+      cache: options.verifyCacheSize === 0 ? false : options.verifyCacheSize
+    }))
+    await child.register(fastifyJwt, jwtOptions(refresh, options.refreshTokenSecret, REFRESH_TOKEN_TYPE, {
+      requiredClaims,
+      clockTolerance: 0,
+      cache: false
+    }))
+    const jwt = child.jwt as unknown as Record<string, JWT>
+    pairs = { access: jwt[access] as JWT, refresh: jwt[refresh] as JWT }
+  })
+  const { access: accessPair, refresh: refreshPair } = pairs as { access: JwtPair, refresh: JwtPair }
+  return new TokenCodec({
+    access: accessPair,
+    refresh: refreshPair,
+    refreshSecret: options.refreshTokenSecret,
+    accessTokenTtl: options.accessTokenTtl,
+    issuer: options.issuer,
+    audience: options.audience
+  })
+}
+
+function jwtOptions (namespace: string, secret: string | Buffer, typ: string, verify: Record<string, unknown>): FastifyJWTOptions {
+  return {
+    secret,
+    namespace,
+    decoratorName: `${namespace}User`,
+    sign: { algorithm: TOKEN_ALGORITHM, typ } as FastifyJWTOptions['sign'],
+    verify: { algorithms: [TOKEN_ALGORITHM], checkTyp: typ, errorCacheTTL: -1, ...verify } as FastifyJWTOptions['verify']
+  }
+}
+
+/** The plugin. Register once per app: `app.register(tokenAuth, { accessTokenSecret, refreshTokenSecret, verifyCredentials })`. */
+export const tokenAuth = fp(tokenAuthPlugin, { fastify: '5.x', name: 'fastify-token-auth' })
+export default tokenAuth
+
+export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
+export type { RotateRequest, RotateResult, SessionRecord, TokenStore } from './stores/types.js'
+export type { AuthUser, SessionInfo, TokenSet } from './sessions.js'
+export type { AccessTokenClaims, RefreshTokenClaims, SignedAccessToken } from './tokens.js'
+export type { CookieOptions, RateLimitOptions, RefreshTokenTransport, RouteOptions, TokenAuthOptions } from './options.js'
+export type * from './events.js'
+export { TokenAuthEvents } from './events.js'
+export * as errors from './errors.js'
+export type { TokenAuthErrorCode } from './errors.js'

@@ -1,0 +1,424 @@
+import type { FastifyRequest } from 'fastify'
+import { InvalidOptionError } from './errors.js'
+import type { AuthUser } from './sessions.js'
+import type { TokenStore } from './stores/types.js'
+
+export const DEFAULT_ACCESS_TOKEN_TTL = 15 * 60
+export const DEFAULT_REFRESH_TOKEN_TTL = 14 * 24 * 60 * 60
+export const DEFAULT_SESSION_MAX_AGE = 30 * 24 * 60 * 60
+export const DEFAULT_REUSE_GRACE = 5
+export const DEFAULT_REUSE_GRACE_LIMIT = 5
+export const DEFAULT_PREFIX = '/auth'
+export const DEFAULT_COOKIE_NAME = 'refresh_token'
+export const DEFAULT_LOGIN_RATE_LIMIT = { max: 10, timeWindow: 60_000 }
+export const DEFAULT_STORE_TIMEOUT = 5000
+export const DEFAULT_SWEEP_INTERVAL = 60_000
+export const DEFAULT_VERIFY_CACHE_SIZE = 1000
+/** RFC 8725 §3.5 / OWASP: an HS256 key must be at least as long as the hash output. */
+export const MIN_SECRET_BYTES = 32
+/** A browser caps cookie lifetimes at 400 days (RFC 6265bis); so do we. */
+const MAX_LIFETIME = 400 * 24 * 60 * 60
+
+export type RefreshTokenTransport = 'cookie' | 'body' | 'both'
+
+/** One ready-made route: rename it, or `false` to leave it out. */
+export interface RouteOptions {
+  /** Path under `prefix`. */
+  path?: string
+}
+
+export interface CookieOptions {
+  /**
+   * Cookie name. With `hostPrefix` the name gets the `__Host-` prefix.
+   * @default 'refresh_token'
+   */
+  name?: string
+  /**
+   * Send the cookie over HTTPS only. Turn off for plain-http development only: it is never
+   * derived from request headers, which a client can spoof.
+   * @default true
+   */
+  secure?: boolean
+  /**
+   * `Strict` keeps the cookie off every cross-site request; `Lax` allows top-level navigations.
+   * @default 'strict'
+   */
+  sameSite?: 'strict' | 'lax'
+  /**
+   * Cookie path. Scoped to the auth routes so the refresh token travels nowhere else.
+   * @default the route prefix
+   */
+  path?: string
+  /** Cookie domain; leave unset to bind the cookie to this host only. */
+  domain?: string
+  /**
+   * Name the cookie `__Host-<name>`: browsers then require Secure, Path=/ and no Domain, so a
+   * sibling subdomain cannot plant or overwrite it.
+   * @default false
+   */
+  hostPrefix?: boolean
+}
+
+export interface RateLimitOptions {
+  /** Attempts per client within `timeWindow`. */
+  max: number
+  /** Window length in milliseconds. */
+  timeWindow: number
+}
+
+/** The plugin's options. Secrets are required; everything else has a safe default. */
+export interface TokenAuthOptions {
+  /** HMAC key for access tokens, at least 32 bytes. */
+  accessTokenSecret: string | Buffer
+  /** HMAC key for refresh tokens, at least 32 bytes and different from `accessTokenSecret`. */
+  refreshTokenSecret: string | Buffer
+  /**
+   * Access-token lifetime in seconds. Short, because an access token is checked without the
+   * store: revocation reaches it through the in-memory denylist.
+   * @default 900
+   */
+  accessTokenTtl?: number
+  /**
+   * Idle lifetime of a session in seconds: a refresh token unused this long expires.
+   * @default 1209600 (14 days)
+   */
+  refreshTokenTtl?: number
+  /**
+   * Absolute lifetime of a session in seconds; refreshing never extends a session beyond it.
+   * @default 2592000 (30 days)
+   */
+  sessionMaxAge?: number
+  /**
+   * Seconds during which the refresh token just rotated away is still answered (two tabs, a
+   * retry after a lost response). 0 makes every refresh token strictly single-use.
+   * @default 5
+   */
+  reuseGrace?: number
+  /**
+   * How many times the predecessor may be answered inside one grace window; beyond it the
+   * request gets a 401 (the session stays alive).
+   * @default 5
+   */
+  reuseGraceLimit?: number
+  /** `iss` claim of access tokens, checked on verification. */
+  issuer?: string
+  /** `aud` claim of access tokens, checked on verification. */
+  audience?: string
+  /**
+   * Seconds of clock skew tolerated when verifying access tokens. The issuer verifies its own
+   * tokens, so there is no skew to forgive by default.
+   * @default 0
+   */
+  clockTolerance?: number
+  /**
+   * Checks a username and password; resolves with the user, or `null` for a bad pair. Must
+   * take the same time for unknown users as for wrong passwords. Required for the login route.
+   */
+  verifyCredentials?: (username: string, password: string, request: FastifyRequest) => Promise<AuthUser | null>
+  /**
+   * Reloads a user on every refresh, so changed claims reach new access tokens and a disabled
+   * user (`null`) loses the session. Without it, the claims captured at login are reused.
+   */
+  loadUser?: (userId: string) => Promise<AuthUser | null>
+  /**
+   * Where sessions live.
+   * @default a new MemoryStore (one process, lost on restart)
+   */
+  store?: TokenStore
+  /**
+   * Prefix of the ready-made routes.
+   * @default '/auth'
+   */
+  prefix?: string
+  /**
+   * The ready-made routes; `false` registers none (helpers and the hook still work).
+   * Each route takes `{ path }` or `false`.
+   */
+  routes?: false | {
+    login?: RouteOptions | false
+    refresh?: RouteOptions | false
+    logout?: RouteOptions | false
+    sessions?: RouteOptions | false
+  }
+  /**
+   * How the refresh token travels: an HttpOnly cookie (browsers), a JSON body field
+   * `refreshToken` (mobile and CLI clients), or either (the request decides).
+   * @default 'cookie'
+   */
+  refreshTokenTransport?: RefreshTokenTransport
+  /** The refresh-token cookie. */
+  cookie?: CookieOptions
+  /**
+   * Origins besides the server's own allowed to call the cookie-authenticated routes
+   * (exact `scheme://host[:port]` strings).
+   * @default []
+   */
+  allowedOrigins?: string[]
+  /**
+   * Login attempts per client IP; `false` disables throttling (only behind another limiter).
+   * @default { max: 10, timeWindow: 60000 }
+   */
+  loginRateLimit?: RateLimitOptions | false
+  /**
+   * Milliseconds a store call may take before the request answers 503.
+   * @default 5000
+   */
+  storeTimeout?: number
+  /**
+   * Milliseconds between sweeps of expired sessions and revocation entries.
+   * @default 60000
+   */
+  sweepInterval?: number
+  /**
+   * Verified access tokens cached (LRU, keyed by the whole token, bounded by `exp`), so a client
+   * reusing its token skips the HMAC; revocation is still checked on every request.
+   * 0 disables the cache.
+   * @default 1000
+   */
+  verifyCacheSize?: number
+}
+
+/** Options after validation, defaults filled. */
+export interface ResolvedOptions {
+  accessTokenSecret: string | Buffer
+  refreshTokenSecret: string | Buffer
+  accessTokenTtl: number
+  refreshTokenTtl: number
+  sessionMaxAge: number
+  reuseGrace: number
+  reuseGraceLimit: number
+  issuer: string | undefined
+  audience: string | undefined
+  clockTolerance: number
+  verifyCredentials: TokenAuthOptions['verifyCredentials']
+  loadUser: TokenAuthOptions['loadUser']
+  store: TokenStore | undefined
+  prefix: string
+  routes: { login: string | false, refresh: string | false, logout: string | false, sessions: string | false }
+  refreshTokenTransport: RefreshTokenTransport
+  cookie: { name: string, secure: boolean, sameSite: 'strict' | 'lax', path: string, domain: string | undefined }
+  allowedOrigins: string[]
+  loginRateLimit: RateLimitOptions | false
+  storeTimeout: number
+  sweepInterval: number
+  verifyCacheSize: number
+}
+
+const KNOWN_OPTIONS = new Set([
+  'accessTokenSecret', 'refreshTokenSecret', 'accessTokenTtl', 'refreshTokenTtl', 'sessionMaxAge',
+  'reuseGrace', 'reuseGraceLimit', 'issuer', 'audience', 'clockTolerance', 'verifyCredentials', 'loadUser',
+  'store', 'prefix', 'routes', 'refreshTokenTransport', 'cookie', 'allowedOrigins', 'loginRateLimit',
+  'storeTimeout', 'sweepInterval', 'verifyCacheSize'
+])
+const STORE_METHODS = ['createSession', 'rotate', 'revokeSession', 'revokeUserSessions', 'listUserSessions', 'sweep', 'close']
+const ROUTE_NAMES = ['login', 'refresh', 'logout', 'sessions'] as const
+const DEFAULT_ROUTE_PATHS = { login: '/login', refresh: '/refresh', logout: '/logout', sessions: '/sessions' }
+
+/** Validates the options and fills defaults; throws `FST_TOKEN_AUTH_INVALID_OPTION` naming the option. */
+export function resolveOptions (options: TokenAuthOptions): ResolvedOptions {
+  // Fastify passes its own registration keys alongside ours.
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(key) && !['prefix', 'logLevel', 'logSerializers'].includes(key)) {
+      throw new InvalidOptionError(key, `unknown option; valid options are ${[...KNOWN_OPTIONS].join(', ')}`)
+    }
+  }
+  const accessTokenSecret = secret(options.accessTokenSecret, 'accessTokenSecret')
+  const refreshTokenSecret = secret(options.refreshTokenSecret, 'refreshTokenSecret')
+  if (Buffer.from(accessTokenSecret).equals(Buffer.from(refreshTokenSecret))) {
+    throw new InvalidOptionError('refreshTokenSecret', 'must differ from accessTokenSecret, so neither token verifies as the other')
+  }
+  const accessTokenTtl = seconds(options.accessTokenTtl, DEFAULT_ACCESS_TOKEN_TTL, 'accessTokenTtl')
+  const refreshTokenTtl = seconds(options.refreshTokenTtl, DEFAULT_REFRESH_TOKEN_TTL, 'refreshTokenTtl')
+  const sessionMaxAge = seconds(options.sessionMaxAge ?? Math.max(DEFAULT_SESSION_MAX_AGE, refreshTokenTtl), DEFAULT_SESSION_MAX_AGE, 'sessionMaxAge')
+  if (sessionMaxAge < refreshTokenTtl) {
+    throw new InvalidOptionError('sessionMaxAge', `must be at least refreshTokenTtl (${refreshTokenTtl}), got ${sessionMaxAge}`)
+  }
+  const prefix = path(options.prefix ?? DEFAULT_PREFIX, 'prefix', true)
+  const routes = resolveRoutes(options.routes)
+  const transport = oneOf(options.refreshTokenTransport, ['cookie', 'body', 'both'] as const, 'cookie', 'refreshTokenTransport')
+  if (routes.login !== false && typeof options.verifyCredentials !== 'function') {
+    throw new InvalidOptionError('verifyCredentials', 'a function is required while the login route is enabled (set routes.login to false otherwise)')
+  }
+  optionalFunction(options.loadUser, 'loadUser')
+  return {
+    accessTokenSecret,
+    refreshTokenSecret,
+    accessTokenTtl,
+    refreshTokenTtl,
+    sessionMaxAge,
+    reuseGrace: count(options.reuseGrace, DEFAULT_REUSE_GRACE, 'reuseGrace', 0),
+    reuseGraceLimit: count(options.reuseGraceLimit, DEFAULT_REUSE_GRACE_LIMIT, 'reuseGraceLimit', 0),
+    issuer: optionalString(options.issuer, 'issuer'),
+    audience: optionalString(options.audience, 'audience'),
+    clockTolerance: count(options.clockTolerance, 0, 'clockTolerance', 0, 300),
+    verifyCredentials: options.verifyCredentials,
+    loadUser: options.loadUser,
+    store: resolveStore(options.store),
+    prefix,
+    routes,
+    refreshTokenTransport: transport,
+    cookie: resolveCookie(options.cookie, prefix),
+    allowedOrigins: resolveOrigins(options.allowedOrigins),
+    loginRateLimit: resolveRateLimit(options.loginRateLimit),
+    storeTimeout: count(options.storeTimeout, DEFAULT_STORE_TIMEOUT, 'storeTimeout', 1),
+    sweepInterval: count(options.sweepInterval, DEFAULT_SWEEP_INTERVAL, 'sweepInterval', 1000),
+    verifyCacheSize: count(options.verifyCacheSize, DEFAULT_VERIFY_CACHE_SIZE, 'verifyCacheSize', 0)
+  }
+}
+
+function secret (value: unknown, name: string): string | Buffer {
+  if (value === undefined || value === null || value === '') {
+    throw new InvalidOptionError(name, `a secret of at least ${MIN_SECRET_BYTES} bytes is required (generate one with: node -e "console.log(require('crypto').randomBytes(32).toString('base64url'))")`)
+  }
+  if (typeof value !== 'string' && !Buffer.isBuffer(value)) {
+    throw new InvalidOptionError(name, 'must be a string or a Buffer')
+  }
+  const bytes = Buffer.byteLength(value)
+  if (bytes < MIN_SECRET_BYTES) {
+    throw new InvalidOptionError(name, `must be at least ${MIN_SECRET_BYTES} bytes, got ${bytes}`)
+  }
+  return value
+}
+
+function seconds (value: unknown, fallback: number, name: string): number {
+  const result = value ?? fallback
+  if (!Number.isSafeInteger(result) || (result as number) <= 0 || (result as number) > MAX_LIFETIME) {
+    throw new InvalidOptionError(name, `must be a whole number of seconds between 1 and ${MAX_LIFETIME}, got ${describe(value)}`)
+  }
+  return result as number
+}
+
+function count (value: unknown, fallback: number, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const result = value ?? fallback
+  if (!Number.isSafeInteger(result) || (result as number) < min || (result as number) > max) {
+    throw new InvalidOptionError(name, `must be an integer between ${min} and ${max}, got ${describe(value)}`)
+  }
+  return result as number
+}
+
+function oneOf<const T extends readonly string[]> (value: unknown, allowed: T, fallback: T[number], name: string): T[number] {
+  const result = value ?? fallback
+  if (!allowed.includes(result as string)) {
+    throw new InvalidOptionError(name, `must be one of ${allowed.map((v) => `'${v}'`).join(', ')}, got ${describe(value)}`)
+  }
+  return result as T[number]
+}
+
+function optionalString (value: unknown, name: string): string | undefined {
+  if (value !== undefined && (typeof value !== 'string' || value === '')) {
+    throw new InvalidOptionError(name, `must be a non-empty string, got ${describe(value)}`)
+  }
+  return value
+}
+
+function optionalFunction (value: unknown, name: string): void {
+  if (value !== undefined && typeof value !== 'function') {
+    throw new InvalidOptionError(name, `must be a function, got ${describe(value)}`)
+  }
+}
+
+function path (value: unknown, name: string, allowEmpty = false): string {
+  if (typeof value !== 'string' || (value === '' && !allowEmpty) || (value !== '' && !/^\/[\w\-./]*$/.test(value))) {
+    throw new InvalidOptionError(name, `must be a path starting with "/", got ${describe(value)}`)
+  }
+  return value.endsWith('/') && value.length > 1 ? value.slice(0, -1) : value
+}
+
+function resolveRoutes (routes: TokenAuthOptions['routes']): ResolvedOptions['routes'] {
+  if (routes === false) return { login: false, refresh: false, logout: false, sessions: false }
+  if (routes !== undefined && (routes === null || typeof routes !== 'object')) {
+    throw new InvalidOptionError('routes', `must be false or an object, got ${describe(routes)}`)
+  }
+  const resolved = { ...DEFAULT_ROUTE_PATHS } as ResolvedOptions['routes']
+  for (const key of Object.keys(routes ?? {})) {
+    if (!(ROUTE_NAMES as readonly string[]).includes(key)) {
+      throw new InvalidOptionError(`routes.${key}`, `unknown route; valid routes are ${ROUTE_NAMES.join(', ')}`)
+    }
+  }
+  for (const name of ROUTE_NAMES) {
+    const route = routes?.[name]
+    if (route === false) {
+      resolved[name] = false
+    } else if (route !== undefined) {
+      if (route === null || typeof route !== 'object') {
+        throw new InvalidOptionError(`routes.${name}`, `must be false or { path }, got ${describe(route)}`)
+      }
+      resolved[name] = route.path === undefined ? DEFAULT_ROUTE_PATHS[name] : path(route.path, `routes.${name}.path`)
+    }
+  }
+  return resolved
+}
+
+function resolveCookie (cookie: CookieOptions | undefined, prefix: string): ResolvedOptions['cookie'] {
+  if (cookie !== undefined && (cookie === null || typeof cookie !== 'object')) {
+    throw new InvalidOptionError('cookie', `must be an object, got ${describe(cookie)}`)
+  }
+  const options = cookie ?? {}
+  const baseName = options.name ?? DEFAULT_COOKIE_NAME
+  if (typeof baseName !== 'string' || !/^[\w\-.]+$/.test(baseName)) {
+    throw new InvalidOptionError('cookie.name', `must be a cookie token (letters, digits, - _ .), got ${describe(baseName)}`)
+  }
+  const secure = options.secure ?? true
+  if (typeof secure !== 'boolean') throw new InvalidOptionError('cookie.secure', `must be a boolean, got ${describe(secure)}`)
+  const sameSite = oneOf(options.sameSite, ['strict', 'lax'] as const, 'strict', 'cookie.sameSite')
+  const domain = optionalString(options.domain, 'cookie.domain')
+  if (options.hostPrefix === true) {
+    // The browser enforces these for `__Host-`; refusing them here turns a silent drop into a boot error.
+    if (!secure) throw new InvalidOptionError('cookie.secure', 'must be true with cookie.hostPrefix (browsers drop insecure __Host- cookies)')
+    if (domain !== undefined) throw new InvalidOptionError('cookie.domain', 'must be unset with cookie.hostPrefix')
+    if (options.path !== undefined && options.path !== '/') throw new InvalidOptionError('cookie.path', 'must be "/" with cookie.hostPrefix')
+    return { name: `__Host-${baseName}`, secure, sameSite, path: '/', domain }
+  }
+  if (options.hostPrefix !== undefined && options.hostPrefix !== false) {
+    throw new InvalidOptionError('cookie.hostPrefix', `must be a boolean, got ${describe(options.hostPrefix)}`)
+  }
+  const cookiePath = options.path === undefined ? (prefix === '' ? '/' : prefix) : path(options.path, 'cookie.path')
+  return { name: baseName, secure, sameSite, path: cookiePath, domain }
+}
+
+function resolveOrigins (origins: unknown): string[] {
+  if (origins === undefined) return []
+  if (!Array.isArray(origins)) throw new InvalidOptionError('allowedOrigins', `must be an array of origins, got ${describe(origins)}`)
+  return origins.map((origin) => {
+    let parsed: URL | undefined
+    try {
+      parsed = new URL(origin)
+    } catch {}
+    if (typeof origin !== 'string' || parsed === undefined || parsed.origin !== origin) {
+      throw new InvalidOptionError('allowedOrigins', `each entry must be an origin like "https://app.example.com", got ${describe(origin)}`)
+    }
+    return origin
+  })
+}
+
+function resolveRateLimit (value: TokenAuthOptions['loginRateLimit']): RateLimitOptions | false {
+  if (value === false) return false
+  if (value === undefined) return { ...DEFAULT_LOGIN_RATE_LIMIT }
+  if (value === null || typeof value !== 'object') {
+    throw new InvalidOptionError('loginRateLimit', `must be false or { max, timeWindow }, got ${describe(value)}`)
+  }
+  return {
+    max: count(value.max, DEFAULT_LOGIN_RATE_LIMIT.max, 'loginRateLimit.max', 1),
+    timeWindow: count(value.timeWindow, DEFAULT_LOGIN_RATE_LIMIT.timeWindow, 'loginRateLimit.timeWindow', 1)
+  }
+}
+
+function resolveStore (store: unknown): TokenStore | undefined {
+  if (store === undefined) return undefined
+  const missing = STORE_METHODS.filter((method) => typeof (store as Record<string, unknown> | null)?.[method] !== 'function')
+  if (missing.length > 0) {
+    throw new InvalidOptionError('store', `must implement the TokenStore contract; missing ${missing.join(', ')}`)
+  }
+  return store as TokenStore
+}
+
+function describe (value: unknown): string {
+  if (typeof value === 'string') return `"${value}"`
+  if (typeof value === 'function') return 'a function'
+  if (Buffer.isBuffer(value)) return 'a Buffer'
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return String(value)
+  }
+}

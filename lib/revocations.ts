@@ -1,0 +1,36 @@
+/**
+ * Ended sessions whose access tokens may still be unexpired (R7). Checked on every protected
+ * request, so it lives in memory: one Map lookup, no store round trip. An entry is only needed
+ * until the last access token of that session expires, i.e. `accessTokenTtl` after revocation.
+ */
+export class RevocationList {
+  readonly #until = new Map<string, number>()
+  readonly #ttl: number
+
+  /** @param ttl how long (ms) to remember a revoked session: the access-token lifetime. */
+  constructor (ttl: number) {
+    this.#ttl = ttl
+  }
+
+  add (sessionId: string, now: number): void {
+    // Delete first so insertion order stays expiry order, which lets `prune` stop early.
+    this.#until.delete(sessionId)
+    this.#until.set(sessionId, now + this.#ttl)
+  }
+
+  has (sessionId: string): boolean {
+    return this.#until.has(sessionId)
+  }
+
+  get size (): number {
+    return this.#until.size
+  }
+
+  /** Forgets sessions whose access tokens have all expired; O(entries removed). */
+  prune (now: number): void {
+    for (const [sessionId, until] of this.#until) {
+      if (until > now) return
+      this.#until.delete(sessionId)
+    }
+  }
+}

@@ -1,0 +1,290 @@
+import AjvCompiler from '@fastify/ajv-compiler'
+import fastifyCookie from '@fastify/cookie'
+import fastifyRateLimit from '@fastify/rate-limit'
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, onRequestAsyncHookHandler } from 'fastify'
+import { createCrossSiteCheck } from './csrf.js'
+import {
+  AmbiguousRefreshTokenError, GraceExhaustedError, InvalidCredentialsError, LoginThrottledError,
+  MissingRefreshTokenError, SessionNotFoundError
+} from './errors.js'
+import type { ClientInfo, TokenAuthEvents } from './events.js'
+import type { ResolvedOptions } from './options.js'
+import type { SessionService, TokenSet } from './sessions.js'
+
+export interface RoutesContext {
+  options: ResolvedOptions
+  sessions: SessionService
+  events: TokenAuthEvents
+  authenticate: onRequestAsyncHookHandler
+}
+
+/** Seconds a client should wait after a 503 before retrying. */
+const RETRY_AFTER_SECONDS = 5
+/** Our bodies are two short strings; anything bigger is refused with 413 before parsing. */
+const BODY_LIMIT = 16 * 1024
+const MAX_USER_AGENT_LENGTH = 256
+
+const errorSchema = {
+  type: 'object',
+  properties: {
+    statusCode: { type: 'integer' },
+    code: { type: 'string' },
+    error: { type: 'string' },
+    message: { type: 'string' }
+  }
+} as const
+const errorResponses = { '4xx': errorSchema, '5xx': errorSchema }
+const bearerSecurity = [{ bearerAuth: [] }]
+
+/**
+ * The ready-made routes, registered as an encapsulated child: their hooks, parsers and
+ * validator stay here; the app's routes are untouched.
+ */
+export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesContext): Promise<void> {
+  const { options, sessions, events, authenticate } = context
+  const { routes, cookie } = options
+  const transport = options.refreshTokenTransport
+  const usesCookie = transport !== 'body'
+  const usesBody = transport !== 'cookie'
+
+  if (usesCookie && !app.hasRequestDecorator('cookies')) await app.register(fastifyCookie)
+  // Strict validation for our bodies: extra fields refused, no type coercion, no defaults.
+  app.setValidatorCompiler(AjvCompiler()({}, {
+    customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false }
+  }))
+  // Only JSON bodies: a text/plain POST is a "simple" cross-site request (CVE-2022-41919 class).
+  app.removeContentTypeParser('text/plain')
+
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.header('cache-control', 'no-store')
+    reply.header('pragma', 'no-cache')
+  })
+  app.setErrorHandler(async (error, _request, reply) => {
+    if ((error as { statusCode?: number }).statusCode === 503) reply.header('retry-after', RETRY_AFTER_SECONDS)
+    // Sending the error again hands it to the app's error handler, which formats it.
+    reply.send(error)
+    return reply
+  })
+
+  const crossSiteCheck = createCrossSiteCheck(options.allowedOrigins)
+  const tokenResponse = {
+    200: {
+      type: 'object',
+      required: ['accessToken', 'tokenType', 'expiresIn'],
+      properties: {
+        accessToken: { type: 'string' },
+        tokenType: { type: 'string', enum: ['Bearer'] },
+        expiresIn: { type: 'integer', description: 'Seconds until the access token expires' },
+        ...(usesBody ? { refreshToken: { type: 'string', description: 'Only when the refresh token travels in the body' } } : {})
+      }
+    },
+    ...errorResponses
+  }
+
+  if (routes.login !== false) {
+    const verifyCredentials = options.verifyCredentials as NonNullable<ResolvedOptions['verifyCredentials']>
+    const onRequest: onRequestAsyncHookHandler[] = [crossSiteCheck]
+    if (options.loginRateLimit !== false) {
+      if (!app.hasDecorator('rateLimit')) await app.register(fastifyRateLimit, { global: false })
+      onRequest.push(app.rateLimit({
+        ...options.loginRateLimit,
+        errorResponseBuilder: (_request, context) => new LoginThrottledError(Math.ceil(context.ttl / 1000))
+      }))
+    }
+    const bodyProperties: Record<string, unknown> = {
+      username: { type: 'string', minLength: 1, maxLength: 256 },
+      password: { type: 'string', minLength: 1, maxLength: 1024 }
+    }
+    if (transport === 'both') {
+      bodyProperties.refreshTokenTransport = { type: 'string', enum: ['cookie', 'body'], description: 'Where the refresh token goes (default cookie)' }
+    }
+    app.post<{ Body: { username: string, password: string, refreshTokenTransport?: 'cookie' | 'body' } }>(routes.login, {
+      bodyLimit: BODY_LIMIT,
+      onRequest,
+      schema: documented({
+        summary: 'Log in with a username and password',
+        body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: bodyProperties },
+        response: tokenResponse
+      })
+    }, async (request, reply) => {
+      const { username, password } = request.body
+      const user = await verifyCredentials(username, password, request)
+      const client = clientInfo(request)
+      if (user === null) {
+        events.emit('loginFailed', { username, ...client })
+        throw new InvalidCredentialsError()
+      }
+      const tokens = await sessions.issue(user, client)
+      const inBody = transport === 'body' || request.body.refreshTokenTransport === 'body'
+      return sendTokens(reply, tokens, inBody)
+    })
+  }
+
+  if (routes.refresh !== false) {
+    app.post<{ Body: { refreshToken?: string } | undefined }>(routes.refresh, {
+      bodyLimit: BODY_LIMIT,
+      onRequest: crossSiteCheck,
+      schema: documented({
+        summary: 'Exchange the refresh token for new tokens (rotation)',
+        ...(usesBody ? { body: refreshBodySchema() } : {}),
+        response: tokenResponse
+      })
+    }, async (request, reply) => {
+      const presented = refreshTokenOf(request)
+      if (presented === undefined) throw new MissingRefreshTokenError()
+      try {
+        const tokens = await sessions.refresh(presented.token, clientInfo(request))
+        return sendTokens(reply, tokens, presented.inBody)
+      } catch (error) {
+        // A dead refresh token is dropped from the browser; on 503 it is kept (R8), and a
+        // superseded one is left alone because a parallel response is setting its successor.
+        const status = (error as { statusCode?: number }).statusCode
+        if (status === 401 && !(error instanceof GraceExhaustedError) && !presented.inBody) clearRefreshCookie(reply)
+        throw error
+      }
+    })
+  }
+
+  if (routes.logout !== false) {
+    app.post<{ Querystring: { all?: 'true' | 'false' }, Body: { refreshToken?: string } | undefined }>(routes.logout, {
+      bodyLimit: BODY_LIMIT,
+      onRequest: crossSiteCheck,
+      schema: documented({
+        summary: 'End this session, or every session of the user with ?all=true',
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { all: { type: 'string', enum: ['true', 'false'] } }
+        },
+        ...(usesBody ? { body: refreshBodySchema() } : {}),
+        response: { 204: { type: 'null', description: 'Logged out' }, ...errorResponses }
+      })
+    }, async (request, reply) => {
+      if (request.query.all === 'true') {
+        await authenticate.call(app, request, reply)
+        await sessions.revokeUserSessions(request.user!.sub, 'logout-all')
+      } else {
+        const presented = refreshTokenOf(request)
+        if (presented !== undefined) {
+          await sessions.logout(presented.token)
+        } else if (request.headers.authorization !== undefined) {
+          const ended = await authenticate.call(app, request, reply).then(() => request.user, () => null)
+          if (ended) await sessions.revokeSession(ended.sid, { userId: ended.sub, reason: 'logout' })
+          reply.removeHeader('www-authenticate')
+        }
+      }
+      if (usesCookie) clearRefreshCookie(reply)
+      reply.code(204)
+    })
+  }
+
+  if (routes.sessions !== false) {
+    const sessionList = {
+      type: 'object',
+      required: ['sessions'],
+      properties: {
+        sessions: {
+          type: 'array',
+          items: {
+            type: 'object',
+            required: ['id', 'createdAt', 'lastUsedAt', 'expiresAt', 'userAgent', 'ip', 'current'],
+            properties: {
+              id: { type: 'string' },
+              createdAt: { type: 'string', format: 'date-time' },
+              lastUsedAt: { type: 'string', format: 'date-time' },
+              expiresAt: { type: 'string', format: 'date-time' },
+              userAgent: { type: ['string', 'null'] },
+              ip: { type: ['string', 'null'] },
+              current: { type: 'boolean', description: 'The session of the access token used for this request' }
+            }
+          }
+        }
+      }
+    }
+    app.get(routes.sessions, {
+      onRequest: authenticate,
+      schema: documented({ summary: "List the user's sessions", security: bearerSecurity, response: { 200: sessionList, ...errorResponses } })
+    }, async (request) => {
+      const user = request.user!
+      const list = await sessions.listSessions(user.sub)
+      return { sessions: list.map((session) => ({ ...session, current: session.id === user.sid })) }
+    })
+
+    app.delete<{ Params: { id: string } }>(`${routes.sessions}/:id`, {
+      onRequest: authenticate,
+      schema: documented({
+        summary: 'End one of the user\'s sessions',
+        security: bearerSecurity,
+        params: {
+          type: 'object',
+          required: ['id'],
+          properties: { id: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' } }
+        },
+        response: { 204: { type: 'null', description: 'Session ended' }, ...errorResponses }
+      })
+    }, async (request, reply) => {
+      const user = request.user!
+      const ended = await sessions.revokeSession(request.params.id, { userId: user.sub, reason: 'revoked' })
+      if (!ended) throw new SessionNotFoundError()
+      reply.code(204)
+    })
+  }
+
+  /** The refresh token of a request, from wherever the transport allows; both at once is refused. */
+  function refreshTokenOf (request: FastifyRequest): { token: string, inBody: boolean } | undefined {
+    const fromCookie = usesCookie ? request.cookies[cookie.name] : undefined
+    const fromBody = usesBody ? (request.body as { refreshToken?: string } | undefined)?.refreshToken : undefined
+    if (fromCookie !== undefined && fromCookie !== '' && fromBody !== undefined) throw new AmbiguousRefreshTokenError()
+    if (fromBody !== undefined) return { token: fromBody, inBody: true }
+    if (fromCookie !== undefined && fromCookie !== '') return { token: fromCookie, inBody: false }
+    return undefined
+  }
+
+  function sendTokens (reply: FastifyReply, tokens: TokenSet, inBody: boolean): object {
+    const body: Record<string, unknown> = { accessToken: tokens.accessToken, tokenType: tokens.tokenType, expiresIn: tokens.expiresIn }
+    if (inBody) {
+      body.refreshToken = tokens.refreshToken
+    } else {
+      reply.setCookie(cookie.name, tokens.refreshToken, {
+        ...cookieAttributes(),
+        maxAge: Math.max(0, Math.floor((tokens.refreshTokenExpiresAt - sessions.now()) / 1000))
+      })
+    }
+    return body
+  }
+
+  function clearRefreshCookie (reply: FastifyReply): void {
+    reply.clearCookie(cookie.name, cookieAttributes())
+  }
+
+  function cookieAttributes (): { httpOnly: true, secure: boolean, sameSite: 'strict' | 'lax', path: string, domain?: string } {
+    return {
+      httpOnly: true,
+      secure: cookie.secure,
+      sameSite: cookie.sameSite,
+      path: cookie.path,
+      ...(cookie.domain !== undefined ? { domain: cookie.domain } : {})
+    }
+  }
+}
+
+/** A route schema with the OpenAPI fields @fastify/swagger reads. */
+function documented (schema: FastifySchema & { summary: string, security?: object[] }): FastifySchema {
+  return { tags: ['token-auth'], ...schema } as FastifySchema
+}
+
+function refreshBodySchema (): object {
+  return {
+    type: ['object', 'null'],
+    additionalProperties: false,
+    properties: { refreshToken: { type: 'string', minLength: 1, maxLength: 8192 } }
+  }
+}
+
+function clientInfo (request: FastifyRequest): ClientInfo {
+  const userAgent = request.headers['user-agent']
+  return {
+    ip: request.ip ?? null,
+    userAgent: typeof userAgent === 'string' ? userAgent.slice(0, MAX_USER_AGENT_LENGTH) : null
+  }
+}

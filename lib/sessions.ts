@@ -1,0 +1,284 @@
+import {
+  GraceExhaustedError, InvalidRefreshTokenError, RefreshTokenExpiredError, RefreshTokenReusedError,
+  SessionRevokedError, StoreUnavailableError, UserUnavailableError
+} from './errors.js'
+import type { ClientInfo, RevocationReason, TokenAuthEvents } from './events.js'
+import type { RevocationList } from './revocations.js'
+import type { SessionRecord, TokenStore } from './stores/types.js'
+import { type AccessTokenClaims, hashTokenId, randomId, type SignedAccessToken, type TokenCodec } from './tokens.js'
+
+/** A user as the app's callbacks describe it. */
+export interface AuthUser<Claims = Record<string, unknown>> {
+  /** Stable user id: the `sub` claim. */
+  id: string
+  /** Extra access-token claims (e.g. username, roles); kept with the session and re-signed on refresh. */
+  claims?: Claims
+}
+
+/** What login and refresh hand to a client. */
+export interface TokenSet {
+  accessToken: string
+  tokenType: 'Bearer'
+  /** Seconds until the access token expires. */
+  expiresIn: number
+  refreshToken: string
+  /** When the refresh token (and, unless used, the session) expires, in ms since the epoch. */
+  refreshTokenExpiresAt: number
+  sessionId: string
+  userId: string
+}
+
+/** A session as listed to its user: no token material. */
+export interface SessionInfo {
+  id: string
+  createdAt: string
+  lastUsedAt: string
+  expiresAt: string
+  userAgent: string | null
+  ip: string | null
+}
+
+export interface SessionServiceOptions {
+  store: TokenStore
+  codec: TokenCodec
+  events: TokenAuthEvents
+  revocations: RevocationList
+  /** Idle lifetime of a session, seconds. */
+  refreshTokenTtl: number
+  /** Absolute lifetime of a session, seconds. */
+  sessionMaxAge: number
+  /** Seconds during which a rotated refresh token is still answered. */
+  reuseGrace: number
+  /** Grace answers allowed per rotation. */
+  reuseGraceLimit: number
+  /** Milliseconds after which a store call counts as failed. */
+  storeTimeout: number
+  /** Reloads a user on refresh; `null` ends the session. */
+  loadUser?: ((userId: string) => Promise<AuthUser | null>) | undefined
+  now?: () => number
+}
+
+type Grant = { sub: string, sid: string, jti: string, session: SessionRecord }
+
+/**
+ * The token state machine (R2–R7): issue, rotate with grace and theft detection, revoke, list.
+ * No Fastify types: routes and helpers call it, stores persist it, events report it.
+ */
+export class SessionService {
+  readonly #store: TokenStore
+  readonly #codec: TokenCodec
+  readonly #events: TokenAuthEvents
+  readonly #revocations: RevocationList
+  readonly #idleTtl: number
+  readonly #maxAge: number
+  readonly #grace: number
+  readonly #graceLimit: number
+  readonly #storeTimeout: number
+  readonly #loadUser: ((userId: string) => Promise<AuthUser | null>) | undefined
+  readonly now: () => number
+
+  constructor (options: SessionServiceOptions) {
+    this.#store = options.store
+    this.#codec = options.codec
+    this.#events = options.events
+    this.#revocations = options.revocations
+    this.#idleTtl = options.refreshTokenTtl * 1000
+    this.#maxAge = options.sessionMaxAge * 1000
+    this.#grace = options.reuseGrace * 1000
+    this.#graceLimit = options.reuseGraceLimit
+    this.#storeTimeout = options.storeTimeout
+    this.#loadUser = options.loadUser
+    this.now = options.now ?? Date.now
+  }
+
+  /** Starts a session for an authenticated user and returns its first tokens. */
+  async issue (user: AuthUser, client: ClientInfo): Promise<TokenSet> {
+    const now = this.now()
+    const jti = randomId(32)
+    const absoluteExpiresAt = now + this.#maxAge
+    const session: SessionRecord = {
+      id: randomId(16),
+      userId: user.id,
+      claims: user.claims ?? {},
+      createdAt: now,
+      lastUsedAt: now,
+      expiresAt: Math.min(now + this.#idleTtl, absoluteExpiresAt),
+      absoluteExpiresAt,
+      tokenHash: hashTokenId(jti),
+      previousTokenHash: null,
+      rotatedAt: null,
+      graceUses: 0,
+      userAgent: client.userAgent,
+      ip: client.ip
+    }
+    await this.#call(() => this.#store.createSession(session))
+    this.#events.emit('login', { userId: user.id, sessionId: session.id, ...client })
+    return this.#tokens({ sub: user.id, sid: session.id, jti, session }, now, now)
+  }
+
+  /**
+   * Exchanges a refresh token for new tokens (R3–R6). Throws a coded 401 for anything but the
+   * current token or its predecessor inside the grace window; reuse ends the session.
+   */
+  async refresh (refreshToken: string, client: ClientInfo): Promise<TokenSet> {
+    const presented = this.#codec.verifyRefreshToken(refreshToken)
+    const nextJti = this.#codec.successorId(presented.jti)
+    let claims: Record<string, unknown> | undefined
+    if (this.#loadUser !== undefined) {
+      const user = await this.#loadUser(presented.sub)
+      if (user === null) {
+        await this.revokeSession(presented.sid, { reason: 'user-unavailable' })
+        throw new UserUnavailableError()
+      }
+      claims = user.claims ?? {}
+    }
+    const now = this.now()
+    const result = await this.#call(() => this.#store.rotate({
+      sessionId: presented.sid,
+      presentedHash: hashTokenId(presented.jti),
+      nextHash: hashTokenId(nextJti),
+      now,
+      idleTtl: this.#idleTtl,
+      grace: this.#grace,
+      graceLimit: this.#graceLimit,
+      userAgent: client.userAgent,
+      ip: client.ip,
+      claims
+    }))
+    switch (result.outcome) {
+      case 'rotated':
+      case 'grace': {
+        const { session } = result
+        this.#events.emit('refresh', { userId: session.userId, sessionId: session.id, grace: result.outcome === 'grace', ...client })
+        return this.#tokens({ sub: session.userId, sid: session.id, jti: nextJti, session }, session.rotatedAt as number, now)
+      }
+      case 'reused':
+        this.#revoked(result.session, 'reuse', now)
+        this.#events.emit('reuseDetected', { userId: result.session.userId, sessionId: result.session.id, ...client })
+        throw new RefreshTokenReusedError()
+      case 'superseded':
+        throw new GraceExhaustedError()
+      case 'expired':
+        throw new RefreshTokenExpiredError()
+      default:
+        throw new InvalidRefreshTokenError()
+    }
+  }
+
+  /**
+   * Ends one session, only if it belongs to `userId` when given. Its access tokens fail at once.
+   * Resolves with whether a session was ended.
+   */
+  async revokeSession (sessionId: string, options: { userId?: string, reason?: RevocationReason } = {}): Promise<boolean> {
+    const session = await this.#call(() => this.#store.revokeSession(sessionId, options.userId))
+    if (session === null) return false
+    const reason = options.reason ?? 'revoked'
+    this.#revoked(session, reason, this.now())
+    if (reason === 'logout') this.#events.emit('logout', { userId: session.userId, sessionId })
+    return true
+  }
+
+  /** Ends every session of a user; resolves with the ids ended. */
+  async revokeUserSessions (userId: string, reason: RevocationReason = 'revoked'): Promise<string[]> {
+    const sessionIds = await this.#call(() => this.#store.revokeUserSessions(userId))
+    const now = this.now()
+    for (const sessionId of sessionIds) {
+      this.#revocations.add(sessionId, now)
+      this.#events.emit('sessionRevoked', { userId, sessionId, reason })
+    }
+    if (reason === 'logout-all') this.#events.emit('logoutAll', { userId, sessionIds })
+    return sessionIds
+  }
+
+  /**
+   * Ends the session a refresh token belongs to. A token that does not verify (expired, forged,
+   * garbage) identifies no live session, so there is nothing to end: resolves with `false`.
+   */
+  async logout (refreshToken: string): Promise<boolean> {
+    let sessionId: string
+    try {
+      sessionId = this.#codec.verifyRefreshToken(refreshToken).sid
+    } catch {
+      return false
+    }
+    return await this.revokeSession(sessionId, { reason: 'logout' })
+  }
+
+  /** The user's live sessions, oldest first. */
+  async listSessions (userId: string): Promise<SessionInfo[]> {
+    const sessions = await this.#call(() => this.#store.listUserSessions(userId, this.now()))
+    return sessions.map((session) => ({
+      id: session.id,
+      createdAt: new Date(session.createdAt).toISOString(),
+      lastUsedAt: new Date(session.lastUsedAt).toISOString(),
+      expiresAt: new Date(session.expiresAt).toISOString(),
+      userAgent: session.userAgent,
+      ip: session.ip
+    }))
+  }
+
+  /** Signs an access token for an existing session. */
+  signAccessToken (userId: string, sessionId: string, claims: Record<string, unknown>): SignedAccessToken {
+    return this.#codec.signAccessToken(userId, sessionId, claims, this.now())
+  }
+
+  /**
+   * Verifies an access token: signature, type and claims, then the revoked-session check (R7),
+   * which is a Map lookup, so protected requests never wait for the store.
+   */
+  verifyAccessToken<Claims extends AccessTokenClaims> (token: string): Claims {
+    const claims = this.#codec.verifyAccessToken<Claims>(token)
+    if (this.#revocations.has(claims.sid)) throw new SessionRevokedError()
+    return claims
+  }
+
+  /** Drops expired sessions and revocation entries. */
+  async sweep (): Promise<number> {
+    const now = this.now()
+    this.#revocations.prune(now)
+    return await this.#call(() => this.#store.sweep(now))
+  }
+
+  #revoked (session: SessionRecord, reason: RevocationReason, now: number): void {
+    this.#revocations.add(session.id, now)
+    this.#events.emit('sessionRevoked', { userId: session.userId, sessionId: session.id, reason })
+  }
+
+  #tokens (grant: Grant, issuedAt: number, now: number): TokenSet {
+    const { session } = grant
+    // Everything in the refresh token comes from the session record, so answering the same
+    // predecessor twice yields byte-identical successors.
+    const refreshToken = this.#codec.signRefreshToken({
+      sub: grant.sub,
+      sid: grant.sid,
+      jti: grant.jti,
+      iat: Math.floor(issuedAt / 1000),
+      exp: Math.floor(session.expiresAt / 1000)
+    })
+    const access = this.#codec.signAccessToken(grant.sub, grant.sid, session.claims, now)
+    return {
+      accessToken: access.token,
+      tokenType: 'Bearer',
+      expiresIn: access.expiresIn,
+      refreshToken,
+      refreshTokenExpiresAt: session.expiresAt,
+      sessionId: session.id,
+      userId: session.userId
+    }
+  }
+
+  /** Runs a store call with a deadline; any failure becomes a 503 and nothing is issued (R8). */
+  async #call<T> (operation: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`store call exceeded ${this.#storeTimeout} ms`)), this.#storeTimeout)
+    })
+    try {
+      return await Promise.race([operation(), deadline])
+    } catch (cause) {
+      throw new StoreUnavailableError({ cause })
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}

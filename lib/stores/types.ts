@@ -1,0 +1,100 @@
+/**
+ * The token store contract. A store keeps sessions, never tokens: each session record holds
+ * SHA-256 hashes of the refresh-token ids it currently accepts. Stores know nothing of Fastify
+ * or JWTs; the session service decides what to ask, the store makes each change atomically.
+ *
+ * All times are milliseconds since the epoch, passed in by the caller (stores never read the
+ * clock themselves, so every store agrees on what "now" means and tests can move time).
+ * Every method may reject when the backing service is unreachable; the plugin turns any
+ * rejection into a 503 and issues nothing.
+ */
+
+/** One login: a refresh-token family. Plain JSON values only, so a store may serialise it. */
+export interface SessionRecord {
+  /** Random session id (the `sid` claim of every token of this session). */
+  id: string
+  userId: string
+  /** Extra access-token claims captured at login, re-signed on every refresh. */
+  claims: Record<string, unknown>
+  createdAt: number
+  lastUsedAt: number
+  /** Idle expiry: `lastUsedAt + refreshTokenTtl`, never later than `absoluteExpiresAt`. */
+  expiresAt: number
+  /** Absolute end of the session; no refresh moves it. */
+  absoluteExpiresAt: number
+  /** SHA-256 (base64url) of the `jti` of the refresh token accepted now. */
+  tokenHash: string
+  /** Hash of the immediate predecessor, kept for the grace window and for theft detection. */
+  previousTokenHash: string | null
+  /** When `previousTokenHash` was replaced: the grace window starts here and never slides. */
+  rotatedAt: number | null
+  /** How many times the predecessor was answered within the current grace window. */
+  graceUses: number
+  userAgent: string | null
+  ip: string | null
+}
+
+export interface RotateRequest {
+  sessionId: string
+  /** Hash of the refresh token the client presented. */
+  presentedHash: string
+  /** Hash of the successor the caller will hand out if the rotation succeeds. */
+  nextHash: string
+  now: number
+  /** Idle lifetime in ms: the new `expiresAt` is `min(now + idleTtl, absoluteExpiresAt)`. */
+  idleTtl: number
+  /** Grace window in ms; 0 disables the grace. */
+  grace: number
+  /** How many grace answers one rotation allows. */
+  graceLimit: number
+  /** Fields refreshed on success (last client seen). */
+  userAgent: string | null
+  ip: string | null
+  /** Replacement claims, when the app reloaded the user; `undefined` keeps the stored ones. */
+  claims?: Record<string, unknown>
+}
+
+/**
+ * What one atomic rotation decided:
+ * - `rotated`: the presented hash was current; it is now the predecessor and `nextHash` current.
+ * - `grace`: the presented hash is the immediate predecessor, inside the grace window and under
+ *   its limit; nothing changed but `graceUses` (the caller re-issues the current successor).
+ * - `superseded`: the immediate predecessor inside the window, but over the limit; nothing changed.
+ * - `reused`: any other hash (older generation, or predecessor after the window): the session was
+ *   deleted in the same operation (theft detection). `session` is the record as it was.
+ * - `expired`: idle or absolute expiry passed; the session was deleted.
+ * - `missing`: no such session (never existed, revoked, or swept).
+ */
+export type RotateResult =
+  | { outcome: 'rotated' | 'grace', session: SessionRecord }
+  | { outcome: 'reused' | 'expired' | 'superseded', session: SessionRecord }
+  | { outcome: 'missing' }
+
+export interface TokenStore {
+  /** Stores a new session. Ids are random; a collision may overwrite. */
+  createSession (session: SessionRecord): Promise<void>
+
+  /**
+   * The refresh state machine, in one atomic step across all processes sharing the store
+   * (check-and-set; never two `rotated` answers for one presented hash). See `RotateResult`.
+   */
+  rotate (request: RotateRequest): Promise<RotateResult>
+
+  /**
+   * Deletes one session, only if it belongs to `userId` when that is given.
+   * Resolves with the deleted record, or `null` when there was nothing to delete.
+   */
+  revokeSession (sessionId: string, userId?: string): Promise<SessionRecord | null>
+
+  /** Deletes every session of a user; resolves with the ids deleted. */
+  revokeUserSessions (userId: string): Promise<string[]>
+
+  /** The user's sessions alive at `now`, oldest first. A snapshot, not a lock. */
+  listUserSessions (userId: string, now: number): Promise<SessionRecord[]>
+
+  /** Deletes sessions expired at `now`, in bounded batches; resolves with how many went. */
+  sweep (now: number): Promise<number>
+
+  /** Releases timers and connections the store opened itself. */
+  close (): Promise<void>
+}

@@ -1,0 +1,64 @@
+import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
+import type { Test } from 'tap'
+import tokenAuth, { type TokenAuthOptions } from '../lib/index.js'
+
+export const ACCESS_SECRET = 'a'.repeat(32) + '-access-secret-for-tests'
+export const REFRESH_SECRET = 'r'.repeat(32) + '-refresh-secret-for-tests'
+export const USERNAME = 'alice'
+export const PASSWORD = 'correct-horse-battery-staple'
+export const USER_ID = 'user-1'
+
+/** The users `verifyCredentials` knows: alice and bob. */
+const users = new Map([
+  [USERNAME, { id: USER_ID, password: PASSWORD, claims: { username: USERNAME, role: 'user' } }],
+  ['bob', { id: 'user-2', password: 'bob-password-123', claims: { username: 'bob', role: 'admin' } }]
+])
+
+export function baseOptions (overrides: Partial<TokenAuthOptions> = {}): TokenAuthOptions {
+  return {
+    accessTokenSecret: ACCESS_SECRET,
+    refreshTokenSecret: REFRESH_SECRET,
+    verifyCredentials: async (username, password) => {
+      const user = users.get(username)
+      return user !== undefined && user.password === password ? { id: user.id, claims: user.claims } : null
+    },
+    ...overrides
+  }
+}
+
+/** An app with the plugin and one protected route, `GET /me`; closed at teardown. */
+export async function build (t: Test, overrides: Partial<TokenAuthOptions> = {}): Promise<FastifyInstance> {
+  const app = Fastify()
+  await app.register(tokenAuth, baseOptions(overrides))
+  app.get('/me', { onRequest: app.authenticate }, async (request) => ({ id: request.user.sub, sid: request.user.sid }))
+  t.teardown(() => app.close())
+  await app.ready()
+  return app
+}
+
+export interface LoggedIn {
+  response: LightMyRequestResponse
+  accessToken: string
+  refreshToken: string
+}
+
+/** Logs alice in and returns her tokens (the refresh token from the cookie). */
+export async function login (app: FastifyInstance, username = USERNAME, password = username === USERNAME ? PASSWORD : 'bob-password-123'): Promise<LoggedIn> {
+  const response = await app.inject({ method: 'POST', url: '/auth/login', payload: { username, password } })
+  if (response.statusCode !== 200) throw new Error(`login failed: ${response.statusCode} ${response.body}`)
+  return { response, accessToken: response.json().accessToken, refreshToken: refreshCookie(response)?.value ?? '' }
+}
+
+export function refreshCookie (response: LightMyRequestResponse, name = 'refresh_token') {
+  return response.cookies.find((cookie) => cookie.name === name)
+}
+
+export function refresh (app: FastifyInstance, refreshToken: string) {
+  return app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: refreshToken } })
+}
+
+export function me (app: FastifyInstance, accessToken: string) {
+  return app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${accessToken}` } })
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
