@@ -1,0 +1,145 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { Writable } from 'node:stream'
+import t from 'tap'
+import { buildApp, configFromEnv } from '../examples/app.js'
+
+const PASSWORD = 'correct-horse-battery-staple'
+
+/** Collects every log line the app writes. */
+function logCollector () {
+  const lines: string[] = []
+  const stream = new Writable({
+    write (chunk, _encoding, callback) {
+      lines.push(...chunk.toString().split('\n').filter(Boolean))
+      callback()
+    }
+  })
+  return { lines, stream }
+}
+
+function cookieValue (setCookie: string | null): string {
+  const match = /refresh_token=([^;]*)/.exec(setCookie ?? '')
+  return match?.[1] ?? ''
+}
+
+t.test('configFromEnv reads DESIGN §4 variables with their defaults', async (t) => {
+  const config = configFromEnv({})
+  t.equal(config.logLevel, 'info')
+  t.equal(config.accessTokenTtl, 900)
+  t.equal(config.reuseGrace, 5)
+  t.equal(config.loginRateLimit, 10)
+  t.equal(config.username, 'alice')
+  t.equal(config.password, PASSWORD)
+  t.equal(config.generatedSecrets, true)
+  t.equal(config.secureCookies, false)
+  t.ok(Buffer.byteLength(config.accessTokenSecret) >= 32)
+  t.not(config.accessTokenSecret, config.refreshTokenSecret)
+
+  const custom = configFromEnv({
+    LOG_LEVEL: 'debug',
+    ACCESS_TOKEN_TTL: '60',
+    REFRESH_TOKEN_TTL: '3600',
+    REFRESH_REUSE_GRACE: '0',
+    LOGIN_RATE_LIMIT: '3',
+    DEMO_USERNAME: 'bob',
+    DEMO_PASSWORD: 'pw',
+    ACCESS_TOKEN_SECRET: 'x'.repeat(32),
+    REFRESH_TOKEN_SECRET: 'y'.repeat(32),
+    NODE_ENV: 'production'
+  })
+  t.match(custom, { logLevel: 'debug', accessTokenTtl: 60, refreshTokenTtl: 3600, reuseGrace: 0, loginRateLimit: 3, username: 'bob', generatedSecrets: false, secureCookies: true })
+  t.throws(() => configFromEnv({ ACCESS_TOKEN_TTL: '1.5' }), /ACCESS_TOKEN_TTL must be a whole number/)
+  t.throws(() => configFromEnv({ LOGIN_RATE_LIMIT: '0' }), /LOGIN_RATE_LIMIT/)
+  t.throws(() => configFromEnv({ TOKEN_STORE: 'redis' }), /TOKEN_STORE=redis is not available/)
+})
+
+t.test('a too-short secret is a boot error', async (t) => {
+  const config = configFromEnv({ ACCESS_TOKEN_SECRET: 'short', REFRESH_TOKEN_SECRET: 'y'.repeat(32), LOG_LEVEL: 'silent' })
+  await t.rejects(buildApp(config), { code: 'FST_TOKEN_AUTH_INVALID_OPTION', message: /accessTokenSecret/ })
+})
+
+t.test('the example over real HTTP: login, /me, refresh, logout; no secret in any log line', async (t) => {
+  const { lines, stream } = logCollector()
+  const config = { ...configFromEnv({ LOG_LEVEL: 'debug' }), loginRateLimit: 100 }
+  const app = await buildApp(config, { logger: { level: 'debug', stream } } as never)
+  t.teardown(() => app.close())
+  const base = await app.listen({ host: '127.0.0.1', port: 0 })
+  const json = { 'content-type': 'application/json' }
+
+  const health = await fetch(`${base}/health`)
+  t.equal(health.status, 200)
+
+  const wrong = await fetch(`${base}/auth/login`, { method: 'POST', headers: json, body: JSON.stringify({ username: 'alice', password: 'wrong-password' }) })
+  t.equal(wrong.status, 401)
+  t.equal((await wrong.json()).code, 'FST_TOKEN_AUTH_INVALID_CREDENTIALS')
+  const unknown = await fetch(`${base}/auth/login`, { method: 'POST', headers: json, body: JSON.stringify({ username: 'mallory', password: 'wrong-password' }) })
+  t.equal(unknown.status, 401)
+  t.equal((await unknown.json()).code, 'FST_TOKEN_AUTH_INVALID_CREDENTIALS')
+
+  const login = await fetch(`${base}/auth/login`, { method: 'POST', headers: json, body: JSON.stringify({ username: 'alice', password: PASSWORD }) })
+  t.equal(login.status, 200)
+  t.equal(login.headers.get('cache-control'), 'no-store')
+  const setCookie = login.headers.get('set-cookie')
+  t.match(setCookie, /HttpOnly/)
+  t.match(setCookie, /SameSite=Strict/)
+  t.match(setCookie, /Path=\/auth/)
+  const { accessToken } = await login.json()
+  const refreshToken = cookieValue(setCookie)
+  t.ok(refreshToken.length > 100)
+
+  const me = await fetch(`${base}/me`, { headers: { authorization: `Bearer ${accessToken}` } })
+  t.equal(me.status, 200)
+  t.same(await me.json(), { id: 'user-1', username: 'alice' })
+
+  const refreshed = await fetch(`${base}/auth/refresh`, { method: 'POST', headers: { cookie: `refresh_token=${refreshToken}` } })
+  t.equal(refreshed.status, 200)
+  const next = cookieValue(refreshed.headers.get('set-cookie'))
+  t.not(next, refreshToken)
+  const { accessToken: secondAccess } = await refreshed.json()
+
+  const logout = await fetch(`${base}/auth/logout`, { method: 'POST', headers: { cookie: `refresh_token=${next}` } })
+  t.equal(logout.status, 204)
+  t.match(logout.headers.get('set-cookie'), /refresh_token=;/)
+
+  const after = await fetch(`${base}/me`, { headers: { authorization: `Bearer ${secondAccess}` } })
+  t.equal(after.status, 401)
+  t.equal(after.headers.get('www-authenticate'), 'Bearer error="invalid_token"')
+  t.equal((await after.json()).code, 'FST_TOKEN_AUTH_SESSION_REVOKED')
+
+  const secrets = [PASSWORD, 'wrong-password', accessToken, secondAccess, refreshToken, next, config.accessTokenSecret, config.refreshTokenSecret]
+  t.ok(lines.length > 10, 'the app logged every request')
+  for (const secret of secrets) {
+    t.notOk(lines.some((line) => line.includes(secret)), 'no log line contains a password, token or secret')
+  }
+})
+
+t.test('`npm run example` starts the server: log in and call /me over a real socket', async (t) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/server.ts'], {
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  t.teardown(() => { child.kill('SIGTERM') })
+  let output = ''
+  let base = ''
+  child.stdout.setEncoding('utf8')
+  while (base === '') {
+    const [chunk] = await once(child.stdout, 'data') as [string]
+    output += chunk
+    base = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1] ?? ''
+  }
+  t.match(output, /using random secrets/, 'warns that the secrets were generated')
+  const login = await fetch(`${base}/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'alice', password: PASSWORD })
+  })
+  t.equal(login.status, 200)
+  const { accessToken } = await login.json()
+  const me = await fetch(`${base}/me`, { headers: { authorization: `Bearer ${accessToken}` } })
+  t.equal(me.status, 200)
+  t.same(await me.json(), { id: 'user-1', username: 'alice' })
+  child.kill('SIGTERM')
+  const [code] = await once(child, 'exit')
+  t.equal(code, 0, 'SIGTERM closes the server cleanly')
+})
