@@ -144,6 +144,8 @@ async function createCodec (fastify: FastifyInstance, options: ResolvedOptions):
     refresh: refreshPair,
     refreshSecret: options.refreshTokenSecret,
     accessTokenTtl: options.accessTokenTtl,
+    refreshTokenTtl: options.refreshTokenTtl,
+    clockTolerance: options.clockTolerance,
     issuer: options.issuer,
     audience: options.audience
   })

@@ -93,6 +93,10 @@ export class SessionService {
 
   /** Starts a session for an authenticated user and returns its first tokens. */
   async issue (user: AuthUser, client: ClientInfo): Promise<TokenSet> {
+    if (typeof user?.id !== 'string' || user.id === '') {
+      // A bug in the app's callback, not a client error: fail loudly rather than sign `sub: undefined`.
+      throw new TypeError('fastify-token-auth: a user must be an object with a non-empty string `id`')
+    }
     const now = this.now()
     const jti = randomId(32)
     const absoluteExpiresAt = now + this.#maxAge

@@ -45,6 +45,10 @@ export interface TokenCodecOptions {
   /** Secret used to derive each refresh token's successor id. */
   refreshSecret: string | Buffer
   accessTokenTtl: number
+  /** Longest lifetime (`exp - iat`, seconds) a refresh token can have: the idle lifetime. */
+  refreshTokenTtl: number
+  /** Seconds of clock skew forgiven on access tokens. */
+  clockTolerance: number
   issuer?: string
   audience?: string
 }
@@ -66,6 +70,8 @@ export class TokenCodec {
   readonly #refresh: JwtPair
   readonly #successorKey: Buffer
   readonly #accessTokenTtl: number
+  readonly #refreshTokenTtl: number
+  readonly #clockTolerance: number
   readonly #issuer: string | undefined
   readonly #audience: string | undefined
 
@@ -75,6 +81,8 @@ export class TokenCodec {
     // A key of its own, so successor ids never equal any other HMAC made with the secret.
     this.#successorKey = createHmac('sha256', options.refreshSecret).update('fastify-token-auth:successor').digest()
     this.#accessTokenTtl = options.accessTokenTtl
+    this.#refreshTokenTtl = options.refreshTokenTtl
+    this.#clockTolerance = options.clockTolerance
     this.#issuer = options.issuer
     this.#audience = options.audience
   }
@@ -96,7 +104,7 @@ export class TokenCodec {
   }
 
   verifyAccessToken<Claims extends AccessTokenClaims = AccessTokenClaims> (token: string): Claims {
-    const payload = verifyWith(this.#access, token, InvalidTokenError, TokenExpiredError)
+    const payload = verifyWith(this.#access, token, InvalidTokenError, TokenExpiredError, this.#accessTokenTtl, this.#clockTolerance)
     return payload as unknown as Claims
   }
 
@@ -105,7 +113,7 @@ export class TokenCodec {
   }
 
   verifyRefreshToken (token: string): RefreshTokenClaims {
-    return verifyWith(this.#refresh, token, InvalidRefreshTokenError, RefreshTokenExpiredError) as unknown as RefreshTokenClaims
+    return verifyWith(this.#refresh, token, InvalidRefreshTokenError, RefreshTokenExpiredError, this.#refreshTokenTtl, 0) as unknown as RefreshTokenClaims
   }
 
   /**
@@ -129,7 +137,13 @@ export function randomId (bytes: number): string {
 
 type CodedErrorConstructor = new () => Error
 
-function verifyWith (pair: JwtPair, token: string, Invalid: CodedErrorConstructor, Expired: CodedErrorConstructor): Record<string, unknown> {
+function isId (value: unknown): boolean {
+  return typeof value === 'string' && value !== ''
+}
+
+function verifyWith (
+  pair: JwtPair, token: string, Invalid: CodedErrorConstructor, Expired: CodedErrorConstructor, maxLifetime: number, tolerance: number
+): Record<string, unknown> {
   if (token.length > MAX_TOKEN_LENGTH) throw new Invalid()
   let payload: Record<string, unknown>
   try {
@@ -138,9 +152,11 @@ function verifyWith (pair: JwtPair, token: string, Invalid: CodedErrorConstructo
     // @fastify/jwt lets several fast-jwt rejections through as 500s: every one is a bad token.
     throw (error as { code?: string }).code === 'FAST_JWT_EXPIRED' ? new Expired() : new Invalid()
   }
-  // Required claims are checked by the verifier; their types are ours to check (CVE-2025-30144).
-  if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string' || typeof payload.jti !== 'string') {
-    throw new Invalid()
-  }
+  // The verifier checks that required claims exist and that `exp` has passed; their types and
+  // ranges are ours to check (CVE-2025-30144): ids are non-empty strings, dates whole seconds,
+  // never issued in the future, and no token lives longer than its kind can.
+  const { sub, sid, jti, iat, exp } = payload
+  if (!isId(sub) || !isId(sid) || !isId(jti) || !Number.isSafeInteger(iat) || !Number.isSafeInteger(exp)) throw new Invalid()
+  if ((iat as number) > Date.now() / 1000 + tolerance || (exp as number) - (iat as number) > maxLifetime) throw new Invalid()
   return payload
 }
