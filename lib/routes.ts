@@ -1,7 +1,7 @@
 import AjvCompiler from '@fastify/ajv-compiler'
 import fastifyCookie from '@fastify/cookie'
 import fastifyRateLimit from '@fastify/rate-limit'
-import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, onRequestAsyncHookHandler } from 'fastify'
+import { errorCodes, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema, type onRequestAsyncHookHandler } from 'fastify'
 import { createCrossSiteCheck } from './csrf.js'
 import {
   AmbiguousRefreshTokenError, GraceExhaustedError, InvalidCredentialsError, LoginThrottledError,
@@ -23,6 +23,7 @@ const RETRY_AFTER_SECONDS = 5
 /** Our bodies are two short strings; anything bigger is refused with 413 before parsing. */
 const BODY_LIMIT = 16 * 1024
 const MAX_USER_AGENT_LENGTH = 256
+const JSON_CONTENT_TYPE = /^application\/json(; ?charset=utf-8)?$/i
 
 const errorSchema = {
   type: 'object',
@@ -52,8 +53,13 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   app.setValidatorCompiler(AjvCompiler()({}, {
     customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false }
   }))
-  // Only JSON bodies: a text/plain POST is a "simple" cross-site request (CVE-2022-41919 class).
-  app.removeContentTypeParser('text/plain')
+  // Only JSON bodies, spelled exactly: a text/plain POST is a "simple" cross-site request
+  // (CVE-2022-41919 class), and odd spellings have slipped past body validation before
+  // (CVE-2025-32442, CVE-2026-25223). Checked before parsing, so nothing else reads the body.
+  app.addHook('onRequest', async (request) => {
+    const type = request.headers['content-type']
+    if (type !== undefined && !JSON_CONTENT_TYPE.test(type)) throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE()
+  })
 
   app.addHook('onRequest', async (_request, reply) => {
     reply.header('cache-control', 'no-store')

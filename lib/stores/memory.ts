@@ -74,7 +74,7 @@ export class MemoryStore implements TokenStore {
       if (request.claims !== undefined) session.claims = copyClaims(request.claims)
       return { outcome: 'rotated', session: copy(session) }
     }
-    if (request.presentedHash === session.previousTokenHash &&
+    if (request.presentedHash === session.previousTokenHash && request.grace > 0 &&
         request.now - (session.rotatedAt as number) <= request.grace) {
       if (session.graceUses >= request.graceLimit) return { outcome: 'superseded', session: copy(session) }
       session.graceUses++

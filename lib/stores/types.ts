@@ -43,7 +43,7 @@ export interface RotateRequest {
   now: number
   /** Idle lifetime in ms: the new `expiresAt` is `min(now + idleTtl, absoluteExpiresAt)`. */
   idleTtl: number
-  /** Grace window in ms; 0 disables the grace. */
+  /** Grace window in ms, inclusive; 0 disables the grace (even within the same millisecond). */
   grace: number
   /** How many grace answers one rotation allows. */
   graceLimit: number

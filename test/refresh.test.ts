@@ -1,0 +1,493 @@
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import t, { type Test } from 'tap'
+import type { AuthUser, RefreshEvent, ReuseDetectedEvent, SessionRevokedEvent } from '../lib/index.js'
+import { build, login, me, PASSWORD, refresh, refreshCookie, sleep, USER_ID, USERNAME } from './helpers.js'
+
+function decodePayload (token: string): Record<string, unknown> {
+  return JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString())
+}
+
+/** A 200 from /refresh: a new access token and a rotated refresh cookie; returns the new refresh token. */
+function assertRotated (t: Test, response: LightMyRequestResponse, previous: string, label = ''): string {
+  t.equal(response.statusCode, 200, `${label} 200`)
+  const body = response.json()
+  t.same(Object.keys(body).sort(), ['accessToken', 'expiresIn', 'tokenType'], `${label} token response shape`)
+  t.equal(body.tokenType, 'Bearer')
+  t.equal(response.headers['cache-control'], 'no-store', `${label} no-store`)
+  const cookie = refreshCookie(response)
+  t.ok(cookie, `${label} refresh cookie set`)
+  t.not(cookie!.value, previous, `${label} a new refresh token`)
+  return cookie!.value
+}
+
+/** A 401 from /refresh with the given code. */
+function assertRefused (t: Test, response: LightMyRequestResponse, code: string, label = '') {
+  t.equal(response.statusCode, 401, `${label} 401`)
+  t.equal(response.json().code, code, `${label} ${code}`)
+  t.notMatch(response.body, /accessToken|eyJ/, `${label} no token in the body`)
+}
+
+/** The response clears the refresh cookie (same name and Path, Max-Age=0). */
+function assertCleared (t: Test, response: LightMyRequestResponse, label = '') {
+  const cookie = refreshCookie(response)
+  t.ok(cookie, `${label} Set-Cookie present`)
+  t.equal(cookie?.value, '', `${label} cookie emptied`)
+  t.equal(cookie?.maxAge, 0, `${label} Max-Age=0`)
+  t.equal(cookie?.path, '/auth', `${label} same Path`)
+  t.equal(cookie?.httpOnly, true, `${label} HttpOnly`)
+}
+
+function refreshBody (app: FastifyInstance, refreshToken: string) {
+  return app.inject({ method: 'POST', url: '/auth/refresh', payload: { refreshToken } })
+}
+
+t.test('rotation: new access token, new refresh cookie with the same attributes', async (t) => {
+  const app = await build(t)
+  const first = await login(app)
+  const response = await refresh(app, first.refreshToken)
+  const rt2 = assertRotated(t, response, first.refreshToken)
+  const body = response.json()
+  t.not(body.accessToken, first.accessToken, 'a new access token')
+  t.equal(body.expiresIn, 900)
+  t.equal(response.headers.pragma, 'no-cache')
+
+  const before = refreshCookie(first.response)!
+  const after = refreshCookie(response)!
+  for (const attribute of ['httpOnly', 'secure', 'sameSite', 'path', 'domain'] as const) {
+    t.equal(after[attribute], before[attribute], `same ${attribute}`)
+  }
+  t.ok(Math.abs((after.maxAge as number) - (before.maxAge as number)) <= 2, 'same Max-Age (idle lifetime restarts)')
+
+  // Same session, same user.
+  const oldClaims = decodePayload(first.accessToken)
+  const newClaims = decodePayload(body.accessToken)
+  t.equal(newClaims.sub, USER_ID)
+  t.equal(newClaims.sid, oldClaims.sid, 'same session')
+  t.equal(newClaims.username, USERNAME, 'login claims are kept')
+  t.not(newClaims.jti, oldClaims.jti)
+  t.equal(decodePayload(rt2).sid, oldClaims.sid)
+
+  const meResponse = await me(app, body.accessToken)
+  t.equal(meResponse.statusCode, 200)
+  t.equal(meResponse.json().sid, oldClaims.sid)
+  t.equal((await me(app, first.accessToken)).statusCode, 200, 'the earlier access token lives until it expires')
+
+  // The new refresh token rotates in turn.
+  const rt3 = assertRotated(t, await refresh(app, rt2), rt2, 'second rotation')
+  t.not(rt3, first.refreshToken)
+})
+
+t.test('missing, empty or garbage refresh tokens', async (t) => {
+  const app = await build(t)
+  const missing = await app.inject({ method: 'POST', url: '/auth/refresh' })
+  assertRefused(t, missing, 'FST_TOKEN_AUTH_MISSING_REFRESH_TOKEN', 'no cookie')
+  t.equal(missing.headers['cache-control'], 'no-store')
+
+  const empty = await refresh(app, '')
+  assertRefused(t, empty, 'FST_TOKEN_AUTH_MISSING_REFRESH_TOKEN', 'empty cookie')
+
+  const { accessToken, refreshToken } = await login(app)
+  const [header, payload, signature] = refreshToken.split('.') as [string, string, string]
+  const garbage: Array<[string, string]> = [
+    ['garbage', 'not-a-token'],
+    ['three junk segments', 'a.b.c'],
+    ['bad signature', `${header}.${payload}.${signature.slice(0, -4)}AAAA`],
+    ['access token as refresh token', accessToken],
+    ['alg none', `${Buffer.from('{"alg":"none","typ":"rt+jwt"}').toString('base64url')}.${payload}.`],
+    ['oversize', 'x'.repeat(9000)]
+  ]
+  for (const [label, token] of garbage) {
+    const response = await refresh(app, token)
+    assertRefused(t, response, 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN', label)
+    assertCleared(t, response, label)
+  }
+  // None of that touched the real session.
+  assertRotated(t, await refresh(app, refreshToken), refreshToken, 'the real token still works')
+})
+
+t.test('grace: the predecessor right after rotation gets the same successor', async (t) => {
+  const app = await build(t)
+  const { refreshToken: rt1 } = await login(app)
+  const first = await refresh(app, rt1)
+  const rt2 = assertRotated(t, first, rt1, 'rotation')
+
+  const again = await refresh(app, rt1)
+  t.equal(again.statusCode, 200, 'predecessor inside the grace window: 200')
+  const replayed = refreshCookie(again)!
+  t.equal(replayed.value, rt2, 'byte-identical successor token')
+  const original = refreshCookie(first)!
+  for (const attribute of ['httpOnly', 'secure', 'sameSite', 'path'] as const) {
+    t.equal(replayed[attribute], original[attribute], `same ${attribute}`)
+  }
+  t.ok(Math.abs((replayed.maxAge as number) - (original.maxAge as number)) <= 1, 'same Max-Age')
+  t.equal((await me(app, again.json().accessToken)).statusCode, 200, 'the grace access token works')
+
+  // The session still works: the successor rotates normally.
+  const rt3 = assertRotated(t, await refresh(app, rt2), rt2, 'successor rotates')
+  assertRotated(t, await refresh(app, rt3), rt3, 'and again')
+})
+
+t.test('after reuseGraceLimit grace answers: 401 SUPERSEDED, session alive, cookie kept', async (t) => {
+  const app = await build(t, { reuseGraceLimit: 2 })
+  const revoked: SessionRevokedEvent[] = []
+  app.tokenAuth.events.on('sessionRevoked', (event) => revoked.push(event))
+  const { refreshToken: rt1 } = await login(app)
+  const rt2 = assertRotated(t, await refresh(app, rt1), rt1)
+
+  for (let i = 1; i <= 2; i++) {
+    const grace = await refresh(app, rt1)
+    t.equal(grace.statusCode, 200, `grace answer ${i}: 200`)
+    t.equal(refreshCookie(grace)!.value, rt2, `grace answer ${i}: same successor`)
+  }
+  const superseded = await refresh(app, rt1)
+  assertRefused(t, superseded, 'FST_TOKEN_AUTH_REFRESH_TOKEN_SUPERSEDED', 'over the limit')
+  t.equal(superseded.headers['set-cookie'], undefined, 'no cookie clearing on SUPERSEDED')
+  t.equal(revoked.length, 0, 'no session revoked')
+
+  const current = await refresh(app, rt2)
+  assertRotated(t, current, rt2, 'the current token still refreshes')
+  t.equal((await me(app, current.json().accessToken)).statusCode, 200)
+})
+
+t.test('reuseGraceLimit: 0 allows no grace answer at all', async (t) => {
+  const app = await build(t, { reuseGraceLimit: 0 })
+  const { refreshToken: rt1 } = await login(app)
+  const rt2 = assertRotated(t, await refresh(app, rt1), rt1)
+  const superseded = await refresh(app, rt1)
+  assertRefused(t, superseded, 'FST_TOKEN_AUTH_REFRESH_TOKEN_SUPERSEDED')
+  t.equal(superseded.headers['set-cookie'], undefined)
+  assertRotated(t, await refresh(app, rt2), rt2, 'session alive')
+})
+
+t.test('the predecessor after the grace window is theft: the whole session ends', async (t) => {
+  const app = await build(t, { reuseGrace: 1 })
+  const reuse: ReuseDetectedEvent[] = []
+  const revoked: SessionRevokedEvent[] = []
+  app.tokenAuth.events.on('reuseDetected', (event) => reuse.push(event))
+  app.tokenAuth.events.on('sessionRevoked', (event) => revoked.push(event))
+  const { refreshToken: rt1 } = await login(app)
+  const rotated = await refresh(app, rt1)
+  const rt2 = assertRotated(t, rotated, rt1)
+  const at2 = rotated.json().accessToken
+  const sid = decodePayload(at2).sid
+  await sleep(1200)
+
+  const reused = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: rt1 }, headers: { 'user-agent': 'Thief/1.0' } })
+  assertRefused(t, reused, 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'predecessor after the window')
+  assertCleared(t, reused, 'REUSED')
+  t.same(reuse, [{ userId: USER_ID, sessionId: sid, ip: '127.0.0.1', userAgent: 'Thief/1.0' }], 'reuseDetected event')
+  t.same(revoked, [{ userId: USER_ID, sessionId: sid, reason: 'reuse' }], 'sessionRevoked event')
+
+  const current = await refresh(app, rt2)
+  t.equal(current.statusCode, 401, 'the current token is dead too')
+  t.match(current.json().code, /^FST_TOKEN_AUTH_(INVALID_REFRESH_TOKEN|REFRESH_TOKEN_REUSED)$/)
+  const meResponse = await me(app, at2)
+  t.equal(meResponse.statusCode, 401, 'the last access token is refused at once')
+  t.equal(meResponse.json().code, 'FST_TOKEN_AUTH_SESSION_REVOKED')
+  t.equal(meResponse.headers['www-authenticate'], 'Bearer error="invalid_token"')
+})
+
+t.test('an older generation inside the window is theft (RT1 -> RT2 -> RT3, then RT1)', async (t) => {
+  const app = await build(t)
+  const reuse: ReuseDetectedEvent[] = []
+  app.tokenAuth.events.on('reuseDetected', (event) => reuse.push(event))
+  const { refreshToken: rt1 } = await login(app)
+  const rt2 = assertRotated(t, await refresh(app, rt1), rt1)
+  const third = await refresh(app, rt2)
+  const rt3 = assertRotated(t, third, rt2)
+
+  const reused = await refresh(app, rt1)
+  assertRefused(t, reused, 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'RT1 after RT3')
+  assertCleared(t, reused)
+  t.equal(reuse.length, 1)
+
+  t.equal((await refresh(app, rt3)).statusCode, 401, 'RT3 refused: session revoked')
+  t.equal((await refresh(app, rt2)).statusCode, 401, 'RT2 refused')
+  const meResponse = await me(app, third.json().accessToken)
+  t.equal(meResponse.statusCode, 401)
+  t.equal(meResponse.json().code, 'FST_TOKEN_AUTH_SESSION_REVOKED')
+})
+
+t.test('theft order: the attacker spends RT1 first, the victim then sends RT1', async (t) => {
+  const app = await build(t, { reuseGrace: 0 })
+  const { refreshToken: rt1 } = await login(app)
+  const attacker = await refresh(app, rt1)
+  const attackerRt2 = assertRotated(t, attacker, rt1, 'attacker')
+
+  const victim = await refresh(app, rt1)
+  assertRefused(t, victim, 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'victim')
+  assertCleared(t, victim, 'victim')
+
+  const attackerAgain = await refresh(app, attackerRt2)
+  t.equal(attackerAgain.statusCode, 401, "the attacker's RT2 is dead")
+  t.equal(attackerAgain.headers['set-cookie']?.includes('Max-Age=0'), true, 'and cleared')
+  const meResponse = await me(app, attacker.json().accessToken)
+  t.equal(meResponse.statusCode, 401)
+  t.equal(meResponse.json().code, 'FST_TOKEN_AUTH_SESSION_REVOKED', "the attacker's access token is refused")
+})
+
+t.test('reuseGrace: 0 makes a refresh token strictly single-use, even in the same millisecond', async (t) => {
+  // Two refreshes of one token started together usually share `now`; with no grace window the
+  // second must still be refused (the store must not answer it as a 0 ms "grace").
+  const app = await build(t, { reuseGrace: 0 })
+  const events: RefreshEvent[] = []
+  app.tokenAuth.events.on('refresh', (event) => events.push(event))
+  for (let round = 0; round < 5; round++) {
+    const { refreshToken } = await login(app, 'bob')
+    const responses = await Promise.all([refresh(app, refreshToken), refresh(app, refreshToken)])
+    t.same(responses.map((r) => r.statusCode).sort(), [200, 401], `round ${round}: one 200, one 401`)
+  }
+  t.equal(events.filter((event) => event.grace).length, 0, 'no grace answer with reuseGrace: 0')
+})
+
+t.test('50 concurrent refreshes of one token with reuseGrace: 0: exactly one 200', async (t) => {
+  const app = await build(t, { reuseGrace: 0 })
+  const { refreshToken } = await login(app)
+  const responses = await Promise.all(Array.from({ length: 50 }, () => refresh(app, refreshToken)))
+  const statuses = responses.map((r) => r.statusCode)
+  t.equal(statuses.filter((s) => s >= 500).length, 0, 'no 5xx')
+  t.equal(statuses.filter((s) => s === 200).length, 1, `exactly one 200 (got ${statuses.filter((s) => s === 200).length})`)
+  t.equal(statuses.filter((s) => s === 401).length, 49, 'all others 401')
+  for (const response of responses.filter((r) => r.statusCode === 401)) {
+    t.match(response.json().code, /^FST_TOKEN_AUTH_(REFRESH_TOKEN_REUSED|INVALID_REFRESH_TOKEN)$/)
+  }
+  // The reuse ended the session: nothing issued here survives.
+  for (const response of responses.filter((r) => r.statusCode === 200)) {
+    t.equal((await refresh(app, refreshCookie(response)!.value)).statusCode, 401, 'the single successor died with the session')
+  }
+})
+
+t.test('50 concurrent refreshes with the default grace: no 5xx, one successor', async (t) => {
+  const app = await build(t)
+  const { refreshToken } = await login(app)
+  const responses = await Promise.all(Array.from({ length: 50 }, () => refresh(app, refreshToken)))
+  const statuses = responses.map((r) => r.statusCode)
+  t.equal(statuses.filter((s) => s >= 500).length, 0, 'no 5xx')
+  const ok = responses.filter((r) => r.statusCode === 200)
+  t.ok(ok.length >= 1, 'at least one 200')
+  t.ok(ok.length <= 6, `at most 1 rotation + reuseGraceLimit (5) grace answers (got ${ok.length})`)
+  const successors = new Set(ok.map((r) => refreshCookie(r)!.value))
+  t.equal(successors.size, 1, 'every 200 carries the same successor cookie')
+  for (const response of responses.filter((r) => r.statusCode !== 200)) {
+    t.equal(response.statusCode, 401)
+    t.equal(response.json().code, 'FST_TOKEN_AUTH_REFRESH_TOKEN_SUPERSEDED')
+    t.equal(response.headers['set-cookie'], undefined, 'SUPERSEDED leaves the cookie alone')
+  }
+  const [successor] = successors
+  assertRotated(t, await refresh(app, successor as string), successor as string, 'the one successor chain continues')
+})
+
+t.test('refresh events', async (t) => {
+  const app = await build(t)
+  const events: RefreshEvent[] = []
+  app.tokenAuth.events.on('refresh', (event) => events.push(event))
+  const { refreshToken: rt1, accessToken } = await login(app)
+  const sid = decodePayload(accessToken).sid
+  const headers = { 'user-agent': 'RefreshTest/1.0' }
+  const rotated = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: rt1 }, headers })
+  t.equal(rotated.statusCode, 200)
+  const grace = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: rt1 }, headers })
+  t.equal(grace.statusCode, 200)
+  t.same(events, [
+    { userId: USER_ID, sessionId: sid, grace: false, ip: '127.0.0.1', userAgent: 'RefreshTest/1.0' },
+    { userId: USER_ID, sessionId: sid, grace: true, ip: '127.0.0.1', userAgent: 'RefreshTest/1.0' }
+  ])
+  const serialized = JSON.stringify(events)
+  t.notOk(serialized.includes('eyJ'), 'no token in events')
+  t.notOk(serialized.includes(rt1))
+})
+
+t.test('idle expiry: an unused refresh token expires after refreshTokenTtl', async (t) => {
+  const app = await build(t, { refreshTokenTtl: 1, sessionMaxAge: 3 })
+  const { refreshToken, response } = await login(app)
+  t.ok((refreshCookie(response)!.maxAge as number) <= 1, 'Max-Age is the idle lifetime')
+  await sleep(1200)
+  const expired = await refresh(app, refreshToken)
+  assertRefused(t, expired, 'FST_TOKEN_AUTH_REFRESH_TOKEN_EXPIRED')
+  assertCleared(t, expired, 'EXPIRED')
+})
+
+t.test('absolute lifetime: refreshing never extends a session past sessionMaxAge', async (t) => {
+  const app = await build(t, { refreshTokenTtl: 2, sessionMaxAge: 3 })
+  // Start just after a second boundary, so the whole-second `exp` of the tokens matches the session.
+  await sleep(1000 - (Date.now() % 1000) + 20)
+  const loginStart = Date.now()
+  const first = await login(app)
+  const loginEnd = Date.now()
+  const absoluteEnd = loginEnd + 3000
+  let current = first.refreshToken
+  t.ok((refreshCookie(first.response)!.maxAge as number) <= 2, 'login Max-Age is at most the idle lifetime')
+
+  for (let step = 1; step <= 2; step++) {
+    await sleep(loginStart + step * 1000 - Date.now())
+    const requestStart = Date.now()
+    const response = await refresh(app, current)
+    const next = assertRotated(t, response, current, `refresh at ~${step} s`)
+    const maxAge = refreshCookie(response)!.maxAge as number
+    t.ok(maxAge * 1000 <= absoluteEnd - requestStart, `step ${step}: Max-Age ${maxAge} never exceeds the remaining absolute lifetime (${absoluteEnd - requestStart} ms)`)
+    t.ok(maxAge <= 2, `step ${step}: Max-Age never exceeds the idle lifetime`)
+    t.ok((decodePayload(next).exp as number) * 1000 <= absoluteEnd, `step ${step}: refresh token exp within the absolute lifetime`)
+    current = next
+  }
+
+  await sleep(loginEnd + 3200 - Date.now())
+  const refused = await refresh(app, current)
+  assertRefused(t, refused, 'FST_TOKEN_AUTH_REFRESH_TOKEN_EXPIRED', 'after sessionMaxAge')
+  assertCleared(t, refused)
+})
+
+t.test("refreshTokenTransport 'body'", async (t) => {
+  const app = await build(t, { refreshTokenTransport: 'body' })
+  const loggedIn = await app.inject({ method: 'POST', url: '/auth/login', payload: { username: USERNAME, password: PASSWORD } })
+  t.equal(loggedIn.statusCode, 200)
+  const rt1 = loggedIn.json().refreshToken as string
+
+  const cookieOnly = await refresh(app, rt1)
+  assertRefused(t, cookieOnly, 'FST_TOKEN_AUTH_MISSING_REFRESH_TOKEN', 'a cookie is ignored')
+  t.equal(cookieOnly.headers['set-cookie'], undefined, 'no Set-Cookie')
+
+  const response = await refreshBody(app, rt1)
+  t.equal(response.statusCode, 200)
+  t.equal(response.headers['set-cookie'], undefined, 'no Set-Cookie')
+  const body = response.json()
+  t.same(Object.keys(body).sort(), ['accessToken', 'expiresIn', 'refreshToken', 'tokenType'])
+  t.type(body.refreshToken, 'string')
+  t.not(body.refreshToken, rt1, 'rotated')
+  t.equal(response.headers['cache-control'], 'no-store')
+  t.equal((await me(app, body.accessToken)).statusCode, 200)
+
+  const next = await refreshBody(app, body.refreshToken)
+  t.equal(next.statusCode, 200, 'the new body token works')
+
+  const garbage = await refreshBody(app, 'garbage')
+  assertRefused(t, garbage, 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN', 'garbage in the body')
+  t.equal(garbage.headers['set-cookie'], undefined, 'no cookie clearing in body mode')
+
+  const noBody = await app.inject({ method: 'POST', url: '/auth/refresh' })
+  assertRefused(t, noBody, 'FST_TOKEN_AUTH_MISSING_REFRESH_TOKEN', 'no body')
+  for (const payload of [{ refreshToken: '' }, { refreshToken: 42 }, { refreshToken: body.refreshToken, extra: 1 }]) {
+    const invalid = await app.inject({ method: 'POST', url: '/auth/refresh', payload })
+    t.equal(invalid.statusCode, 400, `${JSON.stringify(payload).slice(0, 40)}: 400`)
+    t.equal(invalid.json().code, 'FST_ERR_VALIDATION')
+  }
+})
+
+t.test("'both': a cookie AND a body token is ambiguous, and neither is rotated", async (t) => {
+  const app = await build(t, { refreshTokenTransport: 'both', reuseGrace: 0 })
+  const cookieLogin = await login(app)
+  const bodyLogin = await app.inject({ method: 'POST', url: '/auth/login', payload: { username: 'bob', password: 'bob-password-123', refreshTokenTransport: 'body' } })
+  t.equal(bodyLogin.statusCode, 200)
+  const bodyToken = bodyLogin.json().refreshToken as string
+
+  const ambiguous = await app.inject({
+    method: 'POST', url: '/auth/refresh', cookies: { refresh_token: cookieLogin.refreshToken }, payload: { refreshToken: bodyToken }
+  })
+  t.equal(ambiguous.statusCode, 400)
+  t.equal(ambiguous.json().code, 'FST_TOKEN_AUTH_AMBIGUOUS_REFRESH_TOKEN')
+  t.equal(ambiguous.headers['set-cookie'], undefined, 'no Set-Cookie')
+  t.notMatch(ambiguous.body, /eyJ/)
+
+  // With reuseGrace 0 a rotated token would now be theft: both must still be current.
+  const viaCookie = await refresh(app, cookieLogin.refreshToken)
+  assertRotated(t, viaCookie, cookieLogin.refreshToken, 'the cookie token was not rotated')
+  const viaBody = await refreshBody(app, bodyToken)
+  t.equal(viaBody.statusCode, 200, 'the body token was not rotated')
+  t.equal(viaBody.headers['set-cookie'], undefined, 'a body refresh answers in the body')
+  t.type(viaBody.json().refreshToken, 'string')
+  t.equal(decodePayload(viaBody.json().accessToken).sub, 'user-2')
+
+  // An empty cookie next to a body token is not ambiguous.
+  const emptyCookie = await app.inject({
+    method: 'POST', url: '/auth/refresh', cookies: { refresh_token: '' }, payload: { refreshToken: viaBody.json().refreshToken }
+  })
+  t.equal(emptyCookie.statusCode, 200)
+})
+
+t.test('method, media type and cross-site checks', async (t) => {
+  const app = await build(t, { allowedOrigins: ['https://app.example.com'] })
+  const { refreshToken } = await login(app)
+
+  const get = await app.inject({ method: 'GET', url: '/auth/refresh', cookies: { refresh_token: refreshToken } })
+  t.equal(get.statusCode, 404, 'GET /auth/refresh: 404')
+  t.equal(get.headers['set-cookie'], undefined)
+
+  const textPlain = await app.inject({
+    method: 'POST', url: '/auth/refresh', cookies: { refresh_token: refreshToken }, headers: { 'content-type': 'text/plain' }, payload: '{}'
+  })
+  t.equal(textPlain.statusCode, 415, 'text/plain: 415')
+  t.equal(textPlain.json().code, 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+  t.equal(textPlain.headers['set-cookie'], undefined)
+
+  const form = await app.inject({
+    method: 'POST', url: '/auth/refresh', cookies: { refresh_token: refreshToken }, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'a=b'
+  })
+  t.equal(form.statusCode, 415, 'form-urlencoded: 415')
+  t.equal(form.headers['set-cookie'], undefined)
+
+  for (const headers of [{ origin: 'https://evil.example' }, { 'sec-fetch-site': 'cross-site' }, { origin: 'null' }]) {
+    const response = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: refreshToken }, headers })
+    t.equal(response.statusCode, 403, `${JSON.stringify(headers)}: 403`)
+    t.equal(response.json().code, 'FST_TOKEN_AUTH_CROSS_SITE_REQUEST')
+    t.equal(response.headers['set-cookie'], undefined, 'no Set-Cookie')
+  }
+
+  // None of the refused requests spent the token.
+  const own = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: refreshToken }, headers: { origin: 'http://localhost:80' } })
+  const rt2 = assertRotated(t, own, refreshToken, 'own origin')
+  const allowed = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: rt2 }, headers: { origin: 'https://app.example.com' } })
+  assertRotated(t, allowed, rt2, 'allow-listed origin')
+})
+
+t.test('loadUser returning null ends the session: 401 USER_UNAVAILABLE', async (t) => {
+  let enabled = true
+  const app = await build(t, {
+    loadUser: async (userId): Promise<AuthUser | null> => enabled ? { id: userId, claims: { username: USERNAME, role: 'user' } } : null
+  })
+  const revoked: SessionRevokedEvent[] = []
+  app.tokenAuth.events.on('sessionRevoked', (event) => revoked.push(event))
+  const { refreshToken, accessToken } = await login(app)
+  const sid = decodePayload(accessToken).sid
+
+  enabled = false
+  const refused = await refresh(app, refreshToken)
+  assertRefused(t, refused, 'FST_TOKEN_AUTH_USER_UNAVAILABLE')
+  assertCleared(t, refused)
+  t.same(revoked, [{ userId: USER_ID, sessionId: sid, reason: 'user-unavailable' }])
+
+  const meResponse = await me(app, accessToken)
+  t.equal(meResponse.statusCode, 401)
+  t.equal(meResponse.json().code, 'FST_TOKEN_AUTH_SESSION_REVOKED', 'its access token is refused at once')
+
+  enabled = true
+  const after = await refresh(app, refreshToken)
+  assertRefused(t, after, 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN', 'the session is gone even once the user is back')
+})
+
+t.test('loadUser returning new claims: the new access token carries them', async (t) => {
+  const calls: string[] = []
+  let role = 'user'
+  const app = await build(t, {
+    loadUser: async (userId) => {
+      calls.push(userId)
+      return { id: userId, claims: { username: USERNAME, role, plan: 'pro' } }
+    }
+  })
+  const { refreshToken, accessToken } = await login(app)
+  t.equal(decodePayload(accessToken).role, 'user')
+  t.same(calls, [], 'not called at login')
+
+  role = 'admin'
+  const response = await refresh(app, refreshToken)
+  const rt2 = assertRotated(t, response, refreshToken)
+  t.same(calls, [USER_ID], 'called with the user id on refresh')
+  const claims = decodePayload(response.json().accessToken)
+  t.equal(claims.role, 'admin')
+  t.equal(claims.plan, 'pro')
+  t.equal(claims.sub, USER_ID)
+
+  // The new claims stick to the session: a grace answer carries them too.
+  const grace = await refresh(app, refreshToken)
+  t.equal(grace.statusCode, 200)
+  t.equal(refreshCookie(grace)!.value, rt2)
+  t.equal(decodePayload(grace.json().accessToken).role, 'admin')
+})
