@@ -1,10 +1,12 @@
 // One benchmark server per process: `node --import tsx bench/server.ts <scenario>`.
 // Prints `token <jwt>` (scenarios that need one), then `listening <port>` on stdout.
-// The refresh scenario also answers `{ type: 'issue', id, count }` IPC messages with
-// `{ type: 'tokens', id, tokens }`: `count` refresh tokens of freshly issued sessions, handed
-// over outside HTTP so nothing but POST /auth/refresh is measured.
+// Over IPC (when spawned with one) it answers, outside HTTP so only the route is measured:
+//   { type: 'usage', id }        -> { type: 'usage', id, cpu: process.cpuUsage(), elu: eventLoopUtilization() }
+//   { type: 'issue', id, count } -> { type: 'tokens', id, tokens } (refresh only: `count` refresh
+//                                   tokens of freshly issued sessions)
 import fastifyJwt from '@fastify/jwt'
 import Fastify, { type FastifyInstance } from 'fastify'
+import { performance } from 'node:perf_hooks'
 import tokenAuth, { MemoryStore, type TokenAuthOptions } from '../lib/index.js'
 
 const SCENARIOS = ['bare', 'diy', 'protected', 'refresh'] as const
@@ -14,7 +16,7 @@ const ACCESS_SECRET = 'bench-access-secret-0123456789-abcdefghijklmnop'
 const REFRESH_SECRET = 'bench-refresh-secret-0123456789-abcdefghijklmno'
 const USER = { id: 'user-1', claims: { username: 'alice' } }
 
-interface IssueMessage { type: 'issue', id: number, count: number }
+type Message = { type: 'issue', id: number, count: number } | { type: 'usage', id: number }
 
 function pluginOptions (overrides: Partial<TokenAuthOptions> = {}): TokenAuthOptions {
   return {
@@ -25,7 +27,13 @@ function pluginOptions (overrides: Partial<TokenAuthOptions> = {}): TokenAuthOpt
   }
 }
 
-async function build (scenario: Scenario): Promise<{ app: FastifyInstance, token?: string }> {
+interface Built {
+  app: FastifyInstance
+  token?: string
+  issue?: (count: number) => Promise<string[]>
+}
+
+async function build (scenario: Scenario): Promise<Built> {
   const app = Fastify({ logger: false })
   const hello = async () => ({ hello: 'world' })
 
@@ -62,22 +70,16 @@ async function build (scenario: Scenario): Promise<{ app: FastifyInstance, token
       }))
       await app.ready()
       let users = 0
-      process.on('message', (message: IssueMessage) => {
-        if (message?.type !== 'issue') return
-        ;(async () => {
-          const tokens: string[] = []
-          for (let i = 0; i < message.count; i++) {
-            // Spread over many users, as real sessions would be.
-            const set = await app.tokenAuth.issueSession({ id: `user-${users++ % 1000}`, claims: USER.claims })
-            tokens.push(set.refreshToken)
-          }
-          process.send?.({ type: 'tokens', id: message.id, tokens })
-        })().catch((error: unknown) => {
-          console.error(error)
-          process.exit(1)
-        })
-      })
-      return { app }
+      const issue = async (count: number) => {
+        const tokens: string[] = []
+        for (let i = 0; i < count; i++) {
+          // Spread over many users, as real sessions would be.
+          const set = await app.tokenAuth.issueSession({ id: `user-${users++ % 1000}`, claims: USER.claims })
+          tokens.push(set.refreshToken)
+        }
+        return tokens
+      }
+      return { app, issue }
     }
   }
 }
@@ -88,7 +90,20 @@ async function main (): Promise<void> {
     console.error(`usage: node --import tsx bench/server.ts <${SCENARIOS.join('|')}>`)
     process.exit(2)
   }
-  const { app, token } = await build(scenario)
+  const { app, token, issue } = await build(scenario)
+  process.on('message', (message: Message) => {
+    answer(message).then((reply) => process.send?.(reply), (error: unknown) => {
+      console.error(error)
+      process.exit(1)
+    })
+  })
+  async function answer (message: Message): Promise<object> {
+    if (message.type === 'usage') {
+      return { type: 'usage', id: message.id, cpu: process.cpuUsage(), elu: performance.eventLoopUtilization() }
+    }
+    if (issue === undefined) throw new Error(`the ${scenario} server issues no tokens`)
+    return { type: 'tokens', id: message.id, tokens: await issue(message.count) }
+  }
   const address = await app.listen({ host: '127.0.0.1', port: 0 })
   // Close cleanly on SIGTERM so `--cpu-prof` gets to write its profile; leave with the parent.
   const stop = () => { app.close().finally(() => process.exit(0)) }

@@ -128,7 +128,8 @@ async function createCodec (fastify: FastifyInstance, options: ResolvedOptions):
       clockTolerance: options.clockTolerance * 1000,
       ...(options.issuer === undefined ? {} : { allowedIss: options.issuer }),
       ...(options.audience === undefined ? {} : { allowedAud: options.audience }),
-      cache: options.verifyCacheSize === 0 ? false : options.verifyCacheSize
+      // Our codec caches by the exact token text; fast-jwt's cache would hash every token first.
+      cache: false
     }))
     await child.register(fastifyJwt, jwtOptions(refresh, options.refreshTokenSecret, REFRESH_TOKEN_TYPE, {
       requiredClaims,
@@ -146,6 +147,7 @@ async function createCodec (fastify: FastifyInstance, options: ResolvedOptions):
     accessTokenTtl: options.accessTokenTtl,
     refreshTokenTtl: options.refreshTokenTtl,
     clockTolerance: options.clockTolerance,
+    verifyCacheSize: options.verifyCacheSize,
     issuer: options.issuer,
     audience: options.audience
   })

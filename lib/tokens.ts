@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes } from 'node:crypto'
+import { createHmac, hash, randomFillSync } from 'node:crypto'
 import {
   InvalidRefreshTokenError, InvalidTokenError, RefreshTokenExpiredError, TokenExpiredError
 } from './errors.js'
@@ -49,6 +49,8 @@ export interface TokenCodecOptions {
   refreshTokenTtl: number
   /** Seconds of clock skew forgiven on access tokens. */
   clockTolerance: number
+  /** Verified access tokens remembered, so a client reusing its token skips the HMAC; 0 = none. */
+  verifyCacheSize: number
   issuer?: string
   audience?: string
 }
@@ -72,6 +74,7 @@ export class TokenCodec {
   readonly #accessTokenTtl: number
   readonly #refreshTokenTtl: number
   readonly #clockTolerance: number
+  readonly #verified: VerifiedTokenCache
   readonly #issuer: string | undefined
   readonly #audience: string | undefined
 
@@ -83,6 +86,7 @@ export class TokenCodec {
     this.#accessTokenTtl = options.accessTokenTtl
     this.#refreshTokenTtl = options.refreshTokenTtl
     this.#clockTolerance = options.clockTolerance
+    this.#verified = new VerifiedTokenCache(options.verifyCacheSize)
     this.#issuer = options.issuer
     this.#audience = options.audience
   }
@@ -104,8 +108,14 @@ export class TokenCodec {
   }
 
   verifyAccessToken<Claims extends AccessTokenClaims = AccessTokenClaims> (token: string): Claims {
-    const payload = verifyWith(this.#access, token, InvalidTokenError, TokenExpiredError, this.#accessTokenTtl, this.#clockTolerance)
-    return payload as unknown as Claims
+    const now = Date.now()
+    let claims = this.#verified.get(token, now)
+    if (claims === undefined) {
+      claims = verifyWith(this.#access, token, InvalidTokenError, TokenExpiredError, this.#accessTokenTtl, this.#clockTolerance)
+      this.#verified.set(token, claims, ((claims.exp as number) + this.#clockTolerance) * 1000)
+    }
+    // A copy per request: a handler that writes to `request.user` never reaches the next request.
+    return { ...claims } as unknown as Claims
   }
 
   signRefreshToken (claims: RefreshTokenClaims): string {
@@ -128,11 +138,50 @@ export class TokenCodec {
 
 /** What a store keeps of a refresh token: SHA-256 of its id, never the token (R2). */
 export function hashTokenId (jti: string): string {
-  return createHash('sha256').update(jti).digest('base64url')
+  return hash('sha256', jti, 'base64url')
 }
 
+// One CSPRNG call fills many ids: a call per id costs more than the rest of signing a token.
+const randomPool = Buffer.alloc(4096)
+let randomOffset = randomPool.length
+
+/** A base64url id of `bytes` random bytes from the CSPRNG; each byte is used once. */
 export function randomId (bytes: number): string {
-  return randomBytes(bytes).toString('base64url')
+  if (randomOffset + bytes > randomPool.length) {
+    randomFillSync(randomPool)
+    randomOffset = 0
+  }
+  const id = randomPool.toString('base64url', randomOffset, randomOffset + bytes)
+  randomOffset += bytes
+  return id
+}
+
+/**
+ * Verified access-token claims keyed by the exact token text, until the token expires.
+ * A different text (even a malleated signature of the same token) is verified in full.
+ * When full, the oldest entry goes: O(1), bounded.
+ */
+class VerifiedTokenCache {
+  readonly #entries = new Map<string, { claims: Record<string, unknown>, until: number }>()
+  readonly #size: number
+
+  constructor (size: number) {
+    this.#size = size
+  }
+
+  get (token: string, now: number): Record<string, unknown> | undefined {
+    const entry = this.#entries.get(token)
+    if (entry === undefined) return undefined
+    if (now < entry.until) return entry.claims
+    this.#entries.delete(token)
+    return undefined
+  }
+
+  set (token: string, claims: Record<string, unknown>, until: number): void {
+    if (this.#size === 0) return
+    if (this.#entries.size >= this.#size) this.#entries.delete(this.#entries.keys().next().value as string)
+    this.#entries.set(token, { claims, until })
+  }
 }
 
 type CodedErrorConstructor = new () => Error

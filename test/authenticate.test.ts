@@ -372,3 +372,21 @@ t.test('with the cache on, a bad verification is not cached as good and a good o
   assertRefused(t, await get(app, '/whoami', `Bearer ${a.accessToken}`), 401, REVOKED, INVALID_TOKEN)
   t.equal((await get(app, '/whoami', `Bearer ${b.accessToken}`)).statusCode, 200)
 })
+
+t.test('regression: request.user is a fresh object per request, even when the verification is cached', async (t) => {
+  const app = Fastify()
+  await app.register(tokenAuth, baseOptions())
+  app.get('/mutate', { onRequest: app.authenticate }, async (request) => {
+    const user = request.user as unknown as Record<string, unknown>
+    const seen = user.seen === true
+    user.seen = true
+    return { seen }
+  })
+  t.teardown(() => app.close())
+  const { accessToken } = await login(app)
+  for (let i = 0; i < 3; i++) {
+    const response = await app.inject({ url: '/mutate', headers: { authorization: `Bearer ${accessToken}` } })
+    t.equal(response.statusCode, 200)
+    t.same(response.json(), { seen: false }, `request ${i + 1} does not see what an earlier handler wrote`)
+  }
+})

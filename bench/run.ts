@@ -1,0 +1,390 @@
+// `npm run bench`: requests per second of four servers, each in its own process (bench/server.ts),
+// loaded by autocannon from this one over loopback.
+//   bare       GET /hello, plain Fastify
+//   diy        GET /hello behind a hand-written @fastify/jwt `onRequest: req.jwtVerify()` hook
+//   protected  GET /hello behind the plugin's `app.authenticate`
+//   refresh    POST /auth/refresh, every request with a fresh, never-used refresh token
+// Environment: BENCH_DURATION (s per scenario, default 5), BENCH_CONNECTIONS (default 50),
+// BENCH_WARMUP (s of unmeasured load first, default 1), BENCH_ONLY (comma-separated scenarios),
+// BENCH_OUT (write the results there as JSON), BENCH_CPU_PROF (a directory: profile each server
+// with `node --cpu-prof` into <dir>/<scenario>/; the main thread's file is the one named CPU.*.0.*),
+// BENCH_CPU_PROF_INTERVAL (its sampling interval in µs, default 1000).
+import autocannon, { type Options, type Result } from 'autocannon'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
+import { availableParallelism, cpus } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+
+const SCENARIOS = ['bare', 'diy', 'protected', 'refresh'] as const
+type Scenario = typeof SCENARIOS[number]
+
+const LABELS: Record<Scenario, string> = {
+  bare: 'bare Fastify GET /hello',
+  diy: 'DIY @fastify/jwt hook',
+  protected: 'plugin authenticate',
+  refresh: 'plugin POST /auth/refresh'
+}
+
+/** The targets of the issue: [numerator, denominator, minimum]. */
+const TARGETS: Array<[Scenario, Scenario, number]> = [
+  ['protected', 'bare', 0.85],
+  ['protected', 'diy', 1.0],
+  ['refresh', 'bare', 0.30]
+]
+
+const here = dirname(fileURLToPath(import.meta.url))
+const root = join(here, '..')
+
+const DURATION = numberFromEnv('BENCH_DURATION', 5, 0.5)
+const CONNECTIONS = numberFromEnv('BENCH_CONNECTIONS', 50, 1, true)
+const WARMUP = numberFromEnv('BENCH_WARMUP', 1, 0)
+const OUT = process.env.BENCH_OUT
+const CPU_PROF = process.env.BENCH_CPU_PROF
+const CPU_PROF_INTERVAL = numberFromEnv('BENCH_CPU_PROF_INTERVAL', 1000, 1, true)
+const ONLY = selectedScenarios(process.env.BENCH_ONLY)
+/** Refresh tokens the refresh warm-up spends; its rate sizes the measured run. */
+const REFRESH_WARMUP_TOKENS = Math.max(3000, CONNECTIONS * 20)
+/** Tokens per IPC message from the server. */
+const ISSUE_BATCH = 10_000
+
+interface Measurement {
+  scenario: Scenario
+  label: string
+  /** Answers per second: responses / (last response - start), the same for timed and counted runs. */
+  requestsPerSecond: number
+  /** autocannon's own mean of its one-second samples (skewed by the last partial sample of a counted run). */
+  autocannonAverage: number
+  responses: number
+  seconds: number
+  latencyMs: { mean: number, p50: number, p90: number, p99: number, max: number }
+  /**
+   * The server process during the run: CPU time (user + system, all threads) per answer, and its
+   * event-loop utilisation (1 = saturated, so the server, not autocannon, was the limit). CPU per
+   * answer barely moves when other processes compete for the cores; req/s does.
+   */
+  server: { cpuMicrosPerRequest: number, eventLoopUtilization: number }
+  non2xx: number
+  errors: number
+  timeouts: number
+  statusCodes: Record<string, number>
+  /** Refresh only: tokens issued for the measured run and how many requests spent one. */
+  refreshTokens?: { issued: number, used: number, issueSeconds: number }
+  valid: boolean
+  problems: string[]
+}
+
+interface Usage {
+  cpu: { user: number, system: number }
+  elu: { idle: number, active: number }
+}
+
+interface Server {
+  scenario: Scenario
+  url: string
+  token: string | undefined
+  issue (count: number): Promise<string[]>
+  usage (): Promise<Usage>
+  stop (): Promise<void>
+}
+
+const children = new Set<ChildProcess>()
+process.on('exit', () => {
+  for (const child of children) child.kill('SIGKILL')
+})
+
+async function main (): Promise<void> {
+  const cores = availableParallelism()
+  log(`fastify-token-auth benchmark: node ${process.version}, ${cores} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), ` +
+    `${CONNECTIONS} connections, ${WARMUP} s warm-up + ${DURATION} s per scenario, loopback`)
+  const results: Measurement[] = []
+  for (const scenario of ONLY) {
+    const server = await startServer(scenario)
+    try {
+      results.push(scenario === 'refresh' ? await benchRefresh(server) : await benchGet(server))
+    } finally {
+      await server.stop()
+    }
+  }
+
+  const find = (scenario: Scenario) => results.find((result) => result.scenario === scenario)
+  const bare = find('bare')?.requestsPerSecond
+  printTable(results, bare)
+  const ratios = TARGETS.flatMap(([numerator, denominator, target]) => {
+    const top = find(numerator)
+    const bottom = find(denominator)
+    if (top === undefined || bottom === undefined) return []
+    const ratio = top.requestsPerSecond / bottom.requestsPerSecond
+    // The same ratio from server CPU per answer: what the throughput ratio would be if the server
+    // alone were the limit and had its core to itself.
+    const cpuRatio = bottom.server.cpuMicrosPerRequest / top.server.cpuMicrosPerRequest
+    return [{ name: `${numerator}/${denominator}`, ratio, cpuRatio, target, met: ratio >= target }]
+  })
+  if (ratios.length > 0) {
+    console.log('\nTargets (req/s ratio; in brackets the same ratio from server CPU µs per request)')
+    for (const { name, ratio, cpuRatio, target, met } of ratios) {
+      console.log(`  ${name.padEnd(20)} ${ratio.toFixed(3)} (${cpuRatio.toFixed(3)})  target >= ${target.toFixed(2)}  ${met ? 'met' : 'BELOW TARGET'}`)
+    }
+  }
+  const invalid = results.filter((result) => !result.valid)
+  for (const result of invalid) console.log(`\nINVALID ${result.scenario}: ${result.problems.join('; ')}`)
+
+  if (OUT !== undefined && OUT !== '') {
+    const path = resolve(OUT)
+    await writeFile(path, JSON.stringify({
+      date: new Date().toISOString(),
+      node: process.version,
+      cpus: cores,
+      cpuModel: cpus()[0]?.model ?? null,
+      connections: CONNECTIONS,
+      durationSeconds: DURATION,
+      warmupSeconds: WARMUP,
+      results: results.map((result) => ({ ...result, ratioToBare: bare === undefined ? null : result.requestsPerSecond / bare })),
+      ratios
+    }, null, 2) + '\n')
+    log(`results written to ${path}`)
+  }
+  if (invalid.length > 0) process.exitCode = 1
+}
+
+/** bare, diy, protected: a timed GET /hello run after an unmeasured warm-up. */
+async function benchGet (server: Server): Promise<Measurement> {
+  const headers: Record<string, string> = server.token === undefined ? {} : { authorization: `Bearer ${server.token}` }
+  await checkHello(server, headers)
+  const options: Options = { url: `${server.url}/hello`, headers }
+  if (WARMUP > 0) {
+    log(`${server.scenario}: warm-up ${WARMUP} s`)
+    const warm = await load(server, { ...options, duration: WARMUP })
+    if (!warm.valid) return warm
+  }
+  log(`${server.scenario}: measuring ${DURATION} s`)
+  return await load(server, { ...options, duration: DURATION })
+}
+
+/**
+ * refresh: every request presents a refresh token no request used before, each from its own
+ * pre-issued session, so every one must rotate (200). A counted warm-up measures the rate, which
+ * sizes the measured run (`amount` = tokens issued) to last about BENCH_DURATION seconds.
+ * autocannon calls `setupRequest` exactly once per request sent, so no token is sent twice.
+ */
+async function benchRefresh (server: Server): Promise<Measurement> {
+  const [probe] = await server.issue(1)
+  await checkRefresh(server, probe as string)
+
+  log(`refresh: warm-up with ${REFRESH_WARMUP_TOKENS} tokens`)
+  const warm = await refreshRun(server, await server.issue(REFRESH_WARMUP_TOKENS))
+  if (!warm.valid) return warm
+
+  const count = Math.max(CONNECTIONS * 10, Math.ceil(warm.requestsPerSecond * DURATION * 1.25))
+  const issueStart = performance.now()
+  const tokens: string[] = []
+  for (let left = count; left > 0; left -= ISSUE_BATCH) tokens.push(...await server.issue(Math.min(left, ISSUE_BATCH)))
+  const issueSeconds = (performance.now() - issueStart) / 1000
+  log(`refresh: ${count} sessions issued in ${issueSeconds.toFixed(1)} s; measuring (about ${DURATION} s)`)
+  const measured = await refreshRun(server, tokens)
+  measured.refreshTokens = { ...measured.refreshTokens!, issueSeconds }
+  return measured
+}
+
+async function refreshRun (server: Server, tokens: string[]): Promise<Measurement> {
+  let next = 0
+  const result = await load(server, {
+    url: server.url,
+    amount: tokens.length,
+    requests: [{
+      method: 'POST',
+      path: '/auth/refresh',
+      setupRequest: (request) => {
+        // Past the end (never expected) an invalid cookie makes the run fail loudly instead of reusing one.
+        const token = next < tokens.length ? tokens[next] : 'exhausted'
+        next++
+        return { ...request, headers: { ...request.headers, cookie: `refresh_token=${token}` } }
+      }
+    }]
+  })
+  result.refreshTokens = { issued: tokens.length, used: next, issueSeconds: 0 }
+  if (next !== tokens.length) fail(result, `${next} refresh tokens sent for ${tokens.length} requests`)
+  if (result.responses !== tokens.length) fail(result, `${result.responses} responses for ${tokens.length} requests`)
+  return result
+}
+
+/** One autocannon run; every answer must be a 2xx and nothing may error or time out. */
+async function load (server: Server, options: Options): Promise<Measurement> {
+  const { scenario } = server
+  let responses = 0
+  let last = 0
+  const before = await server.usage()
+  const start = performance.now()
+  const instance = autocannon({ connections: CONNECTIONS, pipelining: 1, timeout: 10, ...options })
+  instance.on('response', () => {
+    responses++
+    last = performance.now()
+  })
+  const result: Result = await instance
+  const seconds = (last - start) / 1000
+  const after = await server.usage()
+  const cpu = after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system
+  const active = after.elu.active - before.elu.active
+  const elapsed = active + after.elu.idle - before.elu.idle
+  const measurement: Measurement = {
+    scenario,
+    label: LABELS[scenario],
+    requestsPerSecond: seconds > 0 ? responses / seconds : 0,
+    autocannonAverage: result.requests.average,
+    responses,
+    seconds,
+    latencyMs: { mean: result.latency.mean, p50: result.latency.p50, p90: result.latency.p90, p99: result.latency.p99, max: result.latency.max },
+    server: { cpuMicrosPerRequest: responses > 0 ? cpu / responses : 0, eventLoopUtilization: elapsed > 0 ? active / elapsed : 0 },
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    statusCodes: Object.fromEntries(Object.entries(result.statusCodeStats).map(([code, { count }]) => [code, count])),
+    valid: true,
+    problems: []
+  }
+  if (result.non2xx > 0) fail(measurement, `${result.non2xx} non-2xx answers (${JSON.stringify(measurement.statusCodes)})`)
+  if (result.errors > 0) fail(measurement, `${result.errors} errors (${result.timeouts} timeouts)`)
+  if (responses === 0) fail(measurement, 'no responses')
+  return measurement
+}
+
+function fail (measurement: Measurement, problem: string): void {
+  measurement.valid = false
+  measurement.problems.push(problem)
+}
+
+/** One request by hand before loading: a misconfigured scenario must not be timed. */
+async function checkHello (server: Server, headers: Record<string, string>): Promise<void> {
+  const response = await fetch(`${server.url}/hello`, { headers })
+  const body = await response.text()
+  if (response.status !== 200 || body !== '{"hello":"world"}') {
+    throw new Error(`${server.scenario}: GET /hello answered ${response.status} ${body}`)
+  }
+}
+
+async function checkRefresh (server: Server, token: string): Promise<void> {
+  const response = await fetch(`${server.url}/auth/refresh`, { method: 'POST', headers: { cookie: `refresh_token=${token}` } })
+  const body = await response.json() as { accessToken?: unknown }
+  const cookie = response.headers.get('set-cookie') ?? ''
+  if (response.status !== 200 || typeof body.accessToken !== 'string' || !cookie.startsWith('refresh_token=')) {
+    throw new Error(`refresh: POST /auth/refresh answered ${response.status} ${JSON.stringify(body)} set-cookie: ${cookie}`)
+  }
+}
+
+/** Spawns `bench/server.ts <scenario>` and waits for its `listening <port>` line. */
+async function startServer (scenario: Scenario): Promise<Server> {
+  const profile = CPU_PROF === undefined || CPU_PROF === ''
+    ? []
+    // One directory per scenario; Node names each thread's profile (tsx runs a loader thread too).
+    : ['--cpu-prof', `--cpu-prof-dir=${join(resolve(CPU_PROF), scenario)}`, `--cpu-prof-interval=${CPU_PROF_INTERVAL}`]
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', join(here, 'server.ts'), scenario], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc']
+  })
+  children.add(child)
+  const exited = new Promise<void>((resolve) => child.once('exit', () => {
+    children.delete(child)
+    resolve()
+  }))
+  let token: string | undefined
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${scenario}: the server did not print "listening <port>" within 30 s`)), 30_000)
+    exited.then(() => reject(new Error(`${scenario}: the server exited (${child.exitCode ?? child.signalCode}) before listening`)), reject)
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.startsWith('token ')) token = line.slice('token '.length)
+      if (line.startsWith('listening ')) {
+        clearTimeout(timer)
+        resolve(Number(line.slice('listening '.length)))
+      }
+    })
+  })
+
+  let requestId = 0
+  async function ask<T> (message: object, reply: string, pick: (message: Record<string, unknown>) => T): Promise<T> {
+    const id = ++requestId
+    return await new Promise<T>((resolve, reject) => {
+      const onMessage = (message: Record<string, unknown>) => {
+        if (message.type !== reply || message.id !== id) return
+        child.off('message', onMessage)
+        resolve(pick(message))
+      }
+      child.on('message', onMessage)
+      exited.then(() => reject(new Error(`${scenario}: the server exited before answering ${JSON.stringify(message)}`)), reject)
+      child.send({ ...message, id })
+    })
+  }
+  return {
+    scenario,
+    url: `http://127.0.0.1:${port}`,
+    token,
+    issue: async (count) => await ask({ type: 'issue', count }, 'tokens', (message) => message.tokens as string[]),
+    usage: async () => await ask({ type: 'usage' }, 'usage', (message) => message as unknown as Usage),
+    async stop () {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM')
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+        await exited
+        clearTimeout(timer)
+      }
+    }
+  }
+}
+
+function printTable (results: Measurement[], bare: number | undefined): void {
+  const rows = [
+    ['scenario', 'req/s (mean)', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'vs bare', 'server CPU µs/req', 'server ELU'],
+    ...results.map((result) => [
+      `${result.scenario}: ${result.label}`,
+      Math.round(result.requestsPerSecond).toLocaleString('en-US'),
+      String(result.latencyMs.p50),
+      String(result.latencyMs.p99),
+      String(result.non2xx),
+      String(result.errors),
+      bare === undefined ? '-' : (result.requestsPerSecond / bare).toFixed(3),
+      result.server.cpuMicrosPerRequest.toFixed(1),
+      result.server.eventLoopUtilization.toFixed(2)
+    ])
+  ]
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
+  console.log('')
+  for (const [index, row] of rows.entries()) {
+    console.log(row.map((cell, column) => column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)).join('  '))
+    if (index === 0) console.log(widths.map((width) => '-'.repeat(width)).join('  '))
+  }
+  const refresh = results.find((result) => result.refreshTokens !== undefined)?.refreshTokens
+  if (refresh !== undefined) {
+    console.log(`(refresh: ${refresh.used} of ${refresh.issued} pre-issued single-use tokens sent, issuing took ${refresh.issueSeconds.toFixed(1)} s)`)
+  }
+}
+
+function numberFromEnv (name: string, fallback: number, min: number, integer = false): number {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (!Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
+    throw new Error(`${name} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got "${raw}"`)
+  }
+  return value
+}
+
+function selectedScenarios (raw: string | undefined): Scenario[] {
+  if (raw === undefined || raw === '') return [...SCENARIOS]
+  const names = raw.split(',').map((name) => name.trim()).filter((name) => name !== '')
+  for (const name of names) {
+    if (!(SCENARIOS as readonly string[]).includes(name)) throw new Error(`BENCH_ONLY: unknown scenario "${name}" (known: ${SCENARIOS.join(', ')})`)
+  }
+  return SCENARIOS.filter((scenario) => names.includes(scenario))
+}
+
+function log (message: string): void {
+  process.stderr.write(`${message}\n`)
+}
+
+main().catch((error: unknown) => {
+  console.error(error)
+  // A server left running would keep this process alive (stdout pipe, IPC channel).
+  for (const child of children) child.kill('SIGKILL')
+  process.exitCode = 1
+})
