@@ -1,5 +1,5 @@
-import fastifyJwt, { type FastifyJWTOptions, type JWT } from '@fastify/jwt'
-import type { FastifyInstance, FastifyPluginAsync, onRequestAsyncHookHandler } from 'fastify'
+import fastifyJwt, { type FastifyJWTOptions } from '@fastify/jwt'
+import Fastify, { type FastifyPluginAsync, type onRequestAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { type ClientInfo, TokenAuthEvents } from './events.js'
 import { createAuthenticate } from './guard.js'
@@ -63,8 +63,6 @@ declare module '@fastify/jwt' {
   }
 }
 
-let registrations = 0
-
 const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tokenAuth (fastify, opts) {
   const options = resolveOptions(opts)
   if (options.store === undefined && process.env.NODE_ENV === 'production') {
@@ -72,7 +70,7 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
   }
   const store = options.store ?? new MemoryStore()
   const events = new TokenAuthEvents((error, event) => fastify.log.error({ err: error, event }, 'fastify-token-auth: an event listener threw'))
-  const codec = await createCodec(fastify, options)
+  const codec = await createCodec(options)
   const sessions = new SessionService({
     ...options,
     store,
@@ -95,8 +93,8 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
     store
   } satisfies TokenAuth)
   fastify.decorate('authenticate', authenticate)
-  // An app that registered @fastify/jwt first already has `request.user`.
-  if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as unknown as TokenAuthUser)
+  // `request.user` is assigned by `authenticate`, not declared with decorateRequest: @fastify/jwt
+  // declares it too, and the app may register that before or after us.
 
   if (Object.values(options.routes).some((path) => path !== false)) {
     await fastify.register(tokenAuthRoutes, { prefix: options.prefix, options, sessions, events, authenticate })
@@ -113,36 +111,25 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
 }
 
 /**
- * Two @fastify/jwt registrations, one per token kind, inside a child context so their
- * decorators never meet the app's own @fastify/jwt. Algorithms, `typ` and claims are pinned.
+ * Two @fastify/jwt registrations, one per token kind, on a private Fastify instance: none of
+ * their decorators reaches the app, whose own @fastify/jwt may come before or after us.
+ * Algorithms, `typ` and required claims are pinned here.
  */
-async function createCodec (fastify: FastifyInstance, options: ResolvedOptions): Promise<TokenCodec> {
-  const id = ++registrations
-  const access = `tokenAuthAccess${id}`
-  const refresh = `tokenAuthRefresh${id}`
+async function createCodec (options: ResolvedOptions): Promise<TokenCodec> {
+  const keys = Fastify()
   const requiredClaims = ['sub', 'sid', 'jti', 'iat', 'exp']
-  let pairs: { access: JwtPair, refresh: JwtPair } | undefined
-  await fastify.register(async function tokenAuthKeys (child) {
-    await child.register(fastifyJwt, jwtOptions(access, options.accessTokenSecret, ACCESS_TOKEN_TYPE, {
-      requiredClaims: [...requiredClaims, ...(options.issuer === undefined ? [] : ['iss']), ...(options.audience === undefined ? [] : ['aud'])],
-      clockTolerance: options.clockTolerance * 1000,
-      ...(options.issuer === undefined ? {} : { allowedIss: options.issuer }),
-      ...(options.audience === undefined ? {} : { allowedAud: options.audience }),
-      // Our codec caches by the exact token text; fast-jwt's cache would hash every token first.
-      cache: false
-    }))
-    await child.register(fastifyJwt, jwtOptions(refresh, options.refreshTokenSecret, REFRESH_TOKEN_TYPE, {
-      requiredClaims,
-      clockTolerance: 0,
-      cache: false
-    }))
-    const jwt = child.jwt as unknown as Record<string, JWT>
-    pairs = { access: jwt[access] as JWT, refresh: jwt[refresh] as JWT }
-  })
-  const { access: accessPair, refresh: refreshPair } = pairs as { access: JwtPair, refresh: JwtPair }
+  await keys.register(fastifyJwt, jwtOptions('access', options.accessTokenSecret, ACCESS_TOKEN_TYPE, {
+    requiredClaims: [...requiredClaims, ...(options.issuer === undefined ? [] : ['iss']), ...(options.audience === undefined ? [] : ['aud'])],
+    clockTolerance: options.clockTolerance * 1000,
+    ...(options.issuer === undefined ? {} : { allowedIss: options.issuer }),
+    ...(options.audience === undefined ? {} : { allowedAud: options.audience })
+  }))
+  await keys.register(fastifyJwt, jwtOptions('refresh', options.refreshTokenSecret, REFRESH_TOKEN_TYPE, { requiredClaims }))
+  await keys.ready()
+  const jwt = keys.jwt as unknown as { access: JwtPair, refresh: JwtPair }
   return new TokenCodec({
-    access: accessPair,
-    refresh: refreshPair,
+    access: jwt.access,
+    refresh: jwt.refresh,
     refreshSecret: options.refreshTokenSecret,
     accessTokenTtl: options.accessTokenTtl,
     refreshTokenTtl: options.refreshTokenTtl,
@@ -157,9 +144,9 @@ function jwtOptions (namespace: string, secret: string | Buffer, typ: string, ve
   return {
     secret,
     namespace,
-    decoratorName: `${namespace}User`,
     sign: { algorithm: TOKEN_ALGORITHM, typ } as FastifyJWTOptions['sign'],
-    verify: { algorithms: [TOKEN_ALGORITHM], checkTyp: typ, errorCacheTTL: -1, ...verify } as FastifyJWTOptions['verify']
+    // No fast-jwt cache: it hashes every token; the codec caches by the exact token text instead.
+    verify: { algorithms: [TOKEN_ALGORITHM], checkTyp: typ, cache: false, errorCacheTTL: -1, ...verify } as FastifyJWTOptions['verify']
   }
 }
 

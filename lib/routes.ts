@@ -27,6 +27,8 @@ const JSON_CONTENT_TYPE = /^application\/json(; ?charset=utf-8)?$/i
 
 const errorSchema = {
   type: 'object',
+  // The app's error handler may add fields (a request id, say): they reach the client.
+  additionalProperties: true,
   properties: {
     statusCode: { type: 'integer' },
     code: { type: 'string' },
@@ -53,17 +55,16 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   app.setValidatorCompiler(AjvCompiler()({}, {
     customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false }
   }))
-  // Only JSON bodies, spelled exactly: a text/plain POST is a "simple" cross-site request
-  // (CVE-2022-41919 class), and odd spellings have slipped past body validation before
-  // (CVE-2025-32442, CVE-2026-25223). Checked before parsing, so nothing else reads the body.
-  app.addHook('onRequest', async (request) => {
-    const type = request.headers['content-type']
-    if (type !== undefined && !JSON_CONTENT_TYPE.test(type)) throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE()
-  })
 
-  app.addHook('onRequest', async (_request, reply) => {
+  app.addHook('onRequest', async (request, reply) => {
+    // Token responses and errors alike are never cached (RFC 6749 §5.1).
     reply.header('cache-control', 'no-store')
     reply.header('pragma', 'no-cache')
+    // Only JSON bodies, spelled exactly: a text/plain POST is a "simple" cross-site request
+    // (CVE-2022-41919 class), and odd spellings have slipped past body validation before
+    // (CVE-2025-32442, CVE-2026-25223). Checked before parsing, so nothing else reads the body.
+    const type = request.headers['content-type']
+    if (type !== undefined && !JSON_CONTENT_TYPE.test(type)) throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE()
   })
   app.setErrorHandler(async (error, _request, reply) => {
     if ((error as { statusCode?: number }).statusCode === 503) reply.header('retry-after', RETRY_AFTER_SECONDS)

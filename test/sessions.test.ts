@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { createSigner, createVerifier } from 'fast-jwt'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import {
   GraceExhaustedError, InvalidRefreshTokenError, InvalidTokenError, RefreshTokenExpiredError, RefreshTokenReusedError,
   SessionRevokedError, StoreUnavailableError, UserUnavailableError
@@ -24,7 +24,7 @@ const ALICE: AuthUser = { id: 'user-1', claims: { username: 'alice', role: 'user
 
 function pair (secret: string, typ: string): JwtPair {
   return {
-    sign: createSigner({ key: secret, algorithm: 'HS256', typ }) as (payload: object) => string,
+    sign: createSigner({ key: secret, algorithm: 'HS256', header: { alg: 'HS256', typ } }) as (payload: object) => string,
     verify: createVerifier({ key: secret, algorithms: ['HS256'], checkTyp: typ, requiredClaims: REQUIRED_CLAIMS }) as (token: string) => unknown
   }
 }
@@ -40,12 +40,16 @@ function decodePart (token: string, index: 0 | 1): Record<string, unknown> {
 type Emitted = { [E in keyof TokenAuthEventMap]: { event: E, payload: TokenAuthEventMap[E][0] } }[keyof TokenAuthEventMap]
 
 /**
- * A SessionService over a MemoryStore with a hand-driven clock. The clock starts at the real time
- * and only moves forward, so JWT `exp` checks (real clock, inside fast-jwt) never fail while the
- * store decides expiry from the fake clock.
+ * A SessionService over a MemoryStore with a hand-driven clock. The service gets it as `now`; the
+ * JWT checks (fast-jwt's `exp`, the codec's "no future iat") read `Date.now`, so that is pointed at
+ * the same clock for the test and restored after it. Timers (the store deadline) stay real.
  */
-function setup (overrides: Partial<SessionServiceOptions> = {}) {
-  let clock = Date.now()
+function setup (t: Test, overrides: Partial<SessionServiceOptions> = {}) {
+  // A whole second, so a JWT's `exp` (whole seconds) equals the session's expiry in ms.
+  let clock = Math.floor(Date.now() / 1000) * 1000
+  const realNow = Date.now
+  Date.now = () => clock
+  t.teardown(() => { Date.now = realNow })
   const store = new MemoryStore()
   const listenerErrors: unknown[] = []
   const events = new TokenAuthEvents((error) => listenerErrors.push(error))
@@ -58,7 +62,10 @@ function setup (overrides: Partial<SessionServiceOptions> = {}) {
     access: pair(ACCESS_SECRET, 'at+jwt'),
     refresh: pair(REFRESH_SECRET, 'rt+jwt'),
     refreshSecret: REFRESH_SECRET,
-    accessTokenTtl: ACCESS_TTL
+    accessTokenTtl: ACCESS_TTL,
+    refreshTokenTtl: IDLE,
+    clockTolerance: 0,
+    verifyCacheSize: 0
   })
   const service = new SessionService({
     store,
@@ -88,7 +95,7 @@ function setup (overrides: Partial<SessionServiceOptions> = {}) {
 }
 
 t.test('issue: tokens, claims and a record holding only hashes', async (t) => {
-  const { service, emitted, record, now } = setup()
+  const { service, emitted, record, now } = setup(t)
   const issuedAt = now()
   const tokens = await service.issue(ALICE, CLIENT)
 
@@ -142,16 +149,18 @@ t.test('issue: tokens, claims and a record holding only hashes', async (t) => {
 })
 
 t.test('access and refresh tokens never verify as each other', async (t) => {
-  const { service } = setup()
+  const { service } = setup(t)
   const tokens = await service.issue(ALICE, CLIENT)
   t.throws(() => service.verifyAccessToken(tokens.refreshToken), InvalidTokenError)
   await t.rejects(service.refresh(tokens.accessToken, CLIENT), InvalidRefreshTokenError)
   await t.rejects(service.refresh('garbage', CLIENT), { code: 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN', statusCode: 401 })
   t.throws(() => service.verifyAccessToken('x'.repeat(9000)), InvalidTokenError, 'oversized tokens are refused')
+  await t.rejects(service.issue({ id: '' }, CLIENT), TypeError, 'a user without an id is a programming error')
+  await t.rejects(service.issue(null as unknown as AuthUser, CLIENT), TypeError)
 })
 
 t.test('rotate -> grace -> grace exhausted -> window end is theft', async (t) => {
-  const { service, store, emitted, revocations, record, advance, now } = setup()
+  const { service, store, emitted, revocations, record, advance, now } = setup(t)
   const first = await service.issue(ALICE, CLIENT)
   const firstJti = decodePart(first.refreshToken, 1).jti as string
 
@@ -213,7 +222,7 @@ t.test('rotate -> grace -> grace exhausted -> window end is theft', async (t) =>
 })
 
 t.test('grace answers inside the window do not extend it', async (t) => {
-  const { service, advance } = setup({ reuseGraceLimit: 100 })
+  const { service, advance } = setup(t, { reuseGraceLimit: 100 })
   const first = await service.issue(ALICE, CLIENT)
   await service.refresh(first.refreshToken, CLIENT)
   advance(GRACE * 1000 - 1)
@@ -223,7 +232,7 @@ t.test('grace answers inside the window do not extend it', async (t) => {
 })
 
 t.test('an older generation is theft even inside the grace window', async (t) => {
-  const { service, store, revocations, advance } = setup()
+  const { service, store, revocations, advance } = setup(t)
   const first = await service.issue(ALICE, CLIENT)
   advance(100)
   const second = await service.refresh(first.refreshToken, CLIENT)
@@ -238,21 +247,31 @@ t.test('an older generation is theft even inside the grace window', async (t) =>
 })
 
 t.test('reuseGrace 0: the predecessor is theft straight away', async (t) => {
-  const { service, store, advance } = setup({ reuseGrace: 0 })
-  const first = await service.issue(ALICE, CLIENT)
-  await service.refresh(first.refreshToken, CLIENT)
-  advance(1)
-  await t.rejects(service.refresh(first.refreshToken, CLIENT), RefreshTokenReusedError)
-  t.equal(store.size, 0)
+  t.test('one millisecond after the rotation', async (t) => {
+    const { service, store, advance } = setup(t, { reuseGrace: 0 })
+    const first = await service.issue(ALICE, CLIENT)
+    await service.refresh(first.refreshToken, CLIENT)
+    advance(1)
+    await t.rejects(service.refresh(first.refreshToken, CLIENT), RefreshTokenReusedError)
+    t.equal(store.size, 0)
+  })
+
+  t.test('in the same millisecond as the rotation (strictly single-use)', async (t) => {
+    const { service, store } = setup(t, { reuseGrace: 0 })
+    const first = await service.issue(ALICE, CLIENT)
+    await service.refresh(first.refreshToken, CLIENT)
+    await t.rejects(service.refresh(first.refreshToken, CLIENT), RefreshTokenReusedError, 'reuseGrace 0 "makes every refresh token strictly single-use"')
+    t.equal(store.size, 0)
+  })
 })
 
 t.test('idle expiry', async (t) => {
-  const { service, store, revocations, advance, emitted } = setup()
+  const { service, store, revocations, advance, emitted } = setup(t)
   const first = await service.issue(ALICE, CLIENT)
-  advance(IDLE * 1000 - 1)
+  advance(IDLE * 1000 - 1000)
   const second = await service.refresh(first.refreshToken, CLIENT)
-  t.equal(second.sessionId, first.sessionId, 'one millisecond before idle expiry the token rotates')
-  advance(IDLE * 1000 - 1)
+  t.equal(second.sessionId, first.sessionId, 'one second before idle expiry the token rotates')
+  advance(IDLE * 1000 - 1000)
   const third = await service.refresh(second.refreshToken, CLIENT)
   t.equal(third.sessionId, first.sessionId, 'each use restarts the idle timer')
   advance(IDLE * 1000)
@@ -265,7 +284,7 @@ t.test('idle expiry', async (t) => {
 })
 
 t.test('absolute expiry is never extended by rotation', async (t) => {
-  const { service, record, advance, now } = setup()
+  const { service, record, advance, now } = setup(t)
   const issuedAt = now()
   const absolute = issuedAt + MAX_AGE * 1000
   let tokens = await service.issue(ALICE, CLIENT)
@@ -291,7 +310,7 @@ t.test('absolute expiry is never extended by rotation', async (t) => {
 })
 
 t.test('revokeSession', async (t) => {
-  const { service, revocations, emitted, record } = setup()
+  const { service, revocations, emitted, record } = setup(t)
   const tokens = await service.issue(ALICE, CLIENT)
   t.equal(await service.revokeSession(tokens.sessionId, { userId: 'user-2' }), false, 'someone else\'s session is not ended')
   t.equal((await record()).length, 1)
@@ -310,7 +329,7 @@ t.test('revokeSession', async (t) => {
 })
 
 t.test('revokeUserSessions ends every session of one user only', async (t) => {
-  const { service, revocations, emitted, record } = setup()
+  const { service, revocations, emitted, record } = setup(t)
   const a = await service.issue(ALICE, CLIENT)
   const b = await service.issue(ALICE, CLIENT)
   const bob = await service.issue({ id: 'user-2' }, CLIENT)
@@ -332,7 +351,7 @@ t.test('revokeUserSessions ends every session of one user only', async (t) => {
 })
 
 t.test('listSessions: oldest first, ISO dates, no token material', async (t) => {
-  const { service, advance, now } = setup()
+  const { service, advance, now } = setup(t)
   const firstAt = now()
   const a = await service.issue(ALICE, CLIENT)
   advance(1000)
@@ -376,7 +395,7 @@ t.test('listSessions: oldest first, ISO dates, no token material', async (t) => 
 })
 
 t.test('logout', async (t) => {
-  const { service, revocations, emitted, store } = setup()
+  const { service, revocations, emitted, store } = setup(t)
   const tokens = await service.issue(ALICE, CLIENT)
   t.equal(await service.logout('garbage'), false, 'garbage ends nothing')
   t.equal(await service.logout(tokens.accessToken), false, 'an access token is not a refresh token')
@@ -394,7 +413,7 @@ t.test('logout', async (t) => {
 })
 
 t.test('sweep removes expired sessions and prunes the revocation list', async (t) => {
-  const { service, store, revocations, advance } = setup()
+  const { service, store, revocations, advance } = setup(t)
   const old = await service.issue(ALICE, CLIENT)
   const revoked = await service.issue(ALICE, CLIENT)
   await service.revokeSession(revoked.sessionId)
@@ -415,7 +434,7 @@ t.test('sweep removes expired sessions and prunes the revocation list', async (t
 
 t.test('loadUser: new claims reach the access token; a vanished user ends the session', async (t) => {
   let current: AuthUser | null = { id: ALICE.id, claims: { username: 'alice', role: 'admin' } }
-  const { service, store, revocations, emitted } = setup({ loadUser: async () => current })
+  const { service, store, revocations, emitted } = setup(t, { loadUser: async () => current })
   const tokens = await service.issue(ALICE, CLIENT)
   const next = await service.refresh(tokens.refreshToken, CLIENT)
   t.equal(service.verifyAccessToken<any>(next.accessToken).role, 'admin')
@@ -428,7 +447,7 @@ t.test('loadUser: new claims reach the access token; a vanished user ends the se
 })
 
 t.test('a failing store is a coded 503 and nothing is issued or emitted', async (t) => {
-  const { service, store, emitted } = setup({ storeTimeout: 50 })
+  const { service, store, emitted } = setup(t, { storeTimeout: 50 })
   const cause = new Error('connect ECONNREFUSED 127.0.0.1:6379')
   store.createSession = async () => { throw cause }
   const error = await service.issue(ALICE, CLIENT).then(() => null, (e: unknown) => e)
@@ -441,7 +460,7 @@ t.test('a failing store is a coded 503 and nothing is issued or emitted', async 
 })
 
 t.test('an event listener that throws is reported and changes nothing', async (t) => {
-  const { service, events, listenerErrors, store } = setup()
+  const { service, events, listenerErrors, store } = setup(t)
   const boom = new Error('listener boom')
   events.on('login', () => { throw boom })
   const tokens = await service.issue(ALICE, CLIENT)

@@ -1,0 +1,357 @@
+import t from 'tap'
+import { MemoryStore } from '../lib/stores/memory.js'
+import type { RotateRequest, SessionRecord } from '../lib/stores/types.js'
+
+const T0 = 1_700_000_000_000
+const IDLE = 60_000
+const ABSOLUTE = 300_000
+
+let counter = 0
+function record (overrides: Partial<SessionRecord> = {}): SessionRecord {
+  counter++
+  return {
+    id: `session-${counter}`,
+    userId: 'user-1',
+    claims: { role: 'user' },
+    createdAt: T0,
+    lastUsedAt: T0,
+    expiresAt: T0 + IDLE,
+    absoluteExpiresAt: T0 + ABSOLUTE,
+    tokenHash: `hash-${counter}-0`,
+    previousTokenHash: null,
+    rotatedAt: null,
+    graceUses: 0,
+    userAgent: 'ua',
+    ip: '203.0.113.1',
+    ...overrides
+  }
+}
+
+function rotation (session: SessionRecord, overrides: Partial<RotateRequest> = {}): RotateRequest {
+  return {
+    sessionId: session.id,
+    presentedHash: session.tokenHash,
+    nextHash: `${session.tokenHash}-next`,
+    now: T0 + 1000,
+    idleTtl: IDLE,
+    grace: 5000,
+    graceLimit: 2,
+    userAgent: 'ua-2',
+    ip: '198.51.100.2',
+    ...overrides
+  }
+}
+
+async function only (store: MemoryStore, userId = 'user-1', now = T0): Promise<SessionRecord | undefined> {
+  const list = await store.listUserSessions(userId, now)
+  return list.length === 1 ? list[0] : undefined
+}
+
+t.test('createSession stores a copy; size counts sessions', async (t) => {
+  const store = new MemoryStore()
+  t.equal(store.size, 0)
+  const session = record()
+  const snapshot = structuredClone(session)
+  await store.createSession(session)
+  t.equal(store.size, 1)
+  t.same(await only(store), snapshot)
+
+  session.tokenHash = 'mutated'
+  session.claims.role = 'admin'
+  t.equal((await only(store))?.tokenHash, snapshot.tokenHash, 'mutating the input after the call changes nothing')
+  t.same((await only(store))?.claims, { role: 'user' }, 'nor do its nested claims')
+
+  const listed = await only(store) as SessionRecord
+  listed.expiresAt = 0
+  listed.claims.role = 'root'
+  t.same(await only(store), snapshot, 'mutating a listed record changes nothing')
+
+  await store.createSession({ ...listed, expiresAt: T0 + IDLE, claims: { role: 'other' } })
+  t.equal(store.size, 1, 'the same id overwrites')
+  t.same((await only(store))?.claims, { role: 'other' })
+})
+
+t.test('claims are stored as JSON', async (t) => {
+  const store = new MemoryStore()
+  const session = record({ claims: { when: new Date(0), gone: undefined, nested: { list: [1, 'two'] }, n: null } })
+  await store.createSession(session)
+  const stored = await only(store)
+  t.same(stored?.claims, { when: '1970-01-01T00:00:00.000Z', nested: { list: [1, 'two'] }, n: null })
+  t.equal(typeof stored?.claims.when, 'string', 'a Date becomes a string')
+  t.notOk(Object.hasOwn(stored?.claims ?? {}, 'gone'), 'undefined is dropped')
+
+  const result = await store.rotate(rotation(session, { claims: { at: new Date(1000), drop: undefined } }))
+  t.equal(result.outcome, 'rotated')
+  const expected = { at: '1970-01-01T00:00:01.000Z' }
+  t.same(result.outcome === 'rotated' ? result.session.claims : null, expected, 'replacement claims are round-tripped too')
+  t.same((await only(store, 'user-1', T0 + 1000))?.claims, expected)
+})
+
+t.test('rotate outcomes', async (t) => {
+  t.test('missing', async (t) => {
+    const store = new MemoryStore()
+    t.same(await store.rotate(rotation(record())), { outcome: 'missing' })
+    t.equal(store.size, 0)
+  })
+
+  t.test('rotated: current hash replaced, everything refreshed', async (t) => {
+    const store = new MemoryStore()
+    const session = record()
+    await store.createSession(session)
+    const now = T0 + 1000
+    const result = await store.rotate(rotation(session, { now }))
+    const expected: SessionRecord = {
+      ...session,
+      tokenHash: `${session.tokenHash}-next`,
+      previousTokenHash: session.tokenHash,
+      rotatedAt: now,
+      graceUses: 0,
+      lastUsedAt: now,
+      expiresAt: now + IDLE,
+      userAgent: 'ua-2',
+      ip: '198.51.100.2'
+    }
+    t.same(result, { outcome: 'rotated', session: expected })
+    t.same(await only(store, 'user-1', now), expected, 'stored as returned')
+    t.same((await only(store, 'user-1', now))?.claims, { role: 'user' }, 'claims kept when none are passed')
+
+    // The returned record is a copy.
+    if (result.outcome === 'rotated') {
+      result.session.tokenHash = 'mutated'
+      result.session.claims.role = 'admin'
+    }
+    t.same(await only(store, 'user-1', now), expected, 'mutating the returned record changes nothing')
+  })
+
+  t.test('rotated: expiresAt capped at absoluteExpiresAt; graceUses reset', async (t) => {
+    const store = new MemoryStore()
+    const session = record({ previousTokenHash: 'older', rotatedAt: T0, graceUses: 2, expiresAt: T0 + ABSOLUTE - 5000 })
+    await store.createSession(session)
+    const now = T0 + ABSOLUTE - 10_000
+    const result = await store.rotate(rotation(session, { now }))
+    t.equal(result.outcome === 'rotated' && result.session.expiresAt, T0 + ABSOLUTE)
+    t.equal(result.outcome === 'rotated' && result.session.absoluteExpiresAt, T0 + ABSOLUTE)
+    t.equal(result.outcome === 'rotated' && result.session.graceUses, 0)
+  })
+
+  t.test('grace, then superseded, then reused', async (t) => {
+    const store = new MemoryStore()
+    const session = record()
+    await store.createSession(session)
+    await store.rotate(rotation(session, { now: T0 + 1000 }))
+    const predecessor = rotation(session, { nextHash: 'would-be-ignored' })
+
+    const first = await store.rotate({ ...predecessor, now: T0 + 2000 })
+    t.equal(first.outcome, 'grace')
+    t.equal(first.outcome === 'grace' && first.session.graceUses, 1)
+    t.equal(first.outcome === 'grace' && first.session.tokenHash, `${session.tokenHash}-next`, 'the current hash is not replaced')
+    t.equal(first.outcome === 'grace' && first.session.rotatedAt, T0 + 1000, 'the window does not slide')
+    t.equal(first.outcome === 'grace' && first.session.lastUsedAt, T0 + 1000)
+
+    const second = await store.rotate({ ...predecessor, now: T0 + 6000 })
+    t.equal(second.outcome, 'grace', 'the window end (rotatedAt + grace) is inclusive')
+    t.equal(second.outcome === 'grace' && second.session.graceUses, 2)
+
+    const third = await store.rotate({ ...predecessor, now: T0 + 6000 })
+    t.equal(third.outcome, 'superseded', 'over graceLimit')
+    t.equal(third.outcome === 'superseded' && third.session.graceUses, 2, 'superseded changes nothing')
+    t.equal(store.size, 1, 'the session survives')
+    t.equal((await only(store, 'user-1', T0 + 6000))?.graceUses, 2)
+
+    const late = await store.rotate({ ...predecessor, now: T0 + 6001 })
+    t.equal(late.outcome, 'reused', 'after the window the predecessor is theft')
+    t.equal(late.outcome === 'reused' && late.session.tokenHash, `${session.tokenHash}-next`, 'the record as it was')
+    t.equal(store.size, 0, 'the session is deleted')
+    t.same(await store.listUserSessions('user-1', T0), [])
+    t.same(await store.rotate(rotation(session, { presentedHash: `${session.tokenHash}-next`, now: T0 + 6002 })), { outcome: 'missing' })
+  })
+
+  t.test('graceLimit 0 answers superseded at once', async (t) => {
+    const store = new MemoryStore()
+    const session = record()
+    await store.createSession(session)
+    await store.rotate(rotation(session))
+    t.equal((await store.rotate(rotation(session, { now: T0 + 1500, graceLimit: 0 }))).outcome, 'superseded')
+  })
+
+  t.test('grace 0 disables the grace, even within the same millisecond', async (t) => {
+    const store = new MemoryStore()
+    const session = record()
+    await store.createSession(session)
+    const now = T0 + 1000
+    t.equal((await store.rotate(rotation(session, { now, grace: 0 }))).outcome, 'rotated')
+    const replay = await store.rotate(rotation(session, { now, grace: 0 }))
+    t.equal(replay.outcome, 'reused', 'the contract says "0 disables the grace": the predecessor is never accepted again')
+    t.equal(store.size, 0)
+  })
+
+  t.test('an unknown or older hash is reuse', async (t) => {
+    const store = new MemoryStore()
+    const session = record()
+    await store.createSession(session)
+    await store.rotate(rotation(session, { now: T0 + 1000 }))
+    await store.rotate(rotation(session, { presentedHash: `${session.tokenHash}-next`, nextHash: 'third', now: T0 + 1100 }))
+    const result = await store.rotate(rotation(session, { now: T0 + 1200 }))
+    t.equal(result.outcome, 'reused', 'the grandparent, inside every grace window')
+    t.equal(store.size, 0)
+
+    const other = record()
+    await store.createSession(other)
+    t.equal((await store.rotate(rotation(other, { presentedHash: 'never-issued' }))).outcome, 'reused')
+    t.equal(store.size, 0)
+  })
+
+  t.test('expired: idle and absolute', async (t) => {
+    const store = new MemoryStore()
+    const idle = record()
+    await store.createSession(idle)
+    t.equal((await store.rotate(rotation(idle, { now: idle.expiresAt - 1 }))).outcome, 'rotated', 'one millisecond before expiry')
+
+    const stale = record()
+    await store.createSession(stale)
+    const result = await store.rotate(rotation(stale, { now: stale.expiresAt }))
+    t.same(result, { outcome: 'expired', session: stale }, 'at expiresAt: expired, with the record as it was')
+    t.same(await store.rotate(rotation(stale, { now: stale.expiresAt })), { outcome: 'missing' }, 'and deleted')
+
+    const capped = record({ expiresAt: T0 + 10_000, absoluteExpiresAt: T0 + 10_000 })
+    await store.createSession(capped)
+    t.equal((await store.rotate(rotation(capped, { now: T0 + 10_000, presentedHash: 'whatever' }))).outcome, 'expired', 'expiry is decided before the hash')
+    t.equal(store.size, 1)
+  })
+})
+
+t.test('100 concurrent rotations of one hash: exactly one is rotated', async (t) => {
+  const store = new MemoryStore()
+  const session = record()
+  await store.createSession(session)
+  const results = await Promise.all(Array.from({ length: 100 }, (_, i) =>
+    store.rotate(rotation(session, { grace: 0, nextHash: `next-${i}`, now: T0 + 1000 + i }))))
+  const outcomes = results.map((r) => r.outcome)
+  t.equal(outcomes.filter((o) => o === 'rotated').length, 1, 'one winner')
+  t.equal(outcomes[0], 'rotated')
+  t.equal(outcomes[1], 'reused', 'the first replay is theft')
+  t.same(new Set(outcomes.slice(2)), new Set(['missing']), 'the rest find no session')
+  t.equal(store.size, 0)
+})
+
+t.test('100 concurrent rotations of one hash at the same instant, grace 0', async (t) => {
+  const store = new MemoryStore()
+  const session = record()
+  await store.createSession(session)
+  const results = await Promise.all(Array.from({ length: 100 }, (_, i) =>
+    store.rotate(rotation(session, { grace: 0, nextHash: `next-${i}`, now: T0 + 1000 }))))
+  const outcomes = results.map((r) => r.outcome)
+  t.equal(outcomes.filter((o) => o === 'rotated').length, 1, 'exactly one rotated')
+  t.equal(outcomes.filter((o) => o === 'grace').length, 0, 'with grace 0 no replay is answered')
+})
+
+t.test('revokeSession', async (t) => {
+  const store = new MemoryStore()
+  const session = record()
+  await store.createSession(session)
+  t.equal(await store.revokeSession(session.id, 'user-2'), null, 'another user\'s id: nothing deleted')
+  t.equal(store.size, 1)
+  t.equal(await store.revokeSession('nope'), null)
+  const deleted = await store.revokeSession(session.id, 'user-1')
+  t.same(deleted, session, 'resolves with the deleted record')
+  t.equal(store.size, 0)
+  t.same(await store.listUserSessions('user-1', T0), [], 'the user index is cleaned too')
+  t.equal(await store.revokeSession(session.id), null, 'idempotent')
+
+  const other = record()
+  await store.createSession(other)
+  const gone = await store.revokeSession(other.id) as SessionRecord
+  t.same(gone, other, 'without userId any owner matches')
+  gone.claims.role = 'x'
+  t.equal(other.claims.role, 'user', 'the returned record is a copy')
+})
+
+t.test('revokeUserSessions', async (t) => {
+  const store = new MemoryStore()
+  const a = record()
+  const b = record()
+  const bob = record({ userId: 'user-2' })
+  for (const s of [a, b, bob]) await store.createSession(s)
+  t.same((await store.revokeUserSessions('user-1')).sort(), [a.id, b.id].sort())
+  t.equal(store.size, 1)
+  t.same((await store.listUserSessions('user-2', T0)).map((s) => s.id), [bob.id])
+  t.same(await store.revokeUserSessions('user-1'), [])
+  t.same(await store.revokeUserSessions('nobody'), [])
+  t.equal((await store.rotate(rotation(a))).outcome, 'missing')
+})
+
+t.test('listUserSessions: oldest first, expired left out', async (t) => {
+  const store = new MemoryStore()
+  const newest = record({ createdAt: T0 + 2000, expiresAt: T0 + 100_000 })
+  const oldest = record({ createdAt: T0, expiresAt: T0 + 100_000 })
+  const middle = record({ createdAt: T0 + 1000, expiresAt: T0 + 50_000 })
+  const foreign = record({ userId: 'user-2' })
+  for (const s of [newest, oldest, middle, foreign]) await store.createSession(s)
+  t.same((await store.listUserSessions('user-1', T0 + 3000)).map((s) => s.id), [oldest.id, middle.id, newest.id], 'sorted by createdAt, not insertion')
+  t.same((await store.listUserSessions('user-1', T0 + 49_999)).map((s) => s.id), [oldest.id, middle.id, newest.id])
+  t.same((await store.listUserSessions('user-1', T0 + 50_000)).map((s) => s.id), [oldest.id, newest.id], 'expired at now >= expiresAt')
+  t.same(await store.listUserSessions('user-1', T0 + 100_000), [])
+  t.equal(store.size, 4, 'listing deletes nothing')
+  t.same(await store.listUserSessions('nobody', T0), [])
+})
+
+t.test('maxSessions evicts the oldest session', async (t) => {
+  const store = new MemoryStore({ maxSessions: 2 })
+  const a = record()
+  const b = record({ userId: 'user-2' })
+  const c = record()
+  await store.createSession(a)
+  await store.createSession(b)
+  await store.createSession(c)
+  t.equal(store.size, 2)
+  t.same((await store.listUserSessions('user-1', T0)).map((s) => s.id), [c.id], 'a was evicted and left the user index')
+  t.same((await store.listUserSessions('user-2', T0)).map((s) => s.id), [b.id])
+  t.equal((await store.rotate(rotation(a))).outcome, 'missing')
+
+  await store.createSession({ ...b, claims: { replaced: true } })
+  t.equal(store.size, 2, 'overwriting an id evicts nothing')
+  t.same((await store.listUserSessions('user-1', T0)).map((s) => s.id), [c.id])
+  t.same((await store.listUserSessions('user-2', T0))[0]?.claims, { replaced: true })
+  const d = record()
+  await store.createSession(d)
+  t.same((await store.listUserSessions('user-1', T0)).map((s) => s.id), [d.id], 'the overwritten b counts as newest, so c was the oldest')
+  t.same((await store.listUserSessions('user-2', T0)).map((s) => s.id), [b.id])
+})
+
+t.test('option validation', async (t) => {
+  for (const [name, value] of [['maxSessions', 0], ['maxSessions', 1.5], ['maxSessions', -1], ['maxSessions', NaN], ['sweepBatchSize', 0], ['sweepBatchSize', 2.5]] as const) {
+    t.throws(() => new MemoryStore({ [name]: value }), { name: 'TypeError', message: new RegExp(`"${name}"`) }, `${name}: ${value}`)
+  }
+  t.doesNotThrow(() => new MemoryStore({ maxSessions: 1, sweepBatchSize: 1 }))
+  t.doesNotThrow(() => new MemoryStore())
+})
+
+t.test('sweep removes expired sessions in batches, yielding to the event loop', async (t) => {
+  const store = new MemoryStore({ sweepBatchSize: 2 })
+  const alive: SessionRecord[] = []
+  for (let i = 0; i < 7; i++) {
+    const session = record({ userId: `user-${i % 3}`, expiresAt: i % 3 === 0 ? T0 + 100_000 : T0 + 10_000 })
+    if (i % 3 === 0) alive.push(session)
+    await store.createSession(session)
+  }
+  t.equal(store.size, 7)
+  const order: string[] = []
+  setImmediate(() => order.push('immediate'))
+  const removed = await store.sweep(T0 + 10_000).then((n) => { order.push('sweep done'); return n })
+  t.equal(removed, 4)
+  t.same(order, ['immediate', 'sweep done'], 'a callback scheduled before the sweep ran before it finished')
+  t.equal(store.size, 3)
+  t.same((await store.listUserSessions('user-0', T0)).map((s) => s.id), alive.map((s) => s.id))
+  t.same(await store.listUserSessions('user-1', T0), [], 'the user index is cleaned')
+  t.equal(await store.sweep(T0 + 10_000), 0, 'a second sweep finds nothing')
+  t.equal(await store.sweep(T0 + 100_000), 3)
+  t.equal(store.size, 0)
+  t.equal(await new MemoryStore().sweep(T0), 0, 'an empty store')
+})
+
+t.test('close resolves and is harmless', async (t) => {
+  const store = new MemoryStore()
+  await store.createSession(record())
+  t.equal(await store.close(), undefined)
+  t.equal(await store.close(), undefined, 'twice')
+})
