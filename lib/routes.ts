@@ -291,7 +291,7 @@ function refreshBodySchema (): object {
 function clientInfo (request: FastifyRequest): ClientInfo {
   const userAgent = request.headers['user-agent']
   return {
-    ip: request.ip ?? null,
+    ip: request.ip,
     userAgent: typeof userAgent === 'string' ? userAgent.slice(0, MAX_USER_AGENT_LENGTH) : null
   }
 }

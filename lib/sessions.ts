@@ -277,12 +277,8 @@ export class SessionService {
     const deadline = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new Error(`store call exceeded ${this.#storeTimeout} ms`)), this.#storeTimeout)
     })
-    try {
-      return await Promise.race([operation(), deadline])
-    } catch (cause) {
-      throw new StoreUnavailableError({ cause })
-    } finally {
-      clearTimeout(timer)
-    }
+    return await Promise.race([operation(), deadline])
+      .catch((cause: unknown) => { throw new StoreUnavailableError({ cause }) })
+      .finally(() => clearTimeout(timer))
   }
 }

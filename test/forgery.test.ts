@@ -424,3 +424,17 @@ t.test('a login token verifies only in the app that issued it (different secrets
   assertInvalidToken(t, await me(app, foreign.accessToken))
   assertRefreshRefused(t, await refresh(app, foreign.refreshToken))
 })
+
+t.test('dates must be plausible: no future iat, no lifetime beyond the kind\'s', async (t) => {
+  const app = await build(t, { accessTokenTtl: 300, clockTolerance: 5 })
+  const now = nowSeconds()
+  assertInvalidToken(t, await me(app, forge(AT, accessClaims({ iat: now + 3600, exp: now + 3700 }))))
+  assertInvalidToken(t, await me(app, forge(AT, accessClaims({ iat: now, exp: now + 301 }))))
+  assertInvalidToken(t, await me(app, forge(AT, accessClaims({ iat: now, exp: now + 365 * 24 * 3600 }))))
+  assertInvalidToken(t, await me(app, forge(AT, accessClaims({ iat: now + 0.5 }))))
+  const withinSkew = await me(app, forge(AT, accessClaims({ iat: now + 4, exp: now + 300 })))
+  t.equal(withinSkew.statusCode, 200, 'an iat inside clockTolerance is accepted')
+  const longRefresh = forge(RT, { sub: USER_ID, sid: 'x', jti: 'y', iat: now, exp: now + 15 * 24 * 3600 }, REFRESH_SECRET)
+  const refused = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: longRefresh } })
+  assertRefreshRefused(t, refused)
+})

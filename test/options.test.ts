@@ -222,3 +222,32 @@ t.test('a 32-byte secret is enough; counted in bytes, not characters', async (t)
   await t.resolves(async () => { await ok.ready() }, '16 two-byte characters are 32 bytes')
   await ok.close()
 })
+
+t.test('path options: empty prefix, empty route path, a route given without a path', async (t) => {
+  await bootFails(t, withOverrides({ routes: { login: { path: '' } } }), 'routes.login.path', 'empty route path')
+  await bootFails(t, withOverrides({ prefix: 3 }), 'prefix', 'numeric prefix')
+  await bootFails(t, withOverrides({ issuer: () => 'x' }), 'issuer', 'a function where a string belongs')
+  await bootFails(t, withOverrides({ audience: Buffer.from('x') }), 'audience', 'a Buffer where a string belongs')
+  await bootFails(t, withOverrides({ cookie: { name: Symbol('x') } }), 'cookie.name', 'a value JSON cannot show')
+
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(tokenAuth, { ...baseOptions(), prefix: '', routes: { login: {} } } as TokenAuthOptions)
+  const response = await app.inject({ method: 'POST', url: '/login', payload: { username: 'alice', password: 'correct-horse-battery-staple' } })
+  t.equal(response.statusCode, 200, 'routes at the root with prefix ""; login keeps its default path')
+  t.match(response.headers['set-cookie'], /Path=\/;/, 'the cookie path falls back to "/"')
+})
+
+t.test('error messages show the offending value', async (t) => {
+  const messageOf = async (options: Options): Promise<string> => {
+    const app = Fastify()
+    app.register(tokenAuth, options as unknown as TokenAuthOptions)
+    const error = await app.ready().then(() => null, (e: Error) => e)
+    await app.close()
+    return error?.message ?? ''
+  }
+  t.match(await messageOf(withOverrides({ issuer: () => 'x' })), /got a function/)
+  t.match(await messageOf(withOverrides({ audience: Buffer.from('x') })), /got a Buffer/)
+  t.match(await messageOf(withOverrides({ cookie: { name: Symbol('x') } })), /got Symbol\(x\)/)
+  t.match(await messageOf(withOverrides({ accessTokenTtl: 10n })), /got 10/)
+})

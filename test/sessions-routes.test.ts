@@ -252,3 +252,18 @@ t.test('routes: false registers no routes, but the hook and helpers work', async
   t.equal(revoked.json().code, 'FST_TOKEN_AUTH_SESSION_REVOKED')
   t.equal(app.tokenAuth.store.constructor.name, 'MemoryStore')
 })
+
+t.test('a client without a User-Agent is listed with userAgent null', async (t) => {
+  const app = await build(t)
+  const response = await app.inject({
+    method: 'POST',
+    url: '/auth/login',
+    headers: { 'user-agent': undefined },
+    payload: { username: USERNAME, password: PASSWORD }
+  })
+  t.equal(response.statusCode, 200)
+  const list = await app.inject({ url: '/auth/sessions', headers: { authorization: `Bearer ${response.json().accessToken}` } })
+  t.equal(list.statusCode, 200)
+  t.equal(list.json().sessions[0].userAgent, null)
+  t.type(list.json().sessions[0].ip, 'string')
+})
