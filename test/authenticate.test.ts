@@ -2,16 +2,13 @@ import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fast
 import { createSigner } from 'fast-jwt'
 import t, { type Test } from 'tap'
 import tokenAuth, { type TokenAuthOptions } from '../lib/index.js'
-import { ACCESS_SECRET, baseOptions, build, login, me, refreshCookie, sleep, USER_ID, USERNAME } from './helpers.js'
+import { ACCESS_SECRET, baseOptions, build, CHALLENGE, INVALID_REQUEST, INVALID_TOKEN, login, me, refreshCookie, sleep, USER_ID, USERNAME } from './helpers.js'
 
 const MISSING = 'FST_TOKEN_AUTH_MISSING_TOKEN'
 const MALFORMED = 'FST_TOKEN_AUTH_MALFORMED_AUTHORIZATION'
 const INVALID = 'FST_TOKEN_AUTH_INVALID_TOKEN'
 const EXPIRED = 'FST_TOKEN_AUTH_TOKEN_EXPIRED'
 const REVOKED = 'FST_TOKEN_AUTH_SESSION_REVOKED'
-const CHALLENGE = 'Bearer'
-const INVALID_REQUEST = 'Bearer error="invalid_request"'
-const INVALID_TOKEN = 'Bearer error="invalid_token"'
 
 const ISSUER = 'https://issuer.example.test'
 const AUDIENCE = 'api://example-test'

@@ -62,3 +62,13 @@ export function me (app: FastifyInstance, accessToken: string) {
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** The JSON payload of a JWT, unverified: for asserting what a token carries. */
+export function decodePayload (token: string): Record<string, unknown> {
+  return JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString())
+}
+
+/** WWW-Authenticate challenges (RFC 6750 §3). */
+export const CHALLENGE = 'Bearer'
+export const INVALID_REQUEST = 'Bearer error="invalid_request"'
+export const INVALID_TOKEN = 'Bearer error="invalid_token"'

@@ -1,7 +1,7 @@
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import type { AuthUser, LoginEvent, LoginFailedEvent } from '../lib/index.js'
-import { build, PASSWORD, refresh, refreshCookie, USER_ID, USERNAME } from './helpers.js'
+import { build, decodePayload, PASSWORD, refresh, refreshCookie, USER_ID, USERNAME } from './helpers.js'
 
 const CREDENTIALS = { username: USERNAME, password: PASSWORD }
 const DEFAULT_REFRESH_TTL = 14 * 24 * 60 * 60
@@ -26,10 +26,6 @@ function assertRefused (t: Test, response: LightMyRequestResponse, status: numbe
   t.equal(response.json().code, code, `${label} code ${code}`)
   t.equal(response.headers['set-cookie'], undefined, `${label} no Set-Cookie`)
   t.notMatch(response.body, /accessToken|eyJ/, `${label} no token in the body`)
-}
-
-function decodePayload (token: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString())
 }
 
 t.test('successful login: body shape, cache headers and the refresh cookie', async (t) => {

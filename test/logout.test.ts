@@ -1,11 +1,7 @@
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import type { LogoutAllEvent, LogoutEvent, SessionRevokedEvent } from '../lib/index.js'
-import { build, login, me, refresh, refreshCookie, sleep, USER_ID } from './helpers.js'
-
-function decodePayload (token: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString())
-}
+import { build, decodePayload, login, me, refresh, refreshCookie, sleep, USER_ID } from './helpers.js'
 
 function logout (app: FastifyInstance, options: Partial<InjectOptions> = {}, query = '') {
   return app.inject({ method: 'POST', url: `/auth/logout${query}`, ...options } as InjectOptions)

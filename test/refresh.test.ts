@@ -1,11 +1,7 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import type { AuthUser, RefreshEvent, ReuseDetectedEvent, SessionRevokedEvent } from '../lib/index.js'
-import { build, login, me, PASSWORD, refresh, refreshCookie, sleep, USER_ID, USERNAME } from './helpers.js'
-
-function decodePayload (token: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString())
-}
+import { build, decodePayload, login, me, PASSWORD, refresh, refreshCookie, sleep, USER_ID, USERNAME } from './helpers.js'
 
 /** A 200 from /refresh: a new access token and a rotated refresh cookie; returns the new refresh token. */
 function assertRotated (t: Test, response: LightMyRequestResponse, previous: string, label = ''): string {

@@ -1,22 +1,10 @@
 import { createHash } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import type { AuthUser } from '../lib/index.js'
-import { build, me, PASSWORD, refresh, refreshCookie, USER_ID, USERNAME } from './helpers.js'
+import type { AuthUser, SessionInfo } from '../lib/index.js'
+import { build, decodePayload, me, PASSWORD, refresh, refreshCookie, USER_ID, USERNAME } from './helpers.js'
 
-interface ListedSession {
-  id: string
-  createdAt: string
-  lastUsedAt: string
-  expiresAt: string
-  userAgent: string | null
-  ip: string | null
-  current: boolean
-}
-
-function decodePayload (token: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString())
-}
+type ListedSession = SessionInfo & { current: boolean }
 
 async function loginAs (app: FastifyInstance, userAgent: string, username = USERNAME, password = PASSWORD) {
   const response = await app.inject({ method: 'POST', url: '/auth/login', headers: { 'user-agent': userAgent }, payload: { username, password } })
