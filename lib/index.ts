@@ -71,12 +71,15 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
   const store = options.store ?? new MemoryStore()
   const events = new TokenAuthEvents((error, event) => fastify.log.error({ err: error, event }, 'fastify-token-auth: an event listener threw'))
   const codec = await createCodec(options)
+  // A revoked session's access tokens can live this long: remember the revocation as long.
+  const revocationTtl = (options.accessTokenTtl + options.clockTolerance) * 1000
   const sessions = new SessionService({
     ...options,
     store,
     codec,
     events,
-    revocations: new RevocationList((options.accessTokenTtl + options.clockTolerance) * 1000)
+    revocationTtl,
+    revocations: new RevocationList(revocationTtl)
   })
   const authenticate = createAuthenticate(sessions)
   const clientOf = (client: Partial<ClientInfo> = {}): ClientInfo => ({ ip: client.ip ?? null, userAgent: client.userAgent ?? null })
@@ -100,11 +103,20 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
     await fastify.register(tokenAuthRoutes, { prefix: options.prefix, options, sessions, events, authenticate })
   }
 
-  const sweeper = setInterval(() => {
-    sessions.sweep().catch((error: unknown) => fastify.log.warn({ err: error }, 'fastify-token-auth: sweeping expired sessions failed'))
-  }, options.sweepInterval).unref()
+  const warn = (what: string) => (error: unknown) => { fastify.log.warn({ err: error }, `fastify-token-auth: ${what} failed`) }
+  const sweeper = setInterval(() => { sessions.sweep().catch(warn('sweeping expired sessions')) }, options.sweepInterval).unref()
+  // Revocations by other processes reach this one through the store's feed: pushed when the store
+  // can, polled always (the bound, and the catch-up after any disconnect).
+  const poller = setInterval(() => { sessions.pollRevocations().catch(warn('reading the revocation feed')) }, options.revocationPollInterval).unref()
+  let unsubscribe: (() => Promise<void>) | undefined
+  fastify.addHook('onReady', async () => {
+    await sessions.pollRevocations().catch(warn('reading the revocation feed'))
+    unsubscribe = await sessions.subscribeRevocations().catch((error: unknown) => { warn('subscribing to revocations')(error); return undefined })
+  })
   fastify.addHook('onClose', async () => {
     clearInterval(sweeper)
+    clearInterval(poller)
+    await unsubscribe?.()
     // A store the app passed in is the app's to close.
     if (options.store === undefined) await store.close()
   })

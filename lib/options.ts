@@ -13,6 +13,7 @@ export const DEFAULT_COOKIE_NAME = 'refresh_token'
 export const DEFAULT_LOGIN_RATE_LIMIT = { max: 10, timeWindow: 60_000 }
 export const DEFAULT_STORE_TIMEOUT = 5000
 export const DEFAULT_SWEEP_INTERVAL = 60_000
+export const DEFAULT_REVOCATION_POLL_INTERVAL = 5000
 export const DEFAULT_VERIFY_CACHE_SIZE = 1000
 /** RFC 8725 §3.5 / OWASP: an HS256 key must be at least as long as the hash output. */
 export const MIN_SECRET_BYTES = 32
@@ -170,6 +171,13 @@ export interface TokenAuthOptions {
    */
   sweepInterval?: number
   /**
+   * Milliseconds between reads of the store's revocation feed: the longest another process may
+   * still accept the access tokens of a session revoked elsewhere when the store cannot push
+   * revocations (or missed one while disconnected).
+   * @default 5000
+   */
+  revocationPollInterval?: number
+  /**
    * Verified access tokens cached (LRU, keyed by the whole token, bounded by `exp`), so a client
    * reusing its token skips the HMAC; revocation is still checked on every request.
    * 0 disables the cache.
@@ -201,6 +209,7 @@ export interface ResolvedOptions {
   loginRateLimit: RateLimitOptions | false
   storeTimeout: number
   sweepInterval: number
+  revocationPollInterval: number
   verifyCacheSize: number
 }
 
@@ -208,9 +217,9 @@ const KNOWN_OPTIONS = new Set([
   'accessTokenSecret', 'refreshTokenSecret', 'accessTokenTtl', 'refreshTokenTtl', 'sessionMaxAge',
   'reuseGrace', 'reuseGraceLimit', 'issuer', 'audience', 'clockTolerance', 'verifyCredentials', 'loadUser',
   'store', 'prefix', 'routes', 'refreshTokenTransport', 'cookie', 'allowedOrigins', 'loginRateLimit',
-  'storeTimeout', 'sweepInterval', 'verifyCacheSize'
+  'storeTimeout', 'sweepInterval', 'revocationPollInterval', 'verifyCacheSize'
 ])
-const STORE_METHODS = ['createSession', 'rotate', 'revokeSession', 'revokeUserSessions', 'listUserSessions', 'sweep', 'close']
+const STORE_METHODS = ['createSession', 'rotate', 'revokeSession', 'revokeUserSessions', 'listUserSessions', 'revokedSince', 'sweep', 'close']
 const ROUTE_NAMES = ['login', 'refresh', 'logout', 'sessions'] as const
 const DEFAULT_ROUTE_PATHS = { login: '/login', refresh: '/refresh', logout: '/logout', sessions: '/sessions' }
 
@@ -262,6 +271,7 @@ export function resolveOptions (options: TokenAuthOptions): ResolvedOptions {
     loginRateLimit: resolveRateLimit(options.loginRateLimit),
     storeTimeout: count(options.storeTimeout, DEFAULT_STORE_TIMEOUT, 'storeTimeout', 1),
     sweepInterval: count(options.sweepInterval, DEFAULT_SWEEP_INTERVAL, 'sweepInterval', 1000),
+    revocationPollInterval: count(options.revocationPollInterval, DEFAULT_REVOCATION_POLL_INTERVAL, 'revocationPollInterval', 100),
     verifyCacheSize: count(options.verifyCacheSize, DEFAULT_VERIFY_CACHE_SIZE, 'verifyCacheSize', 0)
   }
 }

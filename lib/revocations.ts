@@ -12,10 +12,14 @@ export class RevocationList {
     this.#ttl = ttl
   }
 
-  add (sessionId: string, now: number): void {
-    // Delete first so insertion order stays expiry order, which lets `prune` stop early.
+  /** Remembers a session revoked at `revokedAt` until its last access token has expired. */
+  add (sessionId: string, revokedAt: number): void {
+    const until = revokedAt + this.#ttl
+    const known = this.#until.get(sessionId)
+    if (known !== undefined && known >= until) return
+    // Delete first so insertion order stays (nearly) expiry order, which lets `prune` stop early.
     this.#until.delete(sessionId)
-    this.#until.set(sessionId, now + this.#ttl)
+    this.#until.set(sessionId, until)
   }
 
   has (sessionId: string): boolean {
@@ -26,7 +30,10 @@ export class RevocationList {
     return this.#until.size
   }
 
-  /** Forgets sessions whose access tokens have all expired; O(entries removed). */
+  /**
+   * Forgets sessions whose access tokens have all expired; O(entries removed). Entries from
+   * other processes may arrive slightly out of order; one kept a little long is harmless.
+   */
   prune (now: number): void {
     for (const [sessionId, until] of this.#until) {
       if (until > now) return

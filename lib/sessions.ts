@@ -53,10 +53,15 @@ export interface SessionServiceOptions {
   reuseGraceLimit: number
   /** Milliseconds after which a store call counts as failed. */
   storeTimeout: number
+  /** Milliseconds a revocation must be remembered: the longest an access token can still be accepted. */
+  revocationTtl: number
   /** Reloads a user on refresh; `null` ends the session. */
   loadUser?: ((userId: string) => Promise<AuthUser | null>) | undefined
   now?: () => number
 }
+
+/** How far each poll of the revocation feed reaches back before the previous one (ms). */
+const FEED_OVERLAP = 10_000
 
 type Grant = { sub: string, sid: string, jti: string, session: SessionRecord }
 
@@ -74,6 +79,9 @@ export class SessionService {
   readonly #grace: number
   readonly #graceLimit: number
   readonly #storeTimeout: number
+  readonly #revocationTtl: number
+  /** Where the next poll of the revocation feed starts. */
+  #feedCursor: number
   readonly #loadUser: ((userId: string) => Promise<AuthUser | null>) | undefined
   readonly now: () => number
 
@@ -87,8 +95,11 @@ export class SessionService {
     this.#grace = options.reuseGrace * 1000
     this.#graceLimit = options.reuseGraceLimit
     this.#storeTimeout = options.storeTimeout
+    this.#revocationTtl = options.revocationTtl
     this.#loadUser = options.loadUser
     this.now = options.now ?? Date.now
+    // A process that starts late must still learn of revocations whose access tokens live on.
+    this.#feedCursor = this.now() - this.#revocationTtl
   }
 
   /** Starts a session for an authenticated user and returns its first tokens. */
@@ -147,7 +158,8 @@ export class SessionService {
       graceLimit: this.#graceLimit,
       userAgent: client.userAgent,
       ip: client.ip,
-      claims
+      claims,
+      keepRevocationFor: this.#revocationTtl
     }))
     switch (result.outcome) {
       case 'rotated':
@@ -174,7 +186,7 @@ export class SessionService {
    * Resolves with whether a session was ended.
    */
   async revokeSession (sessionId: string, options: { userId?: string, reason?: RevocationReason } = {}): Promise<boolean> {
-    const session = await this.#call(() => this.#store.revokeSession(sessionId, options.userId))
+    const session = await this.#call(() => this.#store.revokeSession(sessionId, options.userId, this.#revocationContext()))
     if (session === null) return false
     const reason = options.reason ?? 'revoked'
     this.#revoked(session, reason, this.now())
@@ -184,10 +196,10 @@ export class SessionService {
 
   /** Ends every session of a user; resolves with the ids ended. */
   async revokeUserSessions (userId: string, reason: RevocationReason = 'revoked'): Promise<string[]> {
-    const sessionIds = await this.#call(() => this.#store.revokeUserSessions(userId))
-    const now = this.now()
+    const context = this.#revocationContext()
+    const sessionIds = await this.#call(() => this.#store.revokeUserSessions(userId, context))
     for (const sessionId of sessionIds) {
-      this.#revocations.add(sessionId, now)
+      this.#revocations.add(sessionId, context.now)
       this.#events.emit('sessionRevoked', { userId, sessionId, reason })
     }
     if (reason === 'logout-all') this.#events.emit('logoutAll', { userId, sessionIds })
@@ -236,11 +248,34 @@ export class SessionService {
     return claims
   }
 
+  /**
+   * Reads the store's revocation feed from where the last read stopped, so revocations made by
+   * other processes reach this one's denylist (R7). The cursor overlaps the previous read by
+   * `FEED_OVERLAP` to tolerate clock skew between processes and late-visible writes; re-adding
+   * a known revocation is harmless.
+   */
+  async pollRevocations (): Promise<number> {
+    const startedAt = this.now()
+    const records = await this.#call(() => this.#store.revokedSince(this.#feedCursor))
+    for (const record of records) this.#revocations.add(record.sessionId, record.revokedAt)
+    this.#feedCursor = startedAt - FEED_OVERLAP
+    return records.length
+  }
+
+  /** Feeds pushed revocations (when the store can push) straight into the denylist. */
+  async subscribeRevocations (): Promise<(() => Promise<void>) | undefined> {
+    return await this.#store.subscribeRevocations?.((record) => this.#revocations.add(record.sessionId, record.revokedAt))
+  }
+
   /** Drops expired sessions and revocation entries. */
   async sweep (): Promise<number> {
     const now = this.now()
     this.#revocations.prune(now)
     return await this.#call(() => this.#store.sweep(now))
+  }
+
+  #revocationContext (): { now: number, keepFor: number } {
+    return { now: this.now(), keepFor: this.#revocationTtl }
   }
 
   #revoked (session: SessionRecord, reason: RevocationReason, now: number): void {

@@ -1,8 +1,11 @@
 import t from 'tap'
 import { MemoryStore } from '../lib/stores/memory.js'
 import type { RotateRequest, SessionRecord } from '../lib/stores/types.js'
+import { defineStoreConformance } from '../lib/testing.js'
 
 const T0 = 1_700_000_000_000
+/** When revocations happen in these tests, and how long the feed keeps them. */
+const CTX = { now: T0, keepFor: 60_000 }
 const IDLE = 60_000
 const ABSOLUTE = 300_000
 
@@ -38,6 +41,7 @@ function rotation (session: SessionRecord, overrides: Partial<RotateRequest> = {
     graceLimit: 2,
     userAgent: 'ua-2',
     ip: '198.51.100.2',
+    keepRevocationFor: 60_000,
     ...overrides
   }
 }
@@ -249,18 +253,18 @@ t.test('revokeSession', async (t) => {
   const store = new MemoryStore()
   const session = record()
   await store.createSession(session)
-  t.equal(await store.revokeSession(session.id, 'user-2'), null, 'another user\'s id: nothing deleted')
+  t.equal(await store.revokeSession(session.id, 'user-2', CTX), null, 'another user\'s id: nothing deleted')
   t.equal(store.size, 1)
-  t.equal(await store.revokeSession('nope'), null)
-  const deleted = await store.revokeSession(session.id, 'user-1')
+  t.equal(await store.revokeSession('nope', undefined, CTX), null)
+  const deleted = await store.revokeSession(session.id, 'user-1', CTX)
   t.same(deleted, session, 'resolves with the deleted record')
   t.equal(store.size, 0)
   t.same(await store.listUserSessions('user-1', T0), [], 'the user index is cleaned too')
-  t.equal(await store.revokeSession(session.id), null, 'idempotent')
+  t.equal(await store.revokeSession(session.id, undefined, CTX), null, 'idempotent')
 
   const other = record()
   await store.createSession(other)
-  const gone = await store.revokeSession(other.id) as SessionRecord
+  const gone = await store.revokeSession(other.id, undefined, CTX) as SessionRecord
   t.same(gone, other, 'without userId any owner matches')
   gone.claims.role = 'x'
   t.equal(other.claims.role, 'user', 'the returned record is a copy')
@@ -272,11 +276,11 @@ t.test('revokeUserSessions', async (t) => {
   const b = record()
   const bob = record({ userId: 'user-2' })
   for (const s of [a, b, bob]) await store.createSession(s)
-  t.same((await store.revokeUserSessions('user-1')).sort(), [a.id, b.id].sort())
+  t.same((await store.revokeUserSessions('user-1', CTX)).sort(), [a.id, b.id].sort())
   t.equal(store.size, 1)
   t.same((await store.listUserSessions('user-2', T0)).map((s) => s.id), [bob.id])
-  t.same(await store.revokeUserSessions('user-1'), [])
-  t.same(await store.revokeUserSessions('nobody'), [])
+  t.same(await store.revokeUserSessions('user-1', CTX), [])
+  t.same(await store.revokeUserSessions('nobody', CTX), [])
   t.equal((await store.rotate(rotation(a))).outcome, 'missing')
 })
 
@@ -354,4 +358,25 @@ t.test('close resolves and is harmless', async (t) => {
   await store.createSession(record())
   t.equal(await store.close(), undefined)
   t.equal(await store.close(), undefined, 'twice')
+})
+
+t.test('MemoryStore passes the store conformance kit', async (t) => {
+  defineStoreConformance({ test: (name, fn) => t.test(name, fn), createStore: () => new MemoryStore() })
+})
+
+t.test('the revocation feed: newest entries found without walking the old ones; listeners are independent', async (t) => {
+  const store = new MemoryStore()
+  const heard: string[] = []
+  const stopA = await store.subscribeRevocations((record) => heard.push(`a:${record.sessionId}`))
+  await store.subscribeRevocations((record) => heard.push(`b:${record.sessionId}`))
+  const sessions = [record(), record(), record()]
+  for (const session of sessions) await store.createSession(session)
+  for (const [i, session] of sessions.entries()) await store.revokeSession(session.id, undefined, { now: T0 + i, keepFor: 60_000 })
+  t.same((await store.revokedSince(T0 + 2)).map((entry) => entry.sessionId), [sessions[2]!.id])
+  t.same(await store.revokedSince(T0 + 3), [])
+  await stopA()
+  const last = record()
+  await store.createSession(last)
+  await store.revokeSession(last.id, undefined, { now: T0 + 3, keepFor: 60_000 })
+  t.same(heard, [...sessions.flatMap((s) => [`a:${s.id}`, `b:${s.id}`]), `b:${last.id}`])
 })

@@ -77,6 +77,7 @@ function setup (t: Test, overrides: Partial<SessionServiceOptions> = {}) {
     reuseGrace: GRACE,
     reuseGraceLimit: GRACE_LIMIT,
     storeTimeout: 1000,
+    revocationTtl: ACCESS_TTL * 1000,
     now: () => clock,
     ...overrides
   })

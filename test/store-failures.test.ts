@@ -2,7 +2,7 @@ import Fastify, { type FastifyError, type LightMyRequestResponse } from 'fastify
 import t, { type Test } from 'tap'
 import tokenAuth from '../lib/index.js'
 import { MemoryStore } from '../lib/stores/memory.js'
-import type { RotateRequest, RotateResult, SessionRecord } from '../lib/stores/types.js'
+import type { RevocationContext, RevocationRecord, RotateRequest, RotateResult, SessionRecord } from '../lib/stores/types.js'
 import { baseOptions, build, login, me, PASSWORD, refresh, refreshCookie, USERNAME } from './helpers.js'
 
 const OUTAGE = 'connect ECONNREFUSED 127.0.0.1:6379'
@@ -29,14 +29,19 @@ class FlakyStore extends MemoryStore {
     return await super.rotate(request)
   }
 
-  override async revokeSession (sessionId: string, userId?: string): Promise<SessionRecord | null> {
+  override async revokeSession (sessionId: string, userId: string | undefined, context: RevocationContext): Promise<SessionRecord | null> {
     await this.#gate()
-    return await super.revokeSession(sessionId, userId)
+    return await super.revokeSession(sessionId, userId, context)
   }
 
-  override async revokeUserSessions (userId: string): Promise<string[]> {
+  override async revokeUserSessions (userId: string, context: RevocationContext): Promise<string[]> {
     await this.#gate()
-    return await super.revokeUserSessions(userId)
+    return await super.revokeUserSessions(userId, context)
+  }
+
+  override async revokedSince (since: number): Promise<RevocationRecord[]> {
+    await this.#gate()
+    return await super.revokedSince(since)
   }
 
   override async listUserSessions (userId: string, now: number): Promise<SessionRecord[]> {

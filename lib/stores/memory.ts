@@ -1,5 +1,5 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
-import type { RotateRequest, RotateResult, SessionRecord, TokenStore } from './types.js'
+import type { RevocationContext, RevocationRecord, RotateRequest, RotateResult, SessionRecord, TokenStore } from './types.js'
 
 export interface MemoryStoreOptions {
   /**
@@ -26,6 +26,9 @@ const DEFAULT_SWEEP_BATCH = 1000
 export class MemoryStore implements TokenStore {
   readonly #sessions = new Map<string, SessionRecord>()
   readonly #byUser = new Map<string, Set<string>>()
+  /** The revocation feed, in the order revocations happened. */
+  #feed: Array<RevocationRecord & { until: number }> = []
+  readonly #listeners = new Set<(record: RevocationRecord) => void>()
   readonly #maxSessions: number
   readonly #sweepBatchSize: number
 
@@ -80,21 +83,33 @@ export class MemoryStore implements TokenStore {
       session.graceUses++
       return { outcome: 'grace', session: copy(session) }
     }
-    this.#delete(session.id)
+    this.#revoke(session.id, { now: request.now, keepFor: request.keepRevocationFor })
     return { outcome: 'reused', session: copy(session) }
   }
 
-  async revokeSession (sessionId: string, userId?: string): Promise<SessionRecord | null> {
+  async revokeSession (sessionId: string, userId: string | undefined, context: RevocationContext): Promise<SessionRecord | null> {
     const session = this.#sessions.get(sessionId)
     if (session === undefined || (userId !== undefined && session.userId !== userId)) return null
-    this.#delete(sessionId)
+    this.#revoke(sessionId, context)
     return copy(session)
   }
 
-  async revokeUserSessions (userId: string): Promise<string[]> {
+  async revokeUserSessions (userId: string, context: RevocationContext): Promise<string[]> {
     const ids = [...(this.#byUser.get(userId) ?? [])]
-    for (const id of ids) this.#delete(id)
+    for (const id of ids) this.#revoke(id, context)
     return ids
+  }
+
+  async revokedSince (since: number): Promise<RevocationRecord[]> {
+    // The feed is in time order: walk back from the newest entry only as far as needed.
+    let start = this.#feed.length
+    while (start > 0 && (this.#feed[start - 1] as RevocationRecord).revokedAt >= since) start--
+    return this.#feed.slice(start).map(({ sessionId, revokedAt }) => ({ sessionId, revokedAt }))
+  }
+
+  async subscribeRevocations (listener: (record: RevocationRecord) => void): Promise<() => Promise<void>> {
+    this.#listeners.add(listener)
+    return async () => { this.#listeners.delete(listener) }
   }
 
   async listUserSessions (userId: string, now: number): Promise<SessionRecord[]> {
@@ -107,6 +122,7 @@ export class MemoryStore implements TokenStore {
   }
 
   async sweep (now: number): Promise<number> {
+    this.#feed = this.#feed.filter((entry) => entry.until > now)
     let removed = 0
     let seen = 0
     // Map iterators tolerate deletion of visited entries, so the walk resumes where it paused.
@@ -121,6 +137,13 @@ export class MemoryStore implements TokenStore {
   }
 
   async close (): Promise<void> {}
+
+  #revoke (sessionId: string, context: RevocationContext): void {
+    this.#delete(sessionId)
+    const record = { sessionId, revokedAt: context.now }
+    this.#feed.push({ ...record, until: context.now + context.keepFor })
+    for (const listener of this.#listeners) listener({ ...record })
+  }
 
   #delete (sessionId: string): void {
     const session = this.#sessions.get(sessionId)

@@ -52,6 +52,24 @@ export interface RotateRequest {
   ip: string | null
   /** Replacement claims, when the app reloaded the user; `undefined` keeps the stored ones. */
   claims?: Record<string, unknown>
+  /** How long (ms) a revocation caused by this call (`reused`) stays in the revocation feed. */
+  keepRevocationFor: number
+}
+
+/** When a revoking call happens, and how long its revocations must stay in the feed. */
+export interface RevocationContext {
+  now: number
+  /**
+   * Milliseconds the revocation stays readable by `revokedSince`: at least as long as the
+   * session's access tokens can live, so every process hears of it before they expire.
+   */
+  keepFor: number
+}
+
+/** One entry of the revocation feed. */
+export interface RevocationRecord {
+  sessionId: string
+  revokedAt: number
 }
 
 /**
@@ -61,7 +79,8 @@ export interface RotateRequest {
  *   its limit; nothing changed but `graceUses` (the caller re-issues the current successor).
  * - `superseded`: the immediate predecessor inside the window, but over the limit; nothing changed.
  * - `reused`: any other hash (older generation, or predecessor after the window): the session was
- *   deleted in the same operation (theft detection). `session` is the record as it was.
+ *   deleted in the same operation (theft detection) and its revocation recorded in the feed.
+ *   `session` is the record as it was.
  * - `expired`: idle or absolute expiry passed; the session was deleted.
  * - `missing`: no such session (never existed, revoked, or swept).
  */
@@ -81,18 +100,36 @@ export interface TokenStore {
   rotate (request: RotateRequest): Promise<RotateResult>
 
   /**
-   * Deletes one session, only if it belongs to `userId` when that is given.
-   * Resolves with the deleted record, or `null` when there was nothing to delete.
+   * Deletes one session, only if it belongs to `userId` when that is given, and records the
+   * revocation in the feed. Resolves with the deleted record, or `null` when nothing was deleted
+   * (and then nothing is recorded).
    */
-  revokeSession (sessionId: string, userId?: string): Promise<SessionRecord | null>
+  revokeSession (sessionId: string, userId: string | undefined, context: RevocationContext): Promise<SessionRecord | null>
 
-  /** Deletes every session of a user; resolves with the ids deleted. */
-  revokeUserSessions (userId: string): Promise<string[]>
+  /** Deletes every session of a user and records each revocation; resolves with the ids deleted. */
+  revokeUserSessions (userId: string, context: RevocationContext): Promise<string[]>
 
   /** The user's sessions alive at `now`, oldest first. A snapshot, not a lock. */
   listUserSessions (userId: string, now: number): Promise<SessionRecord[]>
 
-  /** Deletes sessions expired at `now`, in bounded batches; resolves with how many went. */
+  /**
+   * The revocation feed (R7): sessions revoked at or after `since` by any process sharing the
+   * store, oldest first, for as long as each was asked to be kept. Every process polls it, so a
+   * revocation reaches all of them within the poll interval, and after a reconnect too.
+   */
+  revokedSince (since: number): Promise<RevocationRecord[]>
+
+  /**
+   * Optional push for the same feed: the listener hears each revocation by any process as soon
+   * as the store learns of it (Redis pub/sub, PostgreSQL LISTEN/NOTIFY). Resolves with an
+   * unsubscribe function. Polling `revokedSince` remains the guarantee; this makes it instant.
+   */
+  subscribeRevocations? (listener: (record: RevocationRecord) => void): Promise<() => Promise<void>>
+
+  /**
+   * Deletes sessions expired at `now` and feed entries past their keep time, in bounded
+   * batches; resolves with how many sessions went.
+   */
   sweep (now: number): Promise<number>
 
   /** Releases timers and connections the store opened itself. */

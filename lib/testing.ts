@@ -1,0 +1,350 @@
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import type { RevocationRecord, RotateRequest, SessionRecord, TokenStore } from './stores/types.js'
+
+/**
+ * The store conformance kit: one suite every TokenStore must pass, whatever it is built on.
+ * Framework-agnostic: pass your runner's test registrar (tap `t.test`, node:test `test`,
+ * vitest `it`); failures are thrown by `node:assert`.
+ *
+ * ```ts
+ * import t from 'tap'
+ * import { defineStoreConformance } from 'fastify-token-auth/testing'
+ * defineStoreConformance({ test: t.test.bind(t), createStore: () => new MyStore({ prefix: unique() }) })
+ * ```
+ */
+export interface StoreConformanceOptions {
+  /** Registers one named async test. */
+  test: (name: string, fn: () => Promise<void>) => unknown
+  /** A store over empty (or private) data, for one test. */
+  createStore: () => TokenStore | Promise<TokenStore>
+  /** Releases a store after its test. @default store.close() */
+  destroyStore?: (store: TokenStore) => Promise<void>
+  /**
+   * Parallel rotations of one token in the race tests.
+   * @default 100
+   */
+  concurrency?: number
+}
+
+const MINUTE = 60_000
+const IDLE = 10 * MINUTE
+const MAX_AGE = 60 * MINUTE
+const GRACE = 5000
+const KEEP = 15 * MINUTE
+
+/** Registers every conformance test. */
+export function defineStoreConformance (options: StoreConformanceOptions): void {
+  const concurrency = options.concurrency ?? 100
+  const check = (name: string, body: (store: TokenStore) => Promise<void>): void => {
+    options.test(name, async () => {
+      const store = await options.createStore()
+      try {
+        await body(store)
+      } finally {
+        await (options.destroyStore ?? ((s: TokenStore) => s.close()))(store)
+      }
+    })
+  }
+
+  check('createSession stores a record that lists back exactly, JSON values included', async (store) => {
+    const session = record({
+      claims: { username: 'ünïcødé ✓', roles: ['a', 'b'], nested: { n: 1.5, ok: true, none: null } },
+      userAgent: null
+    })
+    await store.createSession(session)
+    assert.deepEqual(await store.listUserSessions(session.userId, session.createdAt), [session])
+  })
+
+  check('rotate: the current token rotates; the record moves on and idle expiry is renewed', async (store) => {
+    const session = record()
+    await store.createSession(session)
+    const now = session.createdAt + MINUTE
+    const next = hash('next')
+    const result = await store.rotate(rotation(session, session.tokenHash, next, now, { userAgent: 'agent/2', ip: '198.51.100.2' }))
+    const expected: SessionRecord = {
+      ...session,
+      tokenHash: next,
+      previousTokenHash: session.tokenHash,
+      rotatedAt: now,
+      graceUses: 0,
+      lastUsedAt: now,
+      expiresAt: now + IDLE,
+      userAgent: 'agent/2',
+      ip: '198.51.100.2'
+    }
+    assert.deepEqual(result, { outcome: 'rotated', session: expected })
+    assert.deepEqual(await store.listUserSessions(session.userId, now), [expected])
+  })
+
+  check('rotate: claims are replaced when given and kept when not', async (store) => {
+    const session = record({ claims: { role: 'user' } })
+    await store.createSession(session)
+    const first = await store.rotate({ ...rotation(session, session.tokenHash, hash('2'), session.createdAt + 1), claims: { role: 'admin' } })
+    assert.equal(first.outcome, 'rotated')
+    assert.deepEqual(first.outcome === 'rotated' && first.session.claims, { role: 'admin' })
+    const second = await store.rotate(rotation(session, hash('2'), hash('3'), session.createdAt + 2))
+    assert.deepEqual(second.outcome === 'rotated' && second.session.claims, { role: 'admin' })
+  })
+
+  check('rotate: idle expiry never passes the absolute lifetime', async (store) => {
+    const createdAt = Date.UTC(2030, 0, 1)
+    const session = record({ createdAt, expiresAt: createdAt + MAX_AGE })
+    await store.createSession(session)
+    const now = session.absoluteExpiresAt - MINUTE
+    const result = await store.rotate(rotation(session, session.tokenHash, hash('late'), now))
+    assert.equal(result.outcome, 'rotated')
+    assert.equal(result.outcome === 'rotated' && result.session.expiresAt, session.absoluteExpiresAt)
+  })
+
+  check('rotate: the predecessor inside the grace window gets `grace`, up to the limit, then `superseded`', async (store) => {
+    const session = record()
+    await store.createSession(session)
+    const rotatedAt = session.createdAt + MINUTE
+    await store.rotate(rotation(session, session.tokenHash, hash('2'), rotatedAt))
+    for (let use = 1; use <= 2; use++) {
+      const result = await store.rotate(rotation(session, session.tokenHash, hash('2'), rotatedAt + GRACE, { graceLimit: 2 }))
+      assert.equal(result.outcome, 'grace')
+      assert.equal(result.outcome === 'grace' && result.session.graceUses, use)
+      assert.equal(result.outcome === 'grace' && result.session.tokenHash, hash('2'), 'grace changes nothing but the count')
+      assert.equal(result.outcome === 'grace' && result.session.rotatedAt, rotatedAt, 'the window does not slide')
+    }
+    const over = await store.rotate(rotation(session, session.tokenHash, hash('2'), rotatedAt + GRACE, { graceLimit: 2 }))
+    assert.equal(over.outcome, 'superseded')
+    const [alive] = await store.listUserSessions(session.userId, rotatedAt + GRACE)
+    assert.equal(alive?.tokenHash, hash('2'), 'superseded leaves the session alive and unchanged')
+    assert.equal(alive?.graceUses, 2)
+    assert.deepEqual(await store.revokedSince(0), [], 'nothing revoked')
+  })
+
+  check('rotate: the predecessor after the grace window is reuse: the session is deleted and the revocation fed', async (store) => {
+    const session = record()
+    await store.createSession(session)
+    const rotatedAt = session.createdAt + MINUTE
+    await store.rotate(rotation(session, session.tokenHash, hash('2'), rotatedAt))
+    const late = rotatedAt + GRACE + 1
+    const result = await store.rotate(rotation(session, session.tokenHash, hash('2'), late))
+    assert.equal(result.outcome, 'reused')
+    assert.equal(result.outcome === 'reused' && result.session.id, session.id)
+    assert.equal(result.outcome === 'reused' && result.session.userId, session.userId)
+    assert.deepEqual(await store.listUserSessions(session.userId, late), [])
+    assert.deepEqual(await store.revokedSince(late), [{ sessionId: session.id, revokedAt: late }])
+    assert.deepEqual(await store.rotate(rotation(session, hash('2'), hash('3'), late + 1)), { outcome: 'missing' },
+      'the current token died with the session')
+  })
+
+  check('rotate: with grace 0 the predecessor is reuse even in the same millisecond', async (store) => {
+    const session = record()
+    await store.createSession(session)
+    const now = session.createdAt + MINUTE
+    await store.rotate(rotation(session, session.tokenHash, hash('2'), now, { grace: 0 }))
+    const result = await store.rotate(rotation(session, session.tokenHash, hash('2'), now, { grace: 0 }))
+    assert.equal(result.outcome, 'reused')
+  })
+
+  check('rotate: an older generation is reuse even inside the grace window', async (store) => {
+    const session = record()
+    await store.createSession(session)
+    const now = session.createdAt + MINUTE
+    await store.rotate(rotation(session, session.tokenHash, hash('2'), now))
+    await store.rotate(rotation(session, hash('2'), hash('3'), now + 1))
+    const result = await store.rotate(rotation(session, session.tokenHash, hash('2'), now + 2))
+    assert.equal(result.outcome, 'reused')
+    assert.deepEqual(await store.listUserSessions(session.userId, now + 2), [])
+  })
+
+  check('rotate: a hash the session never had is reuse (it carries a valid signature for this session)', async (store) => {
+    const session = record()
+    await store.createSession(session)
+    const result = await store.rotate(rotation(session, hash('never'), hash('x'), session.createdAt + 1))
+    assert.equal(result.outcome, 'reused')
+  })
+
+  check('rotate: idle expiry and absolute expiry give `expired` and delete the session', async (store) => {
+    const idle = record()
+    await store.createSession(idle)
+    assert.equal((await store.rotate(rotation(idle, idle.tokenHash, hash('2'), idle.expiresAt))).outcome, 'expired')
+    assert.deepEqual(await store.rotate(rotation(idle, idle.tokenHash, hash('2'), idle.expiresAt + 1)), { outcome: 'missing' })
+
+    const absolute = record({ expiresAt: Date.UTC(2030, 0, 1, 1), absoluteExpiresAt: Date.UTC(2030, 0, 1, 1) })
+    await store.createSession(absolute)
+    const result = await store.rotate(rotation(absolute, absolute.tokenHash, hash('2'), absolute.absoluteExpiresAt + 1))
+    assert.equal(result.outcome, 'expired')
+    assert.deepEqual(await store.revokedSince(0), [], 'expiry is not a revocation')
+  })
+
+  check('rotate: an unknown session is `missing`', async (store) => {
+    const session = record()
+    assert.deepEqual(await store.rotate(rotation(session, session.tokenHash, hash('2'), session.createdAt)), { outcome: 'missing' })
+  })
+
+  check(`rotate: ${concurrency} concurrent rotations of one token, grace 0: exactly one winner`, async (store) => {
+    const session = record()
+    await store.createSession(session)
+    const now = session.createdAt + MINUTE
+    const results = await Promise.all(Array.from({ length: concurrency }, (_, i) =>
+      store.rotate(rotation(session, session.tokenHash, hash(`next-${i}`), now, { grace: 0 }))))
+    const outcomes = results.map((result) => result.outcome)
+    assert.equal(outcomes.filter((outcome) => outcome === 'rotated').length, 1, `one rotated, got ${JSON.stringify(count(outcomes))}`)
+    assert.ok(outcomes.every((outcome) => outcome === 'rotated' || outcome === 'reused' || outcome === 'missing'), JSON.stringify(count(outcomes)))
+  })
+
+  check(`rotate: ${concurrency} concurrent rotations of one token with grace: one winner, the rest grace or superseded`, async (store) => {
+    const session = record()
+    await store.createSession(session)
+    const now = session.createdAt + MINUTE
+    const next = hash('next')
+    const results = await Promise.all(Array.from({ length: concurrency }, () =>
+      store.rotate(rotation(session, session.tokenHash, next, now, { graceLimit: 5 }))))
+    const tally = count(results.map((result) => result.outcome))
+    assert.deepEqual(tally, { rotated: 1, grace: 5, superseded: concurrency - 6 })
+    const [alive] = await store.listUserSessions(session.userId, now)
+    assert.equal(alive?.tokenHash, next, 'the session survived with the single successor')
+  })
+
+  check('revokeSession: deletes and feeds the revocation; another user\'s id or an unknown id change nothing', async (store) => {
+    const mine = record()
+    const theirs = record({ userId: 'user-b' })
+    await store.createSession(mine)
+    await store.createSession(theirs)
+    const now = mine.createdAt + MINUTE
+    assert.equal(await store.revokeSession(theirs.id, mine.userId, { now, keepFor: KEEP }), null)
+    assert.equal(await store.revokeSession('no-such-session', undefined, { now, keepFor: KEEP }), null)
+    assert.deepEqual(await store.revokedSince(0), [])
+    assert.deepEqual(await store.revokeSession(mine.id, mine.userId, { now, keepFor: KEEP }), mine)
+    assert.deepEqual(await store.revokeSession(theirs.id, undefined, { now: now + 1, keepFor: KEEP }), theirs)
+    assert.deepEqual(await store.listUserSessions(mine.userId, now), [])
+    assert.deepEqual(await store.listUserSessions(theirs.userId, now), [])
+    assert.deepEqual(await store.revokedSince(now), [{ sessionId: mine.id, revokedAt: now }, { sessionId: theirs.id, revokedAt: now + 1 }])
+    assert.equal(await store.revokeSession(mine.id, undefined, { now, keepFor: KEEP }), null, 'revoking twice is a no-op')
+  })
+
+  check('revokeUserSessions: every session of the user, no one else\'s', async (store) => {
+    const first = record()
+    const second = record({ createdAt: first.createdAt + 1 })
+    const other = record({ userId: 'user-b' })
+    for (const session of [first, second, other]) await store.createSession(session)
+    const now = first.createdAt + MINUTE
+    assert.deepEqual((await store.revokeUserSessions(first.userId, { now, keepFor: KEEP })).sort(), [first.id, second.id].sort())
+    assert.deepEqual(await store.listUserSessions(first.userId, now), [])
+    assert.deepEqual(await store.listUserSessions(other.userId, now), [other])
+    assert.deepEqual((await store.revokedSince(now)).map((r) => r.sessionId).sort(), [first.id, second.id].sort())
+    assert.deepEqual(await store.revokeUserSessions('nobody', { now, keepFor: KEEP }), [])
+  })
+
+  check('listUserSessions: oldest first, live only, the user\'s only', async (store) => {
+    const base = Date.UTC(2030, 0, 1)
+    const newer = record({ createdAt: base + 2000, lastUsedAt: base + 2000 })
+    const older = record({ createdAt: base + 1000, lastUsedAt: base + 1000 })
+    const expired = record({ createdAt: base, lastUsedAt: base, expiresAt: base + 5000 })
+    const foreign = record({ userId: 'user-b' })
+    for (const session of [newer, older, expired, foreign]) await store.createSession(session)
+    assert.deepEqual(await store.listUserSessions(newer.userId, base + 5000), [older, newer])
+    assert.deepEqual(await store.listUserSessions(newer.userId, base + 4999), [expired, older, newer])
+    assert.deepEqual(await store.listUserSessions('nobody', base), [])
+  })
+
+  check('revokedSince: entries at or after `since`, oldest first', async (store) => {
+    const sessions = [record(), record(), record()]
+    for (const session of sessions) await store.createSession(session)
+    const base = sessions[0]!.createdAt
+    for (const [i, session] of sessions.entries()) {
+      await store.revokeSession(session.id, undefined, { now: base + i * 1000, keepFor: KEEP })
+    }
+    const all: RevocationRecord[] = sessions.map((session, i) => ({ sessionId: session.id, revokedAt: base + i * 1000 }))
+    assert.deepEqual(await store.revokedSince(base), all)
+    assert.deepEqual(await store.revokedSince(base + 1000), all.slice(1))
+    assert.deepEqual(await store.revokedSince(base + 2001), [])
+  })
+
+  check('sweep: expired sessions and feed entries past their keep time go; the rest stays', async (store) => {
+    const base = Date.UTC(2030, 0, 1)
+    const live = record({ createdAt: base, lastUsedAt: base, expiresAt: base + 10 * MINUTE })
+    const dead = record({ createdAt: base, lastUsedAt: base, expiresAt: base + MINUTE })
+    const revoked = record()
+    for (const session of [live, dead, revoked]) await store.createSession(session)
+    await store.revokeSession(revoked.id, undefined, { now: base, keepFor: 2 * MINUTE })
+    assert.equal(await store.sweep(base + MINUTE), 1, 'one expired session swept')
+    assert.deepEqual(await store.listUserSessions(live.userId, base), [live])
+    assert.equal((await store.revokedSince(0)).length, 1, 'the revocation is kept for its keep time')
+    assert.equal(await store.sweep(base + 2 * MINUTE), 0)
+    assert.deepEqual(await store.revokedSince(0), [], 'and dropped after it')
+    assert.equal((await store.rotate(rotation(dead, dead.tokenHash, hash('2'), base))).outcome, 'missing', 'a swept session is gone')
+  })
+
+  check('subscribeRevocations (when implemented): each revocation is pushed once; unsubscribe stops it', async (store) => {
+    if (store.subscribeRevocations === undefined) return
+    const heard: RevocationRecord[] = []
+    const unsubscribe = await store.subscribeRevocations((record) => heard.push(record))
+    const session = record()
+    await store.createSession(session)
+    const now = session.createdAt + 1
+    await store.revokeSession(session.id, undefined, { now, keepFor: KEEP })
+    await waitFor(() => heard.length >= 1)
+    assert.deepEqual(heard, [{ sessionId: session.id, revokedAt: now }])
+    await unsubscribe()
+    const later = record()
+    await store.createSession(later)
+    await store.revokeSession(later.id, undefined, { now: now + 1, keepFor: KEEP })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.equal(heard.length, 1, 'nothing after unsubscribe')
+  })
+}
+
+let sequence = 0
+
+/** A session record with plausible values, overridable. */
+function record (overrides: Partial<SessionRecord> = {}): SessionRecord {
+  const createdAt = overrides.createdAt ?? Date.UTC(2030, 0, 1)
+  const absoluteExpiresAt = overrides.absoluteExpiresAt ?? createdAt + MAX_AGE
+  return {
+    id: randomBytes(16).toString('base64url'),
+    userId: 'user-a',
+    claims: { username: 'alice' },
+    createdAt,
+    lastUsedAt: createdAt,
+    expiresAt: Math.min(createdAt + IDLE, absoluteExpiresAt),
+    absoluteExpiresAt,
+    tokenHash: hash(`initial-${++sequence}`),
+    previousTokenHash: null,
+    rotatedAt: null,
+    graceUses: 0,
+    userAgent: 'agent/1',
+    ip: '198.51.100.1',
+    ...overrides
+  }
+}
+
+function rotation (session: SessionRecord, presentedHash: string, nextHash: string, now: number, overrides: Partial<RotateRequest> = {}): RotateRequest {
+  return {
+    sessionId: session.id,
+    presentedHash,
+    nextHash,
+    now,
+    idleTtl: IDLE,
+    grace: GRACE,
+    graceLimit: 5,
+    userAgent: session.userAgent,
+    ip: session.ip,
+    keepRevocationFor: KEEP,
+    ...overrides
+  }
+}
+
+function hash (text: string): string {
+  return createHash('sha256').update(text).digest('base64url')
+}
+
+function count (values: string[]): Record<string, number> {
+  const tally: Record<string, number> = {}
+  for (const value of values) tally[value] = (tally[value] ?? 0) + 1
+  return tally
+}
+
+async function waitFor (condition: () => boolean, timeout = 2000): Promise<void> {
+  const deadline = Date.now() + timeout
+  while (!condition()) {
+    if (Date.now() > deadline) throw new assert.AssertionError({ message: 'a pushed revocation did not arrive within 2 s' })
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}

@@ -1,0 +1,70 @@
+import t from 'tap'
+import { MemoryStore } from '../lib/stores/memory.js'
+import type { RevocationRecord, RotateRequest, RotateResult } from '../lib/stores/types.js'
+import { defineStoreConformance, type StoreConformanceOptions } from '../lib/testing.js'
+
+/** Runs the kit with a plain registrar (as a third party's runner would) and reports each test's fate. */
+async function runKit (createStore: StoreConformanceOptions['createStore']): Promise<Map<string, Error | null>> {
+  const tests: Array<[string, () => Promise<void>]> = []
+  defineStoreConformance({ test: (name, fn) => tests.push([name, fn]), createStore, concurrency: 20 })
+  const results = new Map<string, Error | null>()
+  for (const [name, fn] of tests) results.set(name, await fn().then(() => null, (error: Error) => error))
+  return results
+}
+
+function failed (results: Map<string, Error | null>): string[] {
+  return [...results].filter(([, error]) => error !== null).map(([name]) => name)
+}
+
+t.test('the kit passes a correct store', async (t) => {
+  const results = await runKit(() => new MemoryStore())
+  t.ok(results.size >= 18, `${results.size} conformance tests`)
+  t.same(failed(results), [])
+})
+
+/** Reads, yields, then writes: the check-and-set is not atomic. */
+class RacyStore extends MemoryStore {
+  override async rotate (request: RotateRequest): Promise<RotateResult> {
+    const [before] = await this.listUserSessions('user-a', request.now)
+    await new Promise((resolve) => setImmediate(resolve))
+    if (before?.tokenHash === request.presentedHash) {
+      // Pretend the presented token is still current, whatever happened meanwhile.
+      const result = await super.rotate(request)
+      if (result.outcome !== 'rotated' && result.outcome !== 'missing') return { outcome: 'rotated', session: result.session }
+      return result
+    }
+    return await super.rotate(request)
+  }
+}
+
+t.test('the kit catches a rotation that is not atomic', async (t) => {
+  const results = await runKit(() => new RacyStore())
+  t.match(failed(results), [/concurrent rotations of one token, grace 0: exactly one winner/])
+  t.match(results.get(failed(results)[0] as string)?.message, /one rotated/)
+})
+
+/** Claims to push revocations but never does. */
+class SilentStore extends MemoryStore {
+  override async subscribeRevocations (_listener: (record: RevocationRecord) => void): Promise<() => Promise<void>> {
+    return async () => {}
+  }
+}
+
+t.test('the kit catches a push that never arrives', async (t) => {
+  const results = await runKit(() => new SilentStore())
+  t.same(failed(results), ['subscribeRevocations (when implemented): each revocation is pushed once; unsubscribe stops it'])
+  t.match(results.get(failed(results)[0] as string)?.message, /did not arrive within 2 s/)
+})
+
+/** Forgets the grace window: a replay inside it counts as theft. */
+class GracelessStore extends MemoryStore {
+  override async rotate (request: RotateRequest): Promise<RotateResult> {
+    return await super.rotate({ ...request, grace: 0 })
+  }
+}
+
+t.test('the kit catches a store that ignores the grace window', async (t) => {
+  const results = await runKit(() => new GracelessStore())
+  t.ok(failed(results).some((name) => name.includes('inside the grace window gets `grace`')))
+  t.ok(failed(results).some((name) => name.includes('with grace: one winner, the rest grace or superseded')))
+})

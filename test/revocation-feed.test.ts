@@ -1,0 +1,124 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import t, { type Test } from 'tap'
+import tokenAuth, { type TokenAuthOptions } from '../lib/index.js'
+import { MemoryStore } from '../lib/stores/memory.js'
+import type { TokenStore } from '../lib/stores/types.js'
+import { baseOptions, INVALID_TOKEN, login, me, sleep } from './helpers.js'
+
+/** One "instance" of an app: the plugin and GET /me, over a store shared with other instances. */
+async function instance (t: Test, store: TokenStore, overrides: Partial<TokenAuthOptions> = {}): Promise<FastifyInstance> {
+  const app = Fastify()
+  await app.register(tokenAuth, baseOptions({ store, ...overrides }))
+  app.get('/me', { onRequest: app.authenticate }, async (request) => ({ id: request.user.sub }))
+  t.teardown(() => app.close())
+  await app.ready()
+  return app
+}
+
+/** The same store without push: revocations travel only through the polled feed. */
+function pollOnly (store: MemoryStore): TokenStore {
+  return {
+    createSession: (session) => store.createSession(session),
+    rotate: (request) => store.rotate(request),
+    revokeSession: (id, userId, context) => store.revokeSession(id, userId, context),
+    revokeUserSessions: (userId, context) => store.revokeUserSessions(userId, context),
+    listUserSessions: (userId, now) => store.listUserSessions(userId, now),
+    revokedSince: (since) => store.revokedSince(since),
+    sweep: (now) => store.sweep(now),
+    close: () => store.close()
+  }
+}
+
+async function waitForStatus (app: FastifyInstance, token: string, status: number, timeout: number): Promise<number> {
+  const started = Date.now()
+  while ((await me(app, token)).statusCode !== status) {
+    if (Date.now() - started > timeout) throw new Error(`no ${status} within ${timeout} ms`)
+    await sleep(10)
+  }
+  return Date.now() - started
+}
+
+t.test('a logout on one instance is refused at once on another (pushed revocation)', async (t) => {
+  const store = new MemoryStore()
+  const a = await instance(t, store)
+  const b = await instance(t, store)
+  const { accessToken, refreshToken } = await login(a)
+  t.equal((await me(b, accessToken)).statusCode, 200, 'B accepts A\'s access token')
+  const logout = await b.inject({ method: 'POST', url: '/auth/logout', cookies: { refresh_token: refreshToken } })
+  t.equal(logout.statusCode, 204)
+  const refused = await me(a, accessToken)
+  t.equal(refused.statusCode, 401, 'A refuses it on the very next request')
+  t.equal(refused.json().code, 'FST_TOKEN_AUTH_SESSION_REVOKED')
+  t.equal(refused.headers['www-authenticate'], INVALID_TOKEN)
+})
+
+t.test('without push, the poll carries a revocation to another instance within revocationPollInterval', async (t) => {
+  const shared = new MemoryStore()
+  const a = await instance(t, pollOnly(shared), { revocationPollInterval: 200 })
+  const b = await instance(t, pollOnly(shared), { revocationPollInterval: 200 })
+  const { accessToken } = await login(a)
+  const revokedOnB = await b.tokenAuth.revokeUserSessions('user-1')
+  t.equal(revokedOnB.length, 1)
+  t.equal((await me(b, accessToken)).statusCode, 401, 'the revoking instance refuses at once')
+  t.equal((await me(a, accessToken)).statusCode, 200, 'the other has not polled yet')
+  const waited = await waitForStatus(a, accessToken, 401, 2000)
+  t.ok(waited <= 1000, `A refused the token ${waited} ms after the revocation (poll interval 200 ms)`)
+  t.equal((await me(a, accessToken)).json().code, 'FST_TOKEN_AUTH_SESSION_REVOKED')
+})
+
+t.test('theft detected on one instance ends the session\'s access tokens on the others', async (t) => {
+  const store = new MemoryStore()
+  const a = await instance(t, store, { reuseGrace: 0 })
+  const b = await instance(t, store, { reuseGrace: 0 })
+  const { accessToken, refreshToken } = await login(a)
+  const rotated = await b.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: refreshToken } })
+  t.equal(rotated.statusCode, 200, 'refresh on B')
+  const replay = await a.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: refreshToken } })
+  t.equal(replay.statusCode, 401, 'the old token replayed on A')
+  t.equal(replay.json().code, 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED')
+  for (const app of [a, b]) {
+    t.equal((await me(app, accessToken)).statusCode, 401, 'the first access token is refused everywhere')
+    t.equal((await me(app, rotated.json().accessToken)).statusCode, 401, 'and so is the one B issued')
+  }
+})
+
+t.test('an instance started after a revocation still refuses that session\'s tokens (catch-up at boot)', async (t) => {
+  const shared = new MemoryStore()
+  const a = await instance(t, pollOnly(shared))
+  const { accessToken, refreshToken } = await login(a)
+  await a.inject({ method: 'POST', url: '/auth/logout', cookies: { refresh_token: refreshToken } })
+  const late = await instance(t, pollOnly(shared))
+  const refused = await me(late, accessToken)
+  t.equal(refused.statusCode, 401)
+  t.equal(refused.json().code, 'FST_TOKEN_AUTH_SESSION_REVOKED')
+})
+
+t.test('a feed that fails is logged and retried; it never stops the app', async (t) => {
+  const shared = new MemoryStore()
+  let down = true
+  const flaky: TokenStore = {
+    ...pollOnly(shared),
+    revokedSince: async (since) => {
+      if (down) throw new Error('connect ECONNREFUSED 127.0.0.1:6379')
+      return await shared.revokedSince(since)
+    },
+    subscribeRevocations: async () => { throw new Error('connect ECONNREFUSED 127.0.0.1:6379') }
+  }
+  const warnings: string[] = []
+  const app = Fastify({ logger: { level: 'warn', stream: { write: (line: string) => { warnings.push(JSON.parse(line).msg) } } } })
+  await app.register(tokenAuth, baseOptions({ store: flaky, revocationPollInterval: 100 }))
+  app.get('/me', { onRequest: app.authenticate }, async (request) => ({ id: request.user.sub }))
+  t.teardown(() => app.close())
+  await app.ready()
+  t.ok(warnings.includes('fastify-token-auth: reading the revocation feed failed'), 'the failed boot read is logged')
+  t.ok(warnings.includes('fastify-token-auth: subscribing to revocations failed'), 'the failed subscription is logged')
+
+  const other = await instance(t, pollOnly(shared))
+  const { accessToken } = await login(app)
+  await other.tokenAuth.revokeUserSessions('user-1')
+  await sleep(250)
+  t.equal((await me(app, accessToken)).statusCode, 200, 'while the feed is down, the revocation has not arrived')
+  down = false
+  await waitForStatus(app, accessToken, 401, 2000)
+  t.pass('after recovery the poll catches up without a restart')
+})
