@@ -107,15 +107,27 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
   const sweeper = setInterval(() => { sessions.sweep().catch(warn('sweeping expired sessions')) }, options.sweepInterval).unref()
   // Revocations by other processes reach this one through the store's feed: pushed when the store
   // can, polled always (the bound, and the catch-up after any disconnect).
-  const poller = setInterval(() => { sessions.pollRevocations().catch(warn('reading the revocation feed')) }, options.revocationPollInterval).unref()
   let unsubscribe: (() => Promise<void>) | undefined
+  let closing = false
+  const subscribe = async (): Promise<void> => {
+    unsubscribe = await sessions.subscribeRevocations().catch((error: unknown) => { warn('subscribing to revocations')(error); return undefined })
+    // Closed while subscribing: let go at once, or the subscription would hold a connection.
+    if (closing) await unsubscribe?.()
+  }
+  const poller = setInterval(() => {
+    sessions.pollRevocations().catch(warn('reading the revocation feed'))
+    // A push subscription that failed (store down at boot) is retried with the poll.
+    if (unsubscribe === undefined && store.subscribeRevocations !== undefined) subscribe().catch(warn('subscribing to revocations'))
+  }, options.revocationPollInterval).unref()
   fastify.addHook('onReady', async () => {
     await sessions.pollRevocations().catch(warn('reading the revocation feed'))
-    unsubscribe = await sessions.subscribeRevocations().catch((error: unknown) => { warn('subscribing to revocations')(error); return undefined })
+    await subscribe()
   })
   fastify.addHook('onClose', async () => {
+    closing = true
     clearInterval(sweeper)
     clearInterval(poller)
+    // Before the app ends its own client or pool: a subscription holds a connection.
     await unsubscribe?.()
     // A store the app passed in is the app's to close.
     if (options.store === undefined) await store.close()

@@ -112,7 +112,7 @@ export class SessionService {
     const jti = randomId(32)
     const absoluteExpiresAt = now + this.#maxAge
     const session: SessionRecord = {
-      id: randomId(16),
+      id: this.#store.sessionIdFor?.(user.id) ?? randomId(16),
       userId: user.id,
       claims: user.claims ?? {},
       createdAt: now,

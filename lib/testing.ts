@@ -39,6 +39,8 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
   const check = (name: string, body: (store: TokenStore) => Promise<void>): void => {
     options.test(name, async () => {
       const store = await options.createStore()
+      // Ids as the plugin makes them: from the store when it shards by user.
+      newSessionId = (userId) => store.sessionIdFor?.(userId) ?? randomBytes(16).toString('base64url')
       try {
         await body(store)
       } finally {
@@ -292,14 +294,16 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
 }
 
 let sequence = 0
+let newSessionId!: (userId: string) => string
 
 /** A session record with plausible values, overridable. */
 function record (overrides: Partial<SessionRecord> = {}): SessionRecord {
   const createdAt = overrides.createdAt ?? Date.UTC(2030, 0, 1)
   const absoluteExpiresAt = overrides.absoluteExpiresAt ?? createdAt + MAX_AGE
+  const userId = overrides.userId ?? 'user-a'
   return {
-    id: randomBytes(16).toString('base64url'),
-    userId: 'user-a',
+    id: newSessionId(userId),
+    userId,
     claims: { username: 'alice' },
     createdAt,
     lastUsedAt: createdAt,

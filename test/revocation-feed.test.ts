@@ -122,3 +122,56 @@ t.test('a feed that fails is logged and retried; it never stops the app', async 
   await waitForStatus(app, accessToken, 401, 2000)
   t.pass('after recovery the poll catches up without a restart')
 })
+
+t.test('a push subscription that failed at boot is retried with the poll', async (t) => {
+  const shared = new MemoryStore()
+  let attempts = 0
+  const store: TokenStore = {
+    ...pollOnly(shared),
+    subscribeRevocations: async (listener) => {
+      if (++attempts === 1) throw new Error('connect ECONNREFUSED 127.0.0.1:6379')
+      return await shared.subscribeRevocations(listener)
+    }
+  }
+  // The retry rides on the poll (100 ms); the check below runs right after the revocation,
+  // before any poll could carry it, so a 401 there means the retried subscription pushed it.
+  const app = await instance(t, store, { revocationPollInterval: 100 })
+  await waitFor(() => attempts >= 2)
+  const other = await instance(t, pollOnly(shared), { revocationPollInterval: 60_000 })
+  const { accessToken } = await login(app)
+  await other.tokenAuth.revokeUserSessions('user-1')
+  t.equal((await me(app, accessToken)).statusCode, 401, 'pushed at once once the retry subscribed')
+  t.equal(attempts, 2, 'no more attempts once subscribed')
+})
+
+t.test('closing while a subscription is being made lets it go at once', async (t) => {
+  const shared = new MemoryStore()
+  let attempts = 0
+  let release: () => void = () => {}
+  let unsubscribed = 0
+  const store: TokenStore = {
+    ...pollOnly(shared),
+    subscribeRevocations: async () => {
+      if (++attempts === 1) throw new Error('connect ECONNREFUSED 127.0.0.1:6379')
+      await new Promise<void>((resolve) => { release = resolve })
+      return async () => { unsubscribed++ }
+    }
+  }
+  const app = Fastify()
+  await app.register(tokenAuth, baseOptions({ store, revocationPollInterval: 100 }))
+  await app.ready()
+  await waitFor(() => attempts >= 2)
+  await app.close()
+  t.equal(unsubscribed, 0, 'the subscription is still pending')
+  release()
+  await waitFor(() => unsubscribed === 1)
+  t.equal(unsubscribed, 1, 'and is released as soon as it arrives')
+})
+
+async function waitFor (condition: () => boolean, timeout = 3000): Promise<void> {
+  const started = Date.now()
+  while (!condition()) {
+    if (Date.now() - started > timeout) throw new Error('condition not met in time')
+    await sleep(10)
+  }
+}

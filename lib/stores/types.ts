@@ -3,8 +3,9 @@
  * SHA-256 hashes of the refresh-token ids it currently accepts. Stores know nothing of Fastify
  * or JWTs; the session service decides what to ask, the store makes each change atomically.
  *
- * All times are milliseconds since the epoch, passed in by the caller (stores never read the
- * clock themselves, so every store agrees on what "now" means and tests can move time).
+ * All times are integer milliseconds since the epoch, passed in by the caller (stores never read
+ * the clock themselves, so every store agrees on what "now" means and tests can move time).
+ * Strings are well-formed Unicode without U+0000 (PostgreSQL refuses it in text and jsonb).
  * Every method may reject when the backing service is unreachable; the plugin turns any
  * rejection into a 503 and issues nothing.
  */
@@ -90,6 +91,14 @@ export type RotateResult =
   | { outcome: 'missing' }
 
 export interface TokenStore {
+  /**
+   * Optional: a new random session id for a user (at least 128 random bits, characters
+   * `[A-Za-z0-9_-]`, at most 64 of them). A store that shards by user can encode the shard in it
+   * and find a session from its id alone (the Redis store puts the user's hash slot tag first).
+   * Without it the plugin uses 128 random bits.
+   */
+  sessionIdFor? (userId: string): string
+
   /** Stores a new session. Ids are random; a collision may overwrite. */
   createSession (session: SessionRecord): Promise<void>
 

@@ -1,0 +1,599 @@
+import { createHash, randomBytes } from 'node:crypto'
+import net from 'node:net'
+import pg from 'pg'
+import t, { type Test } from 'tap'
+import { migrate, PostgresStore, postgresMigrationSql, type PostgresStoreOptions } from '../lib/stores/postgres.js'
+import type { RevocationRecord, RotateRequest, RotateResult, SessionRecord, TokenStore } from '../lib/stores/types.js'
+import { defineStoreConformance } from '../lib/testing.js'
+import { hashTokenId } from '../lib/tokens.js'
+import { build, decodePayload, login, refresh } from './helpers.js'
+import { DATABASE_URL, postgresAvailable } from './services.js'
+import { TcpProxy } from './tcp-proxy.js'
+
+const T0 = Date.UTC(2030, 0, 1)
+const MINUTE = 60_000
+const KEEP = 15 * MINUTE
+
+const skip = await postgresAvailable()
+if (skip !== undefined) {
+  t.plan(0, skip)
+} else {
+  await suite()
+}
+
+async function suite (): Promise<void> {
+  /** The file's pool: 20 connections, so concurrent statements really run in parallel. */
+  const pool = newPool()
+  t.teardown(() => pool.end())
+
+  function newPool (config: pg.PoolConfig = {}): pg.Pool {
+    return new pg.Pool({ connectionString: DATABASE_URL, max: 20, ...config })
+  }
+
+  /** A schema of its own for one test (so runs never collide), dropped at teardown. */
+  async function freshSchema (t: Test): Promise<string> {
+    const schema = `fta_test_${randomBytes(6).toString('hex')}`
+    await pool.query(`CREATE SCHEMA ${schema}`)
+    t.teardown(async () => { await pool.query(`DROP SCHEMA ${schema} CASCADE`) })
+    return schema
+  }
+
+  /** A migrated store in a fresh schema, closed at teardown. */
+  async function freshStore (t: Test, options: Partial<PostgresStoreOptions> = {}): Promise<PostgresStore> {
+    const schema = await freshSchema(t)
+    await migrate(pool, { schema, tablePrefix: options.tablePrefix })
+    const store = new PostgresStore({ pool, schema, ...options })
+    t.teardown(() => store.close())
+    return store
+  }
+
+  // The conformance kit, each of its tests on its own schema.
+  const schemas = new WeakMap<TokenStore, string>()
+  t.test('conformance kit', async (t) => {
+    defineStoreConformance({
+      test: (name, fn) => t.test(name, fn),
+      createStore: async () => {
+        const schema = `fta_test_${randomBytes(6).toString('hex')}`
+        await pool.query(`CREATE SCHEMA ${schema}`)
+        await migrate(pool, { schema })
+        const store = new PostgresStore({ pool, schema })
+        schemas.set(store, schema)
+        return store
+      },
+      destroyStore: async (store) => {
+        await store.close()
+        await pool.query(`DROP SCHEMA ${schemas.get(store) as string} CASCADE`)
+      }
+    })
+  })
+
+  t.test('options: invalid identifiers and numbers throw a TypeError naming the option', async (t) => {
+    const bad: Array<[Record<string, unknown>, RegExp]> = [
+      [{ schema: 'public"; DROP TABLE users; --' }, /option "schema" must be an identifier/],
+      [{ schema: 'has-dash' }, /option "schema"/],
+      [{ schema: '1starts_with_digit' }, /option "schema"/],
+      [{ schema: '' }, /option "schema"/],
+      [{ schema: 'x'.repeat(64) }, /option "schema"/],
+      [{ schema: 42 }, /option "schema" .* got 42/],
+      [{ schema: 'ünïcode' }, /option "schema"/],
+      [{ tablePrefix: 'p";--' }, /option "tablePrefix" must be empty or an identifier/],
+      [{ tablePrefix: 'a b' }, /option "tablePrefix"/],
+      [{ tablePrefix: 'x'.repeat(39) }, /option "tablePrefix" must be at most 38 characters, got 39/],
+      [{ schema: 's'.repeat(40), tablePrefix: 'p'.repeat(12) }, /options "schema" and "tablePrefix" are too long together/],
+      [{ sweepBatchSize: 0 }, /option "sweepBatchSize" must be a positive integer, got 0/],
+      [{ sweepBatchSize: 1.5 }, /option "sweepBatchSize"/],
+      [{ sweepMaxBatches: -1 }, /option "sweepMaxBatches" must be a positive integer, got -1/],
+      [{ preparedStatements: 'yes' }, /option "preparedStatements" must be a boolean, got yes/]
+    ]
+    for (const [options, message] of bad) {
+      t.throws(() => new PostgresStore({ pool, ...options } as unknown as PostgresStoreOptions), new TypeError(), JSON.stringify(options))
+      t.throws(() => new PostgresStore({ pool, ...options } as unknown as PostgresStoreOptions), { message }, JSON.stringify(options))
+    }
+    t.throws(() => new PostgresStore(undefined as unknown as PostgresStoreOptions), { name: 'TypeError', message: 'PostgresStore option "pool" must be a pg Pool' })
+    t.throws(() => new PostgresStore({} as PostgresStoreOptions), { name: 'TypeError', message: /option "pool"/ })
+    t.throws(() => new PostgresStore({ pool: { query () {} } } as unknown as PostgresStoreOptions), { name: 'TypeError', message: /option "pool"/ })
+    t.throws(() => postgresMigrationSql({ schema: 'no way' }), { name: 'TypeError', message: /^postgresMigrationSql option "schema"/ })
+    await t.rejects(migrate(pool, { tablePrefix: 'x;' }), { name: 'TypeError', message: /^migrate option "tablePrefix"/ })
+    await t.rejects(migrate(undefined as unknown as pg.Pool), { name: 'TypeError', message: 'migrate option "pool" must be a pg Pool' })
+
+    const longest = new PostgresStore({ pool, schema: 's'.repeat(40), tablePrefix: 'p'.repeat(11) })
+    t.equal(longest.channel, `${'s'.repeat(40)}.${'p'.repeat(11)}revocations`, 'a 63-character channel is accepted')
+    t.equal(new PostgresStore({ pool }).channel, 'public.token_auth_revocations', 'defaults')
+    t.equal(new PostgresStore({ pool, schema: 'Mixed_Case', tablePrefix: '' }).channel, 'Mixed_Case.revocations')
+  })
+
+  t.test('migration: the exported SQL, idempotent, atomic, and exactly what migrate runs', async (t) => {
+    const schema = await freshSchema(t)
+    const sql = postgresMigrationSql({ schema })
+    t.match(sql, `CREATE TABLE IF NOT EXISTS "${schema}"."token_auth_sessions" (`)
+    t.match(sql, `CREATE TABLE IF NOT EXISTS "${schema}"."token_auth_revocations" (`)
+    t.match(sql, `CREATE INDEX IF NOT EXISTS "token_auth_sessions_user_created_idx" ON "${schema}"."token_auth_sessions" (user_id, created_at);`)
+    t.notMatch(sql, /\{\w+\}/, 'every placeholder is filled')
+    t.equal(postgresMigrationSql(), postgresMigrationSql({ schema: 'public', tablePrefix: 'token_auth_' }), 'defaults')
+
+    const ran: unknown[] = []
+    const spy = { query: async (text: unknown, ...rest: unknown[]) => { ran.push(text); return await pool.query(text as string, ...rest as []) }, connect: () => pool.connect() }
+    await migrate(spy as unknown as pg.Pool, { schema })
+    t.same(ran, [sql], 'migrate runs the exported text, as one query')
+
+    await migrate(pool, { schema })
+    await Promise.all([migrate(pool, { schema }), migrate(pool, { schema }), migrate(pool, { schema })])
+    t.pass('running it again, and concurrently, succeeds')
+
+    const columns = await pool.query(`SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns
+      WHERE table_schema = $1 ORDER BY table_name, ordinal_position`, [schema])
+    const shape = (table: string) => Object.fromEntries(columns.rows.filter((row) => row.table_name === table)
+      .map((row) => [row.column_name, `${row.data_type}${row.is_nullable === 'YES' ? ' null' : ''}`]))
+    t.same(shape('token_auth_sessions'), {
+      id: 'text',
+      user_id: 'text',
+      claims: 'jsonb',
+      created_at: 'bigint',
+      last_used_at: 'bigint',
+      expires_at: 'bigint',
+      absolute_expires_at: 'bigint',
+      token_hash: 'text',
+      previous_token_hash: 'text null',
+      rotated_at: 'bigint null',
+      grace_uses: 'integer',
+      user_agent: 'text null',
+      ip: 'text null'
+    })
+    t.same(shape('token_auth_revocations'), { seq: 'bigint', session_id: 'text', revoked_at: 'bigint', keep_until: 'bigint' })
+    const indexes = await pool.query('SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 ORDER BY indexname', [schema])
+    t.same(indexes.rows.map((row) => row.indexdef.replace(/^.* USING /, '')), [
+      'btree (keep_until)',
+      'btree (seq)',
+      'btree (revoked_at)',
+      'btree (expires_at)',
+      'btree (id)',
+      'btree (user_id, created_at)'
+    ], 'primary keys, per-user, expiry and feed indexes')
+
+    const other = await freshSchema(t)
+    await pool.query(postgresMigrationSql({ schema: other, tablePrefix: 'other_' }))
+    const tables = await pool.query('SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [other])
+    t.same(tables.rows.map((row) => row.table_name), ['other_revocations', 'other_sessions'], 'the SQL runs as is in a plain query')
+  })
+
+  t.test('migration: all or nothing; the schema must exist', async (t) => {
+    const schema = await freshSchema(t)
+    // A view where the feed table belongs: its CREATE TABLE IF NOT EXISTS passes, its CREATE INDEX fails.
+    await pool.query(`CREATE VIEW ${schema}.token_auth_revocations AS SELECT 1 AS x`)
+    await t.rejects(migrate(pool, { schema }), { message: /token_auth_revocations/ })
+    const tables = await pool.query('SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND table_type = $2', [schema, 'BASE TABLE'])
+    t.same(tables.rows, [], 'the sessions table created before the failure was rolled back')
+    await t.rejects(migrate(pool, { schema: `${schema}_missing` }), { message: /schema .* does not exist/ })
+  })
+
+  t.test('records round-trip exactly; the pool\'s global type parsers are neither used nor changed', async (t) => {
+    const store = await freshStore(t)
+    const session = record({
+      claims: { z: 1, a: [1, 2.5, -3e-7, 'x'], big: 2 ** 53 - 1, nested: { ok: true, none: null, s: '"quoted" \\ ✓' } },
+      previousTokenHash: 'previous',
+      rotatedAt: T0 + 1,
+      graceUses: 3,
+      userAgent: null,
+      ip: null,
+      expiresAt: 8_640_000_000_000_000 // the largest Date; bigint holds it exactly
+    })
+    const int8 = pg.types.getTypeParser(20)
+    const jsonb = pg.types.getTypeParser(3802)
+    pg.types.setTypeParser(20, (value: string) => `global int8 ${value}`)
+    pg.types.setTypeParser(3802, (value: string) => `global jsonb ${value}`)
+    t.teardown(() => { pg.types.setTypeParser(20, int8); pg.types.setTypeParser(3802, jsonb) })
+    await store.createSession(session)
+    t.strictSame(await store.listUserSessions(session.userId, T0), [session])
+    t.equal((await pool.query('SELECT 1::int8 AS n')).rows[0].n, 'global int8 1', 'the application\'s parsers still apply to its own queries')
+  })
+
+  t.test('the tables hold hashes, never a token or its jti (through the plugin)', async (t) => {
+    const store = await freshStore(t)
+    const schema = store.channel.split('.')[0] as string
+    const app = await build(t, { store })
+    const first = await login(app)
+    const second = await refresh(app, first.refreshToken)
+    t.equal(second.statusCode, 200)
+    const refreshToken = second.cookies.find((cookie) => cookie.name === 'refresh_token')?.value as string
+    const accessToken = second.json().accessToken as string
+    await app.inject({ method: 'POST', url: '/auth/logout', cookies: { refresh_token: refreshToken } })
+    const other = await login(app)
+
+    const dump = await pool.query(`SELECT row_to_json(s)::text AS row FROM "${schema}".token_auth_sessions s
+      UNION ALL SELECT row_to_json(r)::text FROM "${schema}".token_auth_revocations r`)
+    const text = dump.rows.map((row) => row.row).join('\n')
+    t.equal(dump.rows.length, 2, 'one live session, one revocation')
+    const secrets = [first.refreshToken, first.accessToken, refreshToken, accessToken, other.refreshToken, other.accessToken]
+    for (const token of secrets) {
+      t.notOk(text.includes(token), 'no token')
+      t.notOk(text.includes(decodePayload(token).jti as string), 'no jti')
+      t.notOk(text.includes(token.split('.')[2] as string), 'no signature')
+    }
+    const [live] = await store.listUserSessions('user-1', Date.now())
+    t.equal(live?.tokenHash, hashTokenId(decodePayload(other.refreshToken).jti as string), 'the token hash is SHA-256 of the jti')
+  })
+
+  t.test('rotate: 100 concurrent rotations of one hash through 20 connections: exactly one winner, its successor stored', async (t) => {
+    const store = await freshStore(t)
+    for (const grace of [0, 5000]) {
+      const session = record()
+      await store.createSession(session)
+      const now = T0 + MINUTE
+      const results = await Promise.all(Array.from({ length: 100 }, (_, i) =>
+        store.rotate(rotation(session, { nextHash: `next-${i}`, now, grace, graceLimit: 3 }))))
+      const winners = results.flatMap((result, i) => result.outcome === 'rotated' ? [i] : [])
+      t.equal(winners.length, 1, `grace ${grace}: one rotated`)
+      if (grace === 0) {
+        t.same(tally(results), { rotated: 1, reused: 1, missing: 98 }, 'the first loser is theft; the rest find the session gone')
+        t.same(await store.revokedSince(0).then((feed) => feed.map((entry) => entry.sessionId)), [session.id], 'revoked once')
+      } else {
+        t.same(tally(results), { rotated: 1, grace: 3, superseded: 96 })
+        const [stored] = await store.listUserSessions(session.userId, now)
+        t.equal(stored?.tokenHash, `next-${winners[0] as number}`, 'the winner\'s successor is the current hash')
+        t.equal(stored?.graceUses, 3)
+      }
+    }
+    t.ok(pool.totalCount >= 10, `the pool opened ${pool.totalCount} connections`)
+  })
+
+  t.test('rotate: concurrent generations: each hash wins once, the chain has no fork', async (t) => {
+    const store = await freshStore(t)
+    const session = record()
+    await store.createSession(session)
+    let current = session.tokenHash
+    for (let generation = 1; generation <= 5; generation++) {
+      const now = T0 + generation * 1000
+      const results = await Promise.all(Array.from({ length: 30 }, (_, i) =>
+        store.rotate(rotation(session, { presentedHash: current, nextHash: `g${generation}-${i}`, now, grace: 100_000, graceLimit: 1000 }))))
+      const rotated = results.filter((result) => result.outcome === 'rotated')
+      t.equal(rotated.length, 1, `generation ${generation}`)
+      t.same(tally(results), { rotated: 1, grace: 29 })
+      current = (rotated[0] as { session: SessionRecord }).session.tokenHash
+    }
+    const [stored] = await store.listUserSessions(session.userId, T0)
+    t.equal(stored?.tokenHash, current)
+  })
+
+  t.test('rotate: a reuse racing a rotation and a revocation revokes once', async (t) => {
+    const store = await freshStore(t)
+    const session = record()
+    await store.createSession(session)
+    const now = T0 + MINUTE
+    const [rotated, reused, revoked] = await Promise.all([
+      store.rotate(rotation(session, { now, grace: 0 })),
+      store.rotate(rotation(session, { presentedHash: 'stolen-older', now, grace: 0 })),
+      store.revokeSession(session.id, undefined, { now, keepFor: KEEP })
+    ])
+    t.equal((await store.revokedSince(0)).length, 1, 'one revocation whatever the order')
+    t.equal(Number(reused.outcome === 'reused') + Number(revoked !== null), 1, 'ended by exactly one of them')
+    t.ok(['rotated', 'missing'].includes(rotated.outcome))
+    t.ok(['reused', 'missing'].includes(reused.outcome))
+    t.same(await store.listUserSessions(session.userId, now), [])
+  })
+
+  t.test('LISTEN/NOTIFY: a revocation made through another store on another pool arrives within a second', async (t) => {
+    const store = await freshStore(t)
+    const otherPool = newPool({ max: 2 })
+    t.teardown(() => otherPool.end())
+    const writer = new PostgresStore({ pool: otherPool, schema: store.channel.split('.')[0] })
+    const heard: RevocationRecord[] = []
+    const unsubscribe = await store.subscribeRevocations((record) => heard.push(record))
+
+    // A store of another schema, same prefix, shares nothing, not even the channel.
+    const stranger = await freshStore(t)
+    const strangerHeard: RevocationRecord[] = []
+    await stranger.subscribeRevocations((record) => strangerHeard.push(record))
+
+    const [one, two, three, four] = [record(), record({ userId: 'user-b' }), record({ userId: 'user-b' }), record()]
+    for (const session of [one, two, three, four]) await writer.createSession(session)
+    await writer.revokeSession(one.id, undefined, { now: T0 + 1, keepFor: KEEP })
+    await waitFor(() => heard.length === 1, 1000)
+    t.same(heard, [{ sessionId: one.id, revokedAt: T0 + 1 }], 'revokeSession')
+
+    t.same(await writer.revokeUserSessions('user-b', { now: T0 + 2, keepFor: KEEP }), [two.id, three.id], 'oldest first')
+    await waitFor(() => heard.length === 3, 1000)
+    t.same(heard.slice(1).sort((a, b) => a.sessionId < b.sessionId ? -1 : 1),
+      [{ sessionId: two.id, revokedAt: T0 + 2 }, { sessionId: three.id, revokedAt: T0 + 2 }].sort((a, b) => a.sessionId < b.sessionId ? -1 : 1), 'revokeUserSessions')
+
+    t.equal((await writer.rotate(rotation(four, { presentedHash: 'not-the-current-one', now: T0 + 3 }))).outcome, 'reused')
+    await waitFor(() => heard.length === 4, 1000)
+    t.same(heard[3], { sessionId: four.id, revokedAt: T0 + 3 }, 'theft detected by rotate')
+
+    // Foreign payloads on the channel are ignored.
+    await otherPool.query('SELECT pg_notify($1, $2), pg_notify($1, $3), pg_notify($1, $4)', [store.channel, 'not json', '{"sessionId":1}', JSON.stringify({ sessionId: 'marker', revokedAt: 5 })])
+    await waitFor(() => heard.length === 5, 1000)
+    t.same(heard[4], { sessionId: 'marker', revokedAt: 5 }, 'only the well-formed payload was delivered')
+    t.same(strangerHeard, [], 'another schema heard nothing')
+
+    await unsubscribe()
+    await unsubscribe()
+    const five = record()
+    await writer.createSession(five)
+    await writer.revokeSession(five.id, undefined, { now: T0 + 4, keepFor: KEEP })
+    await otherPool.query('SELECT pg_notify($1, $2)', [store.channel, JSON.stringify({ sessionId: 'after', revokedAt: 6 })])
+    t.equal(await listeners(store.channel), 0)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    t.equal(heard.length, 5, 'nothing after unsubscribe')
+  })
+
+  t.test('close() ends the store\'s LISTEN connections but never the pool', async (t) => {
+    const store = await freshStore(t)
+    await store.subscribeRevocations(() => {})
+    await store.subscribeRevocations(() => {})
+    t.equal(await listeners(store.channel), 2)
+    await store.close()
+    t.equal(await listeners(store.channel), 0)
+    t.equal((await pool.query('SELECT 1 AS one')).rows[0].one, 1, 'the pool still works')
+    await store.close()
+  })
+
+  t.test('LISTEN: a terminated connection is reopened', async (t) => {
+    const store = await freshStore(t)
+    const heard: RevocationRecord[] = []
+    await store.subscribeRevocations((record) => heard.push(record))
+    const killed = await pool.query('SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE query = $1', [`LISTEN "${store.channel}"`])
+    t.same(killed.rows, [{ ok: true }])
+    await waitUntilHeard(t, store, heard)
+  })
+
+  t.test('LISTEN: while the server is unreachable, reopening backs off; afterwards it listens again', async (t) => {
+    const schema = (await freshStore(t)).channel.split('.')[0] as string
+    const proxy = await TcpProxy.start(Number(new URL(DATABASE_URL).port || 5432), new URL(DATABASE_URL).hostname)
+    t.teardown(() => proxy.close())
+    const url = new URL(DATABASE_URL)
+    url.host = proxy.url
+    const proxiedPool = newPool({ connectionString: url.href, max: 2 })
+    proxiedPool.on('error', () => {}) // idle connections die with the proxy; the pool replaces them
+    t.teardown(() => proxiedPool.end())
+    const attempts: number[] = []
+    const counting = {
+      query: proxiedPool.query.bind(proxiedPool),
+      connect: () => { attempts.push(Date.now()); return proxiedPool.connect() }
+    } as unknown as pg.Pool
+    const store = new PostgresStore({ pool: counting, schema })
+    const writer = new PostgresStore({ pool, schema })
+    const heard: RevocationRecord[] = []
+    const unsubscribe = await store.subscribeRevocations((record) => heard.push(record))
+
+    proxy.refuse()
+    await waitFor(() => attempts.length >= 5, 5000) // the first, then reopenings 100, 200, 400 and 800 ms apart
+    const gaps = attempts.slice(2).map((at, i) => at - (attempts[i + 1] as number))
+    t.ok(gaps.every((gap, i) => gap >= 200 * 2 ** i * 0.9), `each pause doubles: ${gaps.join(', ')} ms`)
+    const missed = record()
+    await writer.createSession(missed)
+    await writer.revokeSession(missed.id, undefined, { now: T0 + 1, keepFor: KEEP })
+    await t.rejects(store.revokedSince(T0), 'the store is down for this instance')
+    proxy.forward()
+    await waitUntilHeard(t, writer, heard)
+    t.notOk(heard.some((entry) => entry.sessionId === missed.id), 'what was announced during the outage was not heard')
+    t.same((await store.revokedSince(T0)).map((entry) => entry.sessionId).slice(0, 1), [missed.id], 'but the feed has it')
+    await unsubscribe()
+  })
+
+  t.test('LISTEN failures: the first connection rejects; a failing UNLISTEN still releases', async (t) => {
+    const schema = (await freshStore(t)).channel.split('.')[0] as string
+    const deadPool = newPool({ connectionString: `postgres://postgres@127.0.0.1:${await closedPort()}/test`, max: 1 })
+    t.teardown(() => deadPool.end())
+    await t.rejects(new PostgresStore({ pool: deadPool, schema }).subscribeRevocations(() => {}), { code: 'ECONNREFUSED' })
+
+    const released: Array<Error | boolean | undefined> = []
+    /** The real pool, with one statement made to fail on the connections it lends. */
+    const faulty = (statement: string, dropConnection: boolean) => ({
+      query: pool.query.bind(pool),
+      connect: async () => {
+        const client = await pool.connect()
+        const { query, release } = client
+        client.query = ((text: string, ...rest: unknown[]) => {
+          if (text !== statement) return (query as (...args: unknown[]) => unknown).call(client, text, ...rest)
+          const error = new Error(`injected failure of ${statement}`)
+          if (dropConnection) client.emit('error', error) // pg reports a lost connection both ways
+          return Promise.reject(error)
+        }) as typeof client.query
+        client.release = (error?: Error | boolean) => { released.push(error); client.query = query; release.call(client, error) }
+        return client
+      }
+    }) as unknown as pg.Pool
+
+    const listen = `LISTEN "${schema}.token_auth_revocations"`
+    for (const dropConnection of [false, true]) {
+      released.length = 0
+      const store = new PostgresStore({ pool: faulty(listen, dropConnection), schema })
+      await t.rejects(store.subscribeRevocations(() => {}), { message: `injected failure of ${listen}` })
+      t.equal(released.length, 1, 'the connection was released once')
+      t.match(released[0], { message: /injected failure/ }, 'as broken, so the pool discards it')
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      t.equal(released.length, 1, 'and no reconnection was attempted')
+      t.equal(await listeners(store.channel), 0)
+    }
+
+    released.length = 0
+    const store = new PostgresStore({ pool: faulty(`UNLISTEN "${schema}.token_auth_revocations"`, false), schema })
+    const unsubscribe = await store.subscribeRevocations(() => {})
+    t.equal(await listeners(store.channel), 1)
+    await unsubscribe()
+    t.match(released, [{ message: /injected failure of UNLISTEN/ }], 'released as broken')
+    await waitFor(async () => (await listeners(store.channel)) === 0, 1000)
+  })
+
+  t.test('LISTEN: stopping while a reopen is in flight: the attempt gives up, whether it then succeeds or fails', async (t) => {
+    const schema = (await freshStore(t)).channel.split('.')[0] as string
+    for (const outcome of ['succeeds', 'fails'] as const) {
+      let connects = 0
+      const gates: Array<{ open: () => void, fail: () => void }> = []
+      /** The real pool, whose connect() after the first waits for the test to open or fail it. */
+      const gated = {
+        query: pool.query.bind(pool),
+        connect: async () => {
+          if (++connects > 1) {
+            await new Promise<void>((resolve, reject) => gates.push({ open: resolve, fail: () => reject(new Error('gate failed')) }))
+          }
+          return await pool.connect()
+        }
+      } as unknown as pg.Pool
+      const store = new PostgresStore({ pool: gated, schema })
+      const unsubscribe = await store.subscribeRevocations(() => {})
+      await pool.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1', [`LISTEN "${store.channel}"`])
+      await waitFor(() => gates.length === 1, 2000)
+      await unsubscribe()
+      if (outcome === 'succeeds') gates[0]?.open()
+      else gates[0]?.fail()
+      await waitFor(() => pool.totalCount === pool.idleCount, 1000)
+      t.pass(`the reopen ${outcome}; no connection is held`)
+      await new Promise((resolve) => setTimeout(resolve, 400))
+      t.equal(connects, 2, 'and no further attempt is made')
+      t.equal(await listeners(store.channel), 0)
+    }
+
+    const store = new PostgresStore({ pool, schema })
+    const pending = store.subscribeRevocations(() => {})
+    await store.close()
+    await pending
+    t.equal(await listeners(store.channel), 0, 'close() during subscribe: the connection is returned unused')
+    t.equal(pool.totalCount, pool.idleCount)
+  })
+
+  t.test('sweep: bounded batches, at most sweepMaxBatches per call; locked rows are skipped, not waited for', async (t) => {
+    const store = await freshStore(t, { sweepBatchSize: 10, sweepMaxBatches: 2 })
+    const expired = Array.from({ length: 35 }, () => record({ expiresAt: T0 + MINUTE }))
+    const live = Array.from({ length: 5 }, () => record({ expiresAt: T0 + 10 * MINUTE }))
+    const revoked = Array.from({ length: 25 }, () => record())
+    for (const session of [...expired, ...live, ...revoked]) await store.createSession(session)
+    for (const session of revoked) await store.revokeSession(session.id, undefined, { now: T0, keepFor: MINUTE })
+
+    const schema = store.channel.split('.')[0] as string
+    const count = async (table: string) => Number((await pool.query(`SELECT count(*) AS n FROM "${schema}".token_auth_${table}`)).rows[0].n)
+    t.equal(await store.sweep(T0 + MINUTE - 1), 0, 'nothing has expired yet')
+    t.equal(await count('revocations'), 25)
+    t.equal(await store.sweep(T0 + MINUTE), 20, 'two batches of 10, then the call stops')
+    t.equal(await count('sessions'), 20)
+    t.equal(await count('revocations'), 5, 'the feed too: two batches of 10')
+    t.equal(await store.sweep(T0 + MINUTE), 15, 'a full batch, then a short one ends the call')
+    t.equal(await count('revocations'), 0)
+
+    const locker = await pool.connect()
+    t.teardown(() => locker.release())
+    const held = record({ expiresAt: T0 })
+    await store.createSession(held)
+    await store.createSession(record({ expiresAt: T0 }))
+    await locker.query('BEGIN')
+    await locker.query(`SELECT id FROM "${schema}".token_auth_sessions WHERE id = $1 FOR UPDATE`, [held.id])
+    t.equal(await store.sweep(T0 + MINUTE), 1, 'the row in use is left for the next sweep')
+    await locker.query('ROLLBACK')
+    t.equal(await store.sweep(T0 + MINUTE), 1)
+    t.equal(await count('sessions'), 5, 'the live sessions stay')
+    t.equal(await store.sweep(T0 + MINUTE), 0)
+  })
+
+  t.test('prepared statements: named per text by default; plain statements when turned off', async (t) => {
+    const schema = await freshSchema(t)
+    await migrate(pool, { schema })
+    for (const preparedStatements of [true, false]) {
+      const single = newPool({ max: 1 }) // one connection, so its prepared statements can be inspected
+      t.teardown(() => single.end())
+      const store = new PostgresStore({ pool: single, schema, ...(preparedStatements ? {} : { preparedStatements }) })
+      const session = record()
+      await store.createSession(session)
+      t.equal((await store.rotate(rotation(session))).outcome, 'rotated')
+      t.equal((await store.rotate(rotation(session))).outcome, 'grace', 'twice on one connection')
+      t.equal(await store.sweep(T0), 0)
+      const names = await single.query("SELECT name FROM pg_prepared_statements WHERE name LIKE 'fastify\\_token\\_auth\\_%'")
+      t.equal(names.rows.length, preparedStatements ? 4 : 0, `preparedStatements: ${preparedStatements}`)
+    }
+  })
+
+  t.test('a table prefix of its own, or none, in one schema', async (t) => {
+    const schema = await freshSchema(t)
+    await migrate(pool, { schema, tablePrefix: '' })
+    await migrate(pool, { schema, tablePrefix: 'app_' })
+    const bare = new PostgresStore({ pool, schema, tablePrefix: '' })
+    const app = new PostgresStore({ pool, schema, tablePrefix: 'app_' })
+    const session = record()
+    await bare.createSession(session)
+    t.same(await bare.listUserSessions(session.userId, T0), [session])
+    t.same(await app.listUserSessions(session.userId, T0), [], 'separate tables')
+    t.equal(bare.channel, `${schema}.revocations`)
+    t.equal(app.channel, `${schema}.app_revocations`)
+  })
+
+  /** How many connections are LISTENing on a channel right now. */
+  async function listeners (channel: string): Promise<number> {
+    const result = await pool.query('SELECT count(*) AS n FROM pg_stat_activity WHERE query = $1 AND state = $2', [`LISTEN "${channel}"`, 'idle'])
+    return Number(result.rows[0].n)
+  }
+
+  /** Revokes a fresh session every 50 ms until the listener hears one: proof it listens again. */
+  async function waitUntilHeard (t: Test, store: PostgresStore, heard: RevocationRecord[]): Promise<void> {
+    const before = heard.length
+    const ids: string[] = []
+    await waitFor(async () => {
+      const session = record()
+      ids.push(session.id)
+      await store.createSession(session)
+      await store.revokeSession(session.id, undefined, { now: T0 + 100, keepFor: KEEP })
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      return heard.length > before
+    }, 10_000)
+    t.ok(heard.slice(before).every((entry) => ids.includes(entry.sessionId)), 'listening again')
+  }
+}
+
+let sequence = 0
+
+function record (overrides: Partial<SessionRecord> = {}): SessionRecord {
+  sequence++
+  return {
+    id: randomBytes(12).toString('base64url'),
+    userId: 'user-a',
+    claims: { username: 'alice', n: sequence },
+    createdAt: T0 + sequence,
+    lastUsedAt: T0 + sequence,
+    expiresAt: T0 + 10 * MINUTE,
+    absoluteExpiresAt: T0 + 60 * MINUTE,
+    tokenHash: createHash('sha256').update(`token-${sequence}`).digest('base64url'),
+    previousTokenHash: null,
+    rotatedAt: null,
+    graceUses: 0,
+    userAgent: 'agent/1',
+    ip: '198.51.100.1',
+    ...overrides
+  }
+}
+
+function rotation (session: SessionRecord, overrides: Partial<RotateRequest> = {}): RotateRequest {
+  return {
+    sessionId: session.id,
+    presentedHash: session.tokenHash,
+    nextHash: `${session.tokenHash}-next`,
+    now: T0 + 1000,
+    idleTtl: 10 * MINUTE,
+    grace: 5000,
+    graceLimit: 2,
+    userAgent: 'agent/2',
+    ip: '198.51.100.2',
+    keepRevocationFor: KEEP,
+    ...overrides
+  }
+}
+
+function tally (results: RotateResult[]): Record<string, number> {
+  const counts: Record<string, number> = {}
+  for (const { outcome } of results) counts[outcome] = (counts[outcome] ?? 0) + 1
+  return counts
+}
+
+/** Polls `condition` until it holds; fails the test if it has not within `timeout` ms. */
+async function waitFor (condition: () => boolean | Promise<boolean>, timeout: number): Promise<void> {
+  const deadline = Date.now() + timeout
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeout} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+async function closedPort (): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as net.AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
