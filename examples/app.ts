@@ -1,7 +1,10 @@
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
 import { promisify } from 'node:util'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import tokenAuth, { type AuthUser } from '../lib/index.js'
+import pg from 'pg'
+import tokenAuth, { type AuthUser, type TokenStore } from '../lib/index.js'
+import { migrate, PostgresStore } from '../lib/stores/postgres.js'
+import { RedisStore } from '../lib/stores/redis.js'
 
 declare module '../lib/index.js' {
   interface TokenAuthClaims {
@@ -15,7 +18,9 @@ const KEY_LENGTH = 64
 /** The demo's configuration, read from the environment by `configFromEnv`. */
 export interface ExampleConfig {
   logLevel: string
-  tokenStore: 'memory'
+  tokenStore: 'memory' | 'redis' | 'postgres'
+  redisUrl: string
+  databaseUrl: string
   accessTokenTtl: number
   refreshTokenTtl: number
   reuseGrace: number
@@ -33,13 +38,15 @@ export interface ExampleConfig {
 /** Reads DESIGN §4's variables; throws a clear error for a bad value. */
 export function configFromEnv (env: NodeJS.ProcessEnv = process.env): ExampleConfig {
   const tokenStore = env.TOKEN_STORE ?? 'memory'
-  if (tokenStore !== 'memory') {
-    throw new Error(`TOKEN_STORE=${tokenStore} is not available yet: this version ships the memory store only`)
+  if (tokenStore !== 'memory' && tokenStore !== 'redis' && tokenStore !== 'postgres') {
+    throw new Error(`TOKEN_STORE must be memory, redis or postgres, got "${tokenStore}"`)
   }
   const generatedSecrets = env.ACCESS_TOKEN_SECRET === undefined || env.REFRESH_TOKEN_SECRET === undefined
   return {
     logLevel: env.LOG_LEVEL ?? 'info',
     tokenStore,
+    redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    databaseUrl: env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
     accessTokenTtl: wholeSeconds(env, 'ACCESS_TOKEN_TTL', 900),
     refreshTokenTtl: wholeSeconds(env, 'REFRESH_TOKEN_TTL', 14 * 24 * 3600),
     reuseGrace: wholeSeconds(env, 'REFRESH_REUSE_GRACE', 5, 0),
@@ -78,6 +85,26 @@ async function createUserDirectory (username: string, password: string) {
   }
 }
 
+/**
+ * The store TOKEN_STORE names (undefined: the plugin's default memory store). A store the app
+ * creates is the app's to close, after the plugin has let go of it: onClose hooks run in reverse
+ * registration order, and this one is added before the plugin registers its own.
+ */
+async function createStore (config: ExampleConfig, app: FastifyInstance): Promise<TokenStore | undefined> {
+  if (config.tokenStore === 'redis') {
+    const store = new RedisStore({ url: config.redisUrl })
+    app.addHook('onClose', async () => { await store.close() })
+    return store
+  }
+  if (config.tokenStore === 'postgres') {
+    const pool = new pg.Pool({ connectionString: config.databaseUrl })
+    app.addHook('onClose', async () => { await pool.end() })
+    await migrate(pool)
+    return new PostgresStore({ pool })
+  }
+  return undefined
+}
+
 /** The demo app: the plugin under /auth, a protected GET /me, GET /health. */
 export async function buildApp (config: ExampleConfig, serverOptions: FastifyServerOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
@@ -88,6 +115,7 @@ export async function buildApp (config: ExampleConfig, serverOptions: FastifySer
     },
     ...serverOptions
   })
+  const store = await createStore(config, app)
   if (config.generatedSecrets) {
     app.log.warn('ACCESS_TOKEN_SECRET / REFRESH_TOKEN_SECRET not set: using random secrets, every token dies with this process')
   }
@@ -100,7 +128,8 @@ export async function buildApp (config: ExampleConfig, serverOptions: FastifySer
     reuseGrace: config.reuseGrace,
     loginRateLimit: { max: config.loginRateLimit, timeWindow: 60_000 },
     verifyCredentials: await createUserDirectory(config.username, config.password),
-    cookie: { secure: config.secureCookies }
+    cookie: { secure: config.secureCookies },
+    ...(store === undefined ? {} : { store })
   })
   app.tokenAuth.events.on('reuseDetected', (event) => {
     app.log.warn({ userId: event.userId, sessionId: event.sessionId, ip: event.ip }, 'refresh token reuse detected: session revoked')

@@ -51,7 +51,9 @@ t.test('configFromEnv reads DESIGN §4 variables with their defaults', async (t)
   t.match(custom, { logLevel: 'debug', accessTokenTtl: 60, refreshTokenTtl: 3600, reuseGrace: 0, loginRateLimit: 3, username: 'bob', generatedSecrets: false, secureCookies: true })
   t.throws(() => configFromEnv({ ACCESS_TOKEN_TTL: '1.5' }), /ACCESS_TOKEN_TTL must be a whole number/)
   t.throws(() => configFromEnv({ LOGIN_RATE_LIMIT: '0' }), /LOGIN_RATE_LIMIT/)
-  t.throws(() => configFromEnv({ TOKEN_STORE: 'redis' }), /TOKEN_STORE=redis is not available/)
+  t.throws(() => configFromEnv({ TOKEN_STORE: 'mongo' }), /TOKEN_STORE must be memory, redis or postgres, got "mongo"/)
+  t.match(configFromEnv({ TOKEN_STORE: 'redis', REDIS_URL: 'redis://h:1' }), { tokenStore: 'redis', redisUrl: 'redis://h:1' })
+  t.match(configFromEnv({ TOKEN_STORE: 'postgres' }), { tokenStore: 'postgres', databaseUrl: 'postgres://postgres@127.0.0.1:5432/test' })
 })
 
 t.test('a too-short secret is a boot error', async (t) => {
