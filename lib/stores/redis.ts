@@ -19,8 +19,8 @@ import type { RevocationContext, RevocationRecord, RotateRequest, RotateResult, 
  * rather than the user id itself, so any user id gives a short key with no `{` or `}` in it.
  *
  * Finding the slot from a session id alone: `rotate` and `revokeSession` get a session id and no
- * user id. Ids from `sessionIdFor(userId)` start with their user's tag, so those calls go straight
- * to the slot, one round trip. Any other id (the plugin's own random ids today, a third party's)
+ * user id. Ids from `sessionIdFor(userId)` (the plugin asks for them) start with their user's tag,
+ * so those calls go straight to the slot, one round trip. Any other id (one a caller made itself)
  * gets a pointer key written at login: one GET more per call and ~70 bytes per session. The
  * pointer is written once and never changes, so reading it outside the script races with
  * nothing: the script re-reads the record itself and answers `missing` if it has gone. (A pointer
