@@ -68,3 +68,20 @@ t.test('the kit catches a store that ignores the grace window', async (t) => {
   t.ok(failed(results).some((name) => name.includes('inside the grace window gets `grace`')))
   t.ok(failed(results).some((name) => name.includes('with grace: one winner, the rest grace or superseded')))
 })
+
+t.test('a store without push passes: the push test has nothing to check', async (t) => {
+  const results = await runKit(() => {
+    const store = new MemoryStore()
+    return {
+      createSession: (session) => store.createSession(session),
+      rotate: (request) => store.rotate(request),
+      revokeSession: (id, userId, context) => store.revokeSession(id, userId, context),
+      revokeUserSessions: (userId, context) => store.revokeUserSessions(userId, context),
+      listUserSessions: (userId, now) => store.listUserSessions(userId, now),
+      revokedSince: (since) => store.revokedSince(since),
+      sweep: (now) => store.sweep(now),
+      close: () => store.close()
+    }
+  })
+  t.same(failed(results), [])
+})
