@@ -8,6 +8,7 @@ import type { RevocationRecord, RotateRequest, SessionRecord } from '../lib/stor
 import { defineStoreConformance } from '../lib/testing.js'
 import { hashTokenId } from '../lib/tokens.js'
 import { build, decodePayload, login, refresh, refreshCookie } from './helpers.js'
+import { TcpProxy } from './tcp-proxy.js'
 import { REDIS_URL, redisAvailable } from './services.js'
 
 const MINUTE = 60_000
@@ -523,7 +524,7 @@ async function suite (): Promise<void> {
 
     const dead = new Redis({ port, lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false, maxRetriesPerRequest: 0 })
     dead.on('error', () => {})
-    const ioredisLike: IoredisLike = { isCluster: false, call: async (command, args) => await io.call(command, args), duplicate: () => dead, quit: async () => 'OK' }
+    const ioredisLike: IoredisLike = { isCluster: false, status: 'ready', call: async (command, args) => await io.call(command, args), duplicate: () => dead, quit: async () => 'OK' }
     const ioStore = new RedisStore({ client: ioredisLike, prefix: freshPrefix(t) })
     t.teardown(() => ioStore.close())
     await t.rejects(ioStore.subscribeRevocations(() => {}))
@@ -794,3 +795,24 @@ class CountingProxy {
     await new Promise((resolve) => this.server.close(resolve))
   }
 }
+
+t.test('a client that lost its connection fails at once: nothing waits in an offline queue to run after a 503', async (t) => {
+  const proxy = await TcpProxy.start(Number(new URL(REDIS_URL).port || 6379))
+  t.teardown(() => proxy.close())
+  const nodeRedis = createClient({ url: `redis://${proxy.url}`, socket: { reconnectStrategy: () => 50 } })
+  nodeRedis.on('error', () => {})
+  const io = new Redis({ port: proxy.port, retryStrategy: () => 50 })
+  io.on('error', () => {})
+  t.teardown(async () => { nodeRedis.destroy(); io.disconnect() })
+  const session = { id: 'x', userId: 'u' }
+  for (const [name, client] of [['node-redis', nodeRedis], ['ioredis', io]] as const) {
+    const store = new RedisStore({ client: client as never, prefix: `fta-test:${randomUUID()}:` })
+    t.same(await store.listUserSessions(session.userId, Date.now()), [], `${name}: works while connected`)
+  }
+  proxy.refuse()
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  for (const [name, client] of [['node-redis', nodeRedis], ['ioredis', io]] as const) {
+    const store = new RedisStore({ client: client as never, prefix: `fta-test:${randomUUID()}:` })
+    await t.rejects(store.listUserSessions(session.userId, Date.now()), /Redis connection is not ready/, `${name}: refused at once`)
+  }
+})

@@ -105,6 +105,7 @@ export interface NodeRedisClusterLike {
 /** An ioredis 5/6 client (`Redis` or `Cluster`), as far as this store uses it. */
 export interface IoredisLike {
   readonly isCluster: boolean
+  readonly status: string
   call (command: string, args: string[]): Promise<unknown>
   nodes? (role: 'master'): IoredisLike[]
   duplicate (): IoredisSubscriberLike
@@ -377,8 +378,21 @@ function connectionFor (client: RedisClientLike): Connection {
   throw new TypeError('RedisStore option "client" must be a node-redis client or cluster, or an ioredis client or cluster')
 }
 
+/**
+ * A command sent while the connection is down would wait in the client's offline queue and run
+ * after the plugin has already answered 503 (a login that creates a session nobody holds, a
+ * refresh that rotates away the token the client kept): refuse it at once instead, whatever
+ * the app's client options say.
+ */
+function notConnected (): Error {
+  return new Error('Redis connection is not ready')
+}
+
 function nodeRedisConnection (client: NodeRedisClientLike): Connection {
-  const send: Send = async (args) => await client.sendCommand(args)
+  const send: Send = async (args) => {
+    if (!client.isReady) throw notConnected()
+    return await client.sendCommand(args)
+  }
   return {
     send: async (_key, args) => await send(args),
     masters: async () => [send],
@@ -428,8 +442,14 @@ function nodeRedisClusterConnection (cluster: NodeRedisClusterLike): Connection 
   }
 }
 
+/** ioredis states in which a command would only be queued for a connection that is gone. */
+const IOREDIS_DOWN = new Set(['reconnecting', 'close', 'end'])
+
 function ioredisConnection (client: IoredisLike): Connection {
-  const sender = (node: IoredisLike): Send => async (args) => await node.call(args[0] as string, args.slice(1))
+  const sender = (node: IoredisLike): Send => async (args) => {
+    if (IOREDIS_DOWN.has(node.status)) throw notConnected()
+    return await node.call(args[0] as string, args.slice(1))
+  }
   return {
     // ioredis routes by the command's keys itself (EVALSHA included).
     send: async (_key, args) => await sender(client)(args),
