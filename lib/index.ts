@@ -108,20 +108,25 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
   // Revocations by other processes reach this one through the store's feed: pushed when the store
   // can, polled always (the bound, and the catch-up after any disconnect).
   let unsubscribe: (() => Promise<void>) | undefined
+  let subscribing: Promise<void> | undefined
   let closing = false
-  const subscribe = async (): Promise<void> => {
-    unsubscribe = await sessions.subscribeRevocations().catch((error: unknown) => { warn('subscribing to revocations')(error); return undefined })
+  // One attempt at a time; never awaited by boot, so an app can start while the store is down.
+  const subscribe = (): Promise<void> => (subscribing ??= (async () => {
+    const stop = await sessions.subscribeRevocations().catch((error: unknown) => { warn('subscribing to revocations')(error); return undefined })
     // Closed while subscribing: let go at once, or the subscription would hold a connection.
-    if (closing) await unsubscribe?.()
-  }
+    if (closing) await stop?.()
+    else unsubscribe = stop
+  })().finally(() => { subscribing = undefined }))
   const poller = setInterval(() => {
     sessions.pollRevocations().catch(warn('reading the revocation feed'))
     // A push subscription that failed (store down at boot) is retried with the poll.
-    if (unsubscribe === undefined && store.subscribeRevocations !== undefined) subscribe().catch(warn('subscribing to revocations'))
+    if (unsubscribe === undefined && subscribing === undefined && store.subscribeRevocations !== undefined) {
+      subscribe().catch(warn('subscribing to revocations'))
+    }
   }, options.revocationPollInterval).unref()
   fastify.addHook('onReady', async () => {
     await sessions.pollRevocations().catch(warn('reading the revocation feed'))
-    await subscribe()
+    subscribe().catch(warn('subscribing to revocations'))
   })
   fastify.addHook('onClose', async () => {
     closing = true

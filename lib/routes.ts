@@ -18,8 +18,12 @@ export interface RoutesContext {
   authenticate: onRequestAsyncHookHandler
 }
 
-/** Seconds a client should wait after a 503 before retrying. */
-const RETRY_AFTER_SECONDS = 5
+/**
+ * Seconds a client should wait after a 503 before retrying. Short, and well inside the default
+ * reuseGrace: a refresh answered 503 that a stalled store still carried out later is retried
+ * with the predecessor, which the grace window answers with the same successor.
+ */
+const RETRY_AFTER_SECONDS = 1
 /** Our bodies are two short strings; anything bigger is refused with 413 before parsing. */
 const BODY_LIMIT = 16 * 1024
 const MAX_USER_AGENT_LENGTH = 256

@@ -53,6 +53,8 @@ interface App {
   close: () => Promise<void>
   /** Every 5xx other than 503 the app answered: must stay empty. */
   serverErrors: string[]
+  /** Why each 503 happened (the store's error, kept out of the response): for failure messages. */
+  causes: string[]
   subscriptions: Subscriptions
 }
 
@@ -99,6 +101,10 @@ async function startApp (store: TokenStore, defer: (step: () => unknown) => void
   // Fastify's default is 10 s; booting is bounded tighter here so a test fails rather than waits.
   const app = Fastify({ pluginTimeout: BOOT_BOUND })
   const serverErrors: string[] = []
+  const causes: string[] = []
+  app.addHook('onError', async (request, _reply, error) => {
+    if (error.statusCode === 503) causes.push(`${request.method} ${request.url}: ${String((error.cause as Error | undefined)?.message)}`)
+  })
   app.addHook('onResponse', async (request, reply) => {
     if (reply.statusCode >= 500 && reply.statusCode !== 503) serverErrors.push(`${request.method} ${request.url}: ${reply.statusCode}`)
   })
@@ -114,7 +120,7 @@ async function startApp (store: TokenStore, defer: (step: () => unknown) => void
   const close = async () => { await (closing ??= app.close()) }
   defer(close)
   await app.ready()
-  return { app, close, serverErrors, subscriptions }
+  return { app, close, serverErrors, causes, subscriptions }
 }
 
 const postLogin = (app: FastifyInstance) =>
@@ -133,7 +139,7 @@ function assertUnavailable (t: Test, response: LightMyRequestResponse, label: st
     error: 'Service Unavailable',
     message: 'Token store unavailable, retry later'
   }, `${label}: the generic coded body, nothing else`)
-  t.equal(response.headers['retry-after'], '5', `${label}: Retry-After`)
+  t.equal(response.headers['retry-after'], '1', `${label}: Retry-After`)
   t.equal(response.headers['set-cookie'], undefined, `${label}: no Set-Cookie`)
   for (const leak of ['ECONNREFUSED', 'ECONNRESET', 'stack', 'Connection terminated', 'Socket closed', 'timeout', ...addresses]) {
     t.notOk(response.body.includes(leak), `${label}: the body does not mention ${JSON.stringify(leak)}`)
@@ -158,6 +164,14 @@ async function recovery (app: FastifyInstance, accessToken: string): Promise<{ r
   const started = Date.now()
   const response = await eventually(async () => await listSessions(app, accessToken), (response) => response.statusCode !== 503)
   return { response, elapsed: Date.now() - started }
+}
+
+/**
+ * A response's status as text, for assertions on a status after recovery: a 503 carries its
+ * cause (the store's error, which the response itself must not reveal), so a failure says why.
+ */
+function statusWithCause (causes: string[]): (response: LightMyRequestResponse) => string {
+  return (response) => response.statusCode === 503 ? `503 (${causes.at(-1) ?? 'no cause recorded'})` : String(response.statusCode)
 }
 
 async function timed (request: Promise<LightMyRequestResponse>): Promise<{ response: LightMyRequestResponse, elapsed: number }> {
@@ -185,32 +199,33 @@ function outageSuite (t: Test, setup: Setup): void {
     const proxy = await TcpProxy.start(setup.target.port, setup.target.host)
     defer(() => proxy.close())
     const store = await setup.store(t, proxy, defer)
-    const { app, serverErrors } = await startApp(store, defer, overrides)
+    const { app, serverErrors, causes } = await startApp(store, defer, overrides)
     const addresses = [proxy.url, `${setup.target.host}:${setup.target.port}`, `:${proxy.port}`]
-    return { app, proxy, serverErrors, addresses }
+    return { app, proxy, serverErrors, addresses, status: statusWithCause(causes) }
   }
 
   /** After the store is back: the pre-outage session refreshes, login and logout work. */
-  async function assertRecovered (t: Test, app: FastifyInstance, before: { accessToken: string, refreshToken: string }, sessionId: string) {
+  async function assertRecovered (t: Test, app: FastifyInstance, status: (response: LightMyRequestResponse) => string,
+    before: { accessToken: string, refreshToken: string }, sessionId: string) {
     const { response: listed, elapsed } = await recovery(app, before.accessToken)
-    t.equal(listed.statusCode, 200, `the app answers again without a restart (after ${elapsed} ms)`)
+    t.equal(status(listed), '200', `the app answers again without a restart (after ${elapsed} ms)`)
     t.comment(`${setup.name}: store answering again ${elapsed} ms after forward()`)
     t.ok(listed.statusCode !== 200 || listed.json().sessions.some((session: { id: string }) => session.id === sessionId),
       'the session from before the outage is still there')
 
     const again = await refresh(app, before.refreshToken)
-    t.equal(again.statusCode, 200, 'the SAME refresh token from before the outage refreshes')
+    t.equal(status(again), '200', 'the SAME refresh token from before the outage refreshes')
     const rotated = refreshCookie(again)?.value
     t.ok(rotated !== undefined && rotated !== '' && rotated !== before.refreshToken, 'and is rotated')
     const accessToken = again.statusCode === 200 ? again.json().accessToken as string : before.accessToken
     t.equal((await me(app, accessToken)).statusCode, again.statusCode === 200 ? 200 : 401)
 
     const fresh = await postLogin(app)
-    t.equal(fresh.statusCode, 200, 'login works again')
+    t.equal(status(fresh), '200', 'login works again')
     t.ok(refreshCookie(fresh)?.value, 'and sets the refresh cookie')
 
     const out = await logout(app, rotated ?? before.refreshToken)
-    t.equal(out.statusCode, 204, 'logout works again')
+    t.equal(status(out), '204', 'logout works again')
     t.equal(refreshCookie(out)?.value, '', 'and clears the cookie')
     for (const [label, token] of [['the refreshed access token', accessToken], ['the pre-outage access token', before.accessToken]]) {
       const refused = await me(app, token as string)
@@ -220,7 +235,7 @@ function outageSuite (t: Test, setup: Setup): void {
   }
 
   t.test('server down (connections refused): 503s, protected routes still answer; then back without a restart', async (t) => {
-    const { app, proxy, serverErrors, addresses } = await start(t)
+    const { app, proxy, serverErrors, addresses, status } = await start(t)
     const before = await login(app)
     const sessionId = (await me(app, before.accessToken)).json().sid as string
 
@@ -236,12 +251,12 @@ function outageSuite (t: Test, setup: Setup): void {
     t.equal(protectedRoute.json().sid, sessionId)
 
     proxy.forward()
-    await assertRecovered(t, app, before, sessionId)
+    await assertRecovered(t, app, status, before, sessionId)
     t.strictSame(serverErrors, [], 'never a 500')
   })
 
   t.test('server hangs (blackhole): 503 within about storeTimeout, protected routes still answer; then back', async (t) => {
-    const { app, proxy, serverErrors, addresses } = await start(t)
+    const { app, proxy, serverErrors, addresses, status } = await start(t)
     const before = await login(app)
     const sessionId = (await me(app, before.accessToken)).json().sid as string
 
@@ -256,7 +271,7 @@ function outageSuite (t: Test, setup: Setup): void {
     t.equal((await me(app, before.accessToken)).statusCode, 200, 'GET /me still answers')
 
     proxy.forward()
-    await assertRecovered(t, app, before, sessionId)
+    await assertRecovered(t, app, status, before, sessionId)
     t.strictSame(serverErrors, [], 'never a 500')
   })
 
@@ -276,14 +291,15 @@ function outageSuite (t: Test, setup: Setup): void {
     }
     t.pass(`the app started in ${elapsed} ms while the store was down`)
     const { app, serverErrors, subscriptions } = booted
+    const status = statusWithCause(booted.causes)
     assertUnavailable(t, await postLogin(app), 'login', addresses)
     t.equal((await me(app, 'not-a-token')).statusCode, 401, 'protected routes answer (401 for a bad token, not 503)')
 
     proxy.forward()
     const first = await eventually(async () => await postLogin(app), (response) => response.statusCode !== 503)
-    t.equal(first.statusCode, 200, 'login works once the store is back')
+    t.equal(status(first), '200', 'login works once the store is back')
     const refreshed = await refresh(app, refreshCookie(first)?.value ?? '')
-    t.equal(refreshed.statusCode, 200, 'and refresh')
+    t.equal(status(refreshed), '200', 'and refresh')
     if (store.subscribeRevocations !== undefined) {
       await eventually(async () => subscriptions.opened, (opened) => opened > 0)
       t.ok(subscriptions.opened > 0, 'the revocation subscription that failed at boot is opened once the store is back')
@@ -295,7 +311,7 @@ function outageSuite (t: Test, setup: Setup): void {
     // Through TcpProxy.refuse(); for node-redis's offline queue the telling case is a server that
     // refuses the TCP connection itself: see the private redis-server with persistence below.
     // A short grace window, so a client that honours Retry-After comes back after it.
-    const { app, proxy, serverErrors, addresses } = await start(t, { reuseGrace: 1 })
+    const { app, proxy, serverErrors, addresses, status } = await start(t, { reuseGrace: 1 })
     const refreshing = await login(app)
     const leaving = await login(app)
     const ids = await Promise.all([refreshing, leaving].map(async (session) => (await me(app, session.accessToken)).json().sid as string))
@@ -307,15 +323,15 @@ function outageSuite (t: Test, setup: Setup): void {
     proxy.forward()
 
     const { response: listed } = await recovery(app, refreshing.accessToken)
-    t.equal(listed.statusCode, 200)
+    t.equal(status(listed), '200', 'the store answers again')
     t.strictSame(listed.statusCode === 200 ? listed.json().sessions.map((session: { id: string }) => session.id).sort() : null, [...ids].sort(),
       'exactly the two sessions from before: the 503 login created none, the 503 logout ended none')
     await sleep(1500) // the client waits, as Retry-After tells it to, beyond the 1 s grace window
     const retried = await refresh(app, refreshing.refreshToken)
-    t.equal(retried.statusCode, 200, 'the refresh answered 503 was not carried out behind the client\'s back: its token is still current')
+    t.equal(status(retried), '200', 'the refresh answered 503 was not carried out behind the client\'s back: its token is still current')
     t.not(retried.json().code, 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'no false theft detection')
     const stillIn = await refresh(app, leaving.refreshToken)
-    t.equal(stillIn.statusCode, 200, 'the logout answered 503 did not end its session later')
+    t.equal(status(stillIn), '200', 'the logout answered 503 did not end its session later')
     t.strictSame(serverErrors, [], 'never a 500')
   })
 }
@@ -595,7 +611,8 @@ t.test('a private redis-server with persistence, killed and restarted: what was 
       defer(() => client.destroy())
       await client.connect()
       // A short grace window, so a client that honours Retry-After comes back after it.
-      const { app, serverErrors } = await startApp(new RedisStore({ client, prefix: 'fta-private:' }), defer, { reuseGrace: 1 })
+      const { app, serverErrors, causes } = await startApp(new RedisStore({ client, prefix: 'fta-private:' }), defer, { reuseGrace: 1 })
+      const status = statusWithCause(causes)
       const refreshing = await login(app)
       const leaving = await login(app)
       const ids = await Promise.all([refreshing, leaving].map(async (session) => (await me(app, session.accessToken)).json().sid as string))
@@ -608,19 +625,72 @@ t.test('a private redis-server with persistence, killed and restarted: what was 
       server = await startRedisServer(port, dir)
 
       const { response: back, elapsed } = await recovery(app, refreshing.accessToken)
-      t.equal(back.statusCode, 200, `the app uses the restarted server (after ${elapsed} ms)`)
+      t.equal(status(back), '200', `the app uses the restarted server (after ${elapsed} ms)`)
       await sleep(1500) // the client waits, as Retry-After tells it to, beyond the 1 s grace window
       const listed = await listSessions(app, refreshing.accessToken)
       t.strictSame(listed.json().sessions?.map((session: { id: string }) => session.id).sort(), [...ids].sort(),
         'exactly the two sessions from before: the login answered 503 created none, the logout answered 503 ended none')
       const retried = await refresh(app, refreshing.refreshToken)
-      t.equal(retried.statusCode, 200, 'the refresh answered 503 was not carried out later: the token the client kept is still current')
+      t.equal(status(retried), '200', 'the refresh answered 503 was not carried out later: the token the client kept is still current')
       t.not(retried.json().code, 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'no false theft detection ending the session')
       const stillIn = await refresh(app, leaving.refreshToken)
-      t.equal(stillIn.statusCode, 200, 'the logout answered 503 did not end its session later')
+      t.equal(status(stillIn), '200', 'the logout answered 503 did not end its session later')
       t.strictSame(serverErrors, [], 'never a 500')
     })
   }
+})
+
+t.test('a private redis-server that hangs (SIGSTOP) with the connection open, then resumes', async (t) => {
+  const skip = await privateRedisUnavailable()
+  if (skip !== undefined) {
+    t.plan(0, skip)
+    return
+  }
+  /*
+   * TcpProxy.blackhole() drops the open connections first, so the client knows it is cut off
+   * and fails fast. A server that stalls (stopped, swapping, a long script) keeps the connection:
+   * the commands are sent, the plugin answers 503 at storeTimeout, and the server runs them when
+   * it resumes. What it ran stays done: a login answered 503 may leave a session whose tokens
+   * nobody ever received (it ends at its idle expiry; documented limitation), and a refresh
+   * answered 503 may have rotated. The client retries after Retry-After (1 s), inside the
+   * default reuseGrace (5 s), and the grace window answers the predecessor with the same
+   * successor: the session goes on, no false theft.
+   */
+  const defer = cleanup(t)
+  const port = await freePort()
+  const server = await startRedisServer(port)
+  defer(() => kill(server))
+  const client = createClient({ url: `redis://127.0.0.1:${port}`, socket: { reconnectStrategy }, disableOfflineQueue: true })
+  client.on('error', () => {})
+  defer(() => client.destroy())
+  await client.connect()
+  const { app, serverErrors, causes } = await startApp(new RedisStore({ client, prefix: 'fta-private:' }), defer)
+  const status = statusWithCause(causes)
+  const before = await login(app)
+  const sessionId = (await me(app, before.accessToken)).json().sid as string
+  const addresses = [`127.0.0.1:${port}`, `:${port}`]
+
+  server.kill('SIGSTOP')
+  defer(() => server.kill('SIGCONT'))
+  const loggingIn = await timed(postLogin(app))
+  assertUnavailable(t, loggingIn.response, 'login, redis-server stopped', addresses)
+  t.ok(loggingIn.elapsed < 5000, `login answered in ${loggingIn.elapsed} ms (storeTimeout ${STORE_TIMEOUT} ms)`)
+  const refreshing = await timed(refresh(app, before.refreshToken))
+  assertUnavailable(t, refreshing.response, 'refresh, redis-server stopped', addresses)
+  t.comment(`stopped redis-server: login 503 in ${loggingIn.elapsed} ms, refresh 503 in ${refreshing.elapsed} ms`)
+  t.equal((await me(app, before.accessToken)).statusCode, 200, 'GET /me still answers')
+  server.kill('SIGCONT')
+
+  await sleep(Number(refreshing.response.headers['retry-after']) * 1000) // the client does as Retry-After says
+  const listed = await listSessions(app, before.accessToken)
+  t.equal(status(listed), '200', 'the server answers again')
+  const ids = listed.json().sessions?.map((session: { id: string }) => session.id) as string[]
+  t.ok(ids.includes(sessionId), 'the session from before is alive')
+  t.ok(ids.length <= 2, 'at most the one orphan session of the login answered 503 (a known limitation)')
+  const retried = await refresh(app, before.refreshToken)
+  t.equal(status(retried), '200', 'the refresh answered 503, retried as Retry-After says, succeeds: the token the client kept still works')
+  t.not(retried.json().code, 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'no false theft detection ending the session')
+  t.strictSame(serverErrors, [], 'never a 500')
 })
 
 t.test('no unhandled rejection or uncaught exception during the file', async (t) => {

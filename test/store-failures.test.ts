@@ -65,7 +65,7 @@ function assertUnavailable (t: Test, response: LightMyRequestResponse, label: st
   t.equal(response.statusCode, 503, `${label}: 503`)
   t.equal(response.json().code, 'FST_TOKEN_AUTH_STORE_UNAVAILABLE', `${label}: coded`)
   t.equal(response.json().message, 'Token store unavailable, retry later', `${label}: generic message`)
-  t.equal(response.headers['retry-after'], '5', `${label}: Retry-After`)
+  t.equal(response.headers['retry-after'], '1', `${label}: Retry-After`)
   t.equal(response.headers['set-cookie'], undefined, `${label}: no Set-Cookie (nothing issued, nothing cleared)`)
   t.notOk(response.body.includes('ECONNREFUSED'), `${label}: the store error is not leaked`)
   t.notOk(response.body.includes('6379'), `${label}: nor its address`)
@@ -211,7 +211,7 @@ t.test('an app error handler registered before the plugin receives our coded err
   t.same(seen, [{ code: 'FST_TOKEN_AUTH_STORE_UNAVAILABLE', statusCode: 503 }], 'the app handler was called with our coded error')
   t.equal(response.statusCode, 503, 'with the status it chose')
   t.equal(response.json().code, 'FST_TOKEN_AUTH_STORE_UNAVAILABLE')
-  t.equal(response.headers['retry-after'], '5', 'Retry-After survives the app handler')
+  t.equal(response.headers['retry-after'], '1', 'Retry-After survives the app handler')
   t.equal(response.headers['set-cookie'], undefined)
   t.notOk(response.body.includes('ECONNREFUSED'))
 

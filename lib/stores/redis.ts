@@ -371,6 +371,22 @@ interface Connection {
 
 function ignore (): void {}
 
+/**
+ * Most time a subscriber connection may take to subscribe. While Redis is down a client keeps
+ * reconnecting and `connect()` never settles: the attempt is given up (its connection destroyed)
+ * and the plugin retries later, instead of a pending connection that keeps the process alive.
+ */
+const SUBSCRIBE_TIMEOUT = 5000
+
+async function withinSubscribeTimeout (attempt: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis subscription not ready within ${SUBSCRIBE_TIMEOUT} ms`)), SUBSCRIBE_TIMEOUT)
+  })
+  attempt.catch(ignore) // a late failure of an abandoned attempt is nobody's to handle
+  await Promise.race([attempt, deadline]).finally(() => clearTimeout(timer))
+}
+
 function connectionFor (client: RedisClientLike): Connection {
   if ('isCluster' in client && typeof client.call === 'function') return ioredisConnection(client)
   if ('masters' in client && typeof client.nodeClient === 'function') return nodeRedisClusterConnection(client)
@@ -401,8 +417,10 @@ function nodeRedisConnection (client: NodeRedisClientLike): Connection {
       const subscriber = client.duplicate()
       subscriber.on('error', ignore)
       try {
-        await subscriber.connect()
-        await subscriber.subscribe(channel, onMessage)
+        await withinSubscribeTimeout((async () => {
+          await subscriber.connect()
+          await subscriber.subscribe(channel, onMessage)
+        })())
       } catch (error) {
         subscriber.destroy()
         throw error
@@ -459,7 +477,7 @@ function ioredisConnection (client: IoredisLike): Connection {
       subscriber.on('error', ignore)
       subscriber.on('message', (from, message) => { if (from === channel) onMessage(message) })
       try {
-        await subscriber.subscribe(channel)
+        await withinSubscribeTimeout(subscriber.subscribe(channel))
       } catch (error) {
         subscriber.disconnect()
         throw error
