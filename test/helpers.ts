@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import type { Test } from 'tap'
-import tokenAuth, { type TokenAuthOptions } from '../lib/index.js'
+import tokenAuth, { type MemoryStore, type TokenAuthOptions, type TokenStore } from '../lib/index.js'
 
 export const ACCESS_SECRET = 'a'.repeat(32) + '-access-secret-for-tests'
 export const REFRESH_SECRET = 'r'.repeat(32) + '-refresh-secret-for-tests'
@@ -72,3 +72,17 @@ export function decodePayload (token: string): Record<string, unknown> {
 export const CHALLENGE = 'Bearer'
 export const INVALID_REQUEST = 'Bearer error="invalid_request"'
 export const INVALID_TOKEN = 'Bearer error="invalid_token"'
+
+/** A MemoryStore without push: revocations travel only through the polled feed. */
+export function pollOnly (store: MemoryStore): TokenStore {
+  return {
+    createSession: (session) => store.createSession(session),
+    rotate: (request) => store.rotate(request),
+    revokeSession: (id, userId, context) => store.revokeSession(id, userId, context),
+    revokeUserSessions: (userId, context) => store.revokeUserSessions(userId, context),
+    listUserSessions: (userId, now) => store.listUserSessions(userId, now),
+    revokedSince: (since) => store.revokedSince(since),
+    sweep: (now) => store.sweep(now),
+    close: () => store.close()
+  }
+}

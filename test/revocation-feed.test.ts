@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import tokenAuth, { type TokenAuthOptions } from '../lib/index.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 import type { TokenStore } from '../lib/stores/types.js'
-import { baseOptions, INVALID_TOKEN, login, me, sleep } from './helpers.js'
+import { baseOptions, INVALID_TOKEN, login, me, pollOnly, sleep } from './helpers.js'
 
 /** One "instance" of an app: the plugin and GET /me, over a store shared with other instances. */
 async function instance (t: Test, store: TokenStore, overrides: Partial<TokenAuthOptions> = {}): Promise<FastifyInstance> {
@@ -13,20 +13,6 @@ async function instance (t: Test, store: TokenStore, overrides: Partial<TokenAut
   t.teardown(() => app.close())
   await app.ready()
   return app
-}
-
-/** The same store without push: revocations travel only through the polled feed. */
-function pollOnly (store: MemoryStore): TokenStore {
-  return {
-    createSession: (session) => store.createSession(session),
-    rotate: (request) => store.rotate(request),
-    revokeSession: (id, userId, context) => store.revokeSession(id, userId, context),
-    revokeUserSessions: (userId, context) => store.revokeUserSessions(userId, context),
-    listUserSessions: (userId, now) => store.listUserSessions(userId, now),
-    revokedSince: (since) => store.revokedSince(since),
-    sweep: (now) => store.sweep(now),
-    close: () => store.close()
-  }
 }
 
 async function waitForStatus (app: FastifyInstance, token: string, status: number, timeout: number): Promise<number> {
