@@ -296,14 +296,16 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
 let sequence = 0
 let newSessionId!: (userId: string) => string
 
-/** A session record with plausible values, overridable. */
-function record (overrides: Partial<SessionRecord> = {}): SessionRecord {
+/**
+ * A session record with plausible values (2030 dates, a random id, hashes of no real token),
+ * overridable: for a store's own tests beside the kit.
+ */
+export function sessionRecord (overrides: Partial<SessionRecord> = {}): SessionRecord {
   const createdAt = overrides.createdAt ?? Date.UTC(2030, 0, 1)
   const absoluteExpiresAt = overrides.absoluteExpiresAt ?? createdAt + MAX_AGE
-  const userId = overrides.userId ?? 'user-a'
   return {
-    id: newSessionId(userId),
-    userId,
+    id: randomBytes(16).toString('base64url'),
+    userId: 'user-a',
     claims: { username: 'alice' },
     createdAt,
     lastUsedAt: createdAt,
@@ -319,7 +321,8 @@ function record (overrides: Partial<SessionRecord> = {}): SessionRecord {
   }
 }
 
-function rotation (session: SessionRecord, presentedHash: string, nextHash: string, now: number, overrides: Partial<RotateRequest> = {}): RotateRequest {
+/** A rotation of `session` with the kit's lifetimes (10 min idle, 5 s grace, limit 5), overridable. */
+export function rotationRequest (session: SessionRecord, presentedHash: string, nextHash: string, now: number, overrides: Partial<RotateRequest> = {}): RotateRequest {
   return {
     sessionId: session.id,
     presentedHash,
@@ -334,6 +337,13 @@ function rotation (session: SessionRecord, presentedHash: string, nextHash: stri
     ...overrides
   }
 }
+
+/** A record whose id the store under test made, as the plugin has it make them. */
+function record (overrides: Partial<SessionRecord> = {}): SessionRecord {
+  return sessionRecord({ id: newSessionId(overrides.userId ?? 'user-a'), ...overrides })
+}
+
+const rotation = rotationRequest
 
 function hash (text: string): string {
   return createHash('sha256').update(text).digest('base64url')

@@ -4,8 +4,8 @@ import { Redis } from 'ioredis'
 import { createClient } from 'redis'
 import t, { type Test } from 'tap'
 import { type IoredisLike, type NodeRedisClientLike, RedisStore, type RedisStoreOptions } from '../lib/stores/redis.js'
-import type { RevocationRecord, RotateRequest, SessionRecord } from '../lib/stores/types.js'
-import { defineStoreConformance } from '../lib/testing.js'
+import type { RevocationRecord } from '../lib/stores/types.js'
+import { defineStoreConformance, rotationRequest as rotation, sessionRecord as session } from '../lib/testing.js'
 import { hashTokenId } from '../lib/tokens.js'
 import { build, decodePayload, login, refresh, refreshCookie } from './helpers.js'
 import { TcpProxy } from './tcp-proxy.js'
@@ -13,7 +13,6 @@ import { REDIS_URL, redisAvailable } from './services.js'
 
 const MINUTE = 60_000
 const IDLE = 10 * MINUTE
-const MAX_AGE = 60 * MINUTE
 const KEEP = 15 * MINUTE
 
 const skip = await redisAvailable()
@@ -653,45 +652,6 @@ async function suite (): Promise<void> {
 }
 
 // ---- Helpers ----
-
-let sequence = 0
-
-function session (overrides: Partial<SessionRecord> = {}): SessionRecord {
-  const createdAt = overrides.createdAt ?? Date.UTC(2030, 0, 1)
-  const absoluteExpiresAt = overrides.absoluteExpiresAt ?? createdAt + MAX_AGE
-  return {
-    id: randomBytes(16).toString('base64url'),
-    userId: 'user-a',
-    claims: { username: 'alice' },
-    createdAt,
-    lastUsedAt: createdAt,
-    expiresAt: Math.min(createdAt + IDLE, absoluteExpiresAt),
-    absoluteExpiresAt,
-    tokenHash: hash(`initial-${++sequence}`),
-    previousTokenHash: null,
-    rotatedAt: null,
-    graceUses: 0,
-    userAgent: 'agent/1',
-    ip: '198.51.100.1',
-    ...overrides
-  }
-}
-
-function rotation (original: SessionRecord, presentedHash: string, nextHash: string, now: number, overrides: Partial<RotateRequest> = {}): RotateRequest {
-  return {
-    sessionId: original.id,
-    presentedHash,
-    nextHash,
-    now,
-    idleTtl: IDLE,
-    grace: 5000,
-    graceLimit: 5,
-    userAgent: original.userAgent,
-    ip: original.ip,
-    keepRevocationFor: KEEP,
-    ...overrides
-  }
-}
 
 function hash (text: string): string {
   return createHash('sha256').update(text).digest('base64url')
