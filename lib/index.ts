@@ -10,8 +10,8 @@ import { type AuthUser, type SessionInfo, SessionService, type TokenSet } from '
 import { MemoryStore } from './stores/memory.js'
 import type { TokenStore } from './stores/types.js'
 import {
-  ACCESS_TOKEN_TYPE, type AccessTokenClaims, type JwtPair, REFRESH_TOKEN_TYPE, type SignedAccessToken, TOKEN_ALGORITHM,
-  TokenCodec
+  ACCESS_TOKEN_TYPE, type AccessKeyPair, type AccessTokenClaims, type JwtPair, REFRESH_TOKEN_ALGORITHM, REFRESH_TOKEN_TYPE,
+  type SignedAccessToken, TokenCodec
 } from './tokens.js'
 
 /**
@@ -140,25 +140,32 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
 }
 
 /**
- * Two @fastify/jwt registrations, one per token kind, on a private Fastify instance: none of
- * their decorators reaches the app, whose own @fastify/jwt may come before or after us.
- * Algorithms, `typ` and required claims are pinned here.
+ * @fastify/jwt registrations, one per access-token key and one for refresh tokens, on a private
+ * Fastify instance: none of their decorators reaches the app, whose own @fastify/jwt may come
+ * before or after us. Algorithms (one per key), `kid`, `typ` and required claims are pinned here.
  */
 async function createCodec (options: ResolvedOptions): Promise<TokenCodec> {
   const keys = Fastify()
   const requiredClaims = ['sub', 'sid', 'jti', 'iat', 'exp']
-  await keys.register(fastifyJwt, jwtOptions('access', options.accessTokenSecret, ACCESS_TOKEN_TYPE, {
+  const accessVerify = {
     requiredClaims: [...requiredClaims, ...(options.issuer === undefined ? [] : ['iss']), ...(options.audience === undefined ? [] : ['aud'])],
     clockTolerance: options.clockTolerance * 1000,
     ...(options.issuer === undefined ? {} : { allowedIss: options.issuer }),
     ...(options.audience === undefined ? {} : { allowedAud: options.audience })
-  }))
-  await keys.register(fastifyJwt, jwtOptions('refresh', options.refreshTokenSecret, REFRESH_TOKEN_TYPE, { requiredClaims }))
+  }
+  for (const [index, key] of options.accessKeys.entries()) {
+    const secret = key.algorithm === 'HS256' ? key.verificationKey : { private: key.signingKey, public: key.verificationKey }
+    await keys.register(fastifyJwt, jwtOptions(`access${index}`, secret, key.algorithm, ACCESS_TOKEN_TYPE, accessVerify, key.kid))
+  }
+  await keys.register(fastifyJwt, jwtOptions('refresh', options.refreshTokenSecret, REFRESH_TOKEN_ALGORITHM, REFRESH_TOKEN_TYPE, { requiredClaims }))
   await keys.ready()
-  const jwt = keys.jwt as unknown as { access: JwtPair, refresh: JwtPair }
+  const jwt = keys.jwt as unknown as Record<string, JwtPair>
   return new TokenCodec({
-    access: jwt.access,
-    refresh: jwt.refresh,
+    accessKeys: options.accessKeys.map((key, index): AccessKeyPair => {
+      const pair = jwt[`access${index}`] as JwtPair
+      return { kid: key.kid, algorithm: key.algorithm, sign: pair.sign, verify: pair.verify }
+    }),
+    refresh: jwt.refresh as JwtPair,
     refreshSecret: options.refreshTokenSecret,
     accessTokenTtl: options.accessTokenTtl,
     refreshTokenTtl: options.refreshTokenTtl,
@@ -169,13 +176,15 @@ async function createCodec (options: ResolvedOptions): Promise<TokenCodec> {
   })
 }
 
-function jwtOptions (namespace: string, secret: string | Buffer, typ: string, verify: Record<string, unknown>): FastifyJWTOptions {
+function jwtOptions (
+  namespace: string, secret: FastifyJWTOptions['secret'], algorithm: string, typ: string, verify: Record<string, unknown>, kid?: string
+): FastifyJWTOptions {
   return {
     secret,
     namespace,
-    sign: { algorithm: TOKEN_ALGORITHM, typ } as FastifyJWTOptions['sign'],
+    sign: { algorithm, typ, ...(kid === undefined ? {} : { kid }) } as FastifyJWTOptions['sign'],
     // No fast-jwt cache: it hashes every token; the codec caches by the exact token text instead.
-    verify: { algorithms: [TOKEN_ALGORITHM], checkTyp: typ, cache: false, errorCacheTTL: -1, ...verify } as FastifyJWTOptions['verify']
+    verify: { algorithms: [algorithm], checkTyp: typ, cache: false, errorCacheTTL: -1, ...verify } as FastifyJWTOptions['verify']
   }
 }
 
@@ -187,8 +196,12 @@ export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export type { RotateRequest, RotateResult, SessionRecord, TokenStore } from './stores/types.js'
 export type { AuthUser, SessionInfo, TokenSet } from './sessions.js'
 export type { AccessTokenClaims, RefreshTokenClaims, SignedAccessToken } from './tokens.js'
-export type { CookieOptions, RateLimitOptions, RefreshTokenTransport, RouteOptions, TokenAuthOptions } from './options.js'
+export type { ClearSiteDataType, CookieOptions, JwksOptions, RateLimitOptions, RefreshTokenTransport, RouteOptions, TokenAuthOptions } from './options.js'
+export { loginThrottlePresets } from './options.js'
+export { ACCESS_TOKEN_ALGORITHMS, type AccessTokenAlgorithm, type AccessTokenKey, generateAccessKey, generateSecret } from './keys.js'
+export { createVerifyCredentials, hashPassword, verifyPassword, type VerifyCredentialsOptions } from './passwords.js'
 export type * from './events.js'
 export { TokenAuthEvents } from './events.js'
+export { collectMetrics, type MetricsCollector, type MetricsOptions, PROMETHEUS_CONTENT_TYPE } from './metrics.js'
 export * as errors from './errors.js'
 export type { TokenAuthErrorCode } from './errors.js'

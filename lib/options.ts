@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { InvalidOptionError } from './errors.js'
+import { type AccessTokenKey, type ResolvedKey, resolveAccessKeys, validateSecret } from './keys.js'
 import type { AuthUser } from './sessions.js'
 import type { TokenStore } from './stores/types.js'
 
@@ -10,13 +11,33 @@ export const DEFAULT_REUSE_GRACE = 5
 export const DEFAULT_REUSE_GRACE_LIMIT = 5
 export const DEFAULT_PREFIX = '/auth'
 export const DEFAULT_COOKIE_NAME = 'refresh_token'
-export const DEFAULT_LOGIN_RATE_LIMIT = { max: 10, timeWindow: 60_000 }
+/**
+ * Login throttling presets. Both limits count every attempt before the password is checked, so
+ * a throttled client learns nothing (the right password is refused too). The per-account limit
+ * stops slow guessing against one account from many addresses; it is kept loose enough that a
+ * stranger cannot lock a user out for long (ASVS v5 6.3.1: no malicious lockout).
+ */
+export const loginThrottlePresets = {
+  /** Internet-facing admin consoles: 5 per minute per IP, 5 per 15 minutes per account. */
+  strict: { loginRateLimit: { max: 5, timeWindow: 60_000 }, accountRateLimit: { max: 5, timeWindow: 15 * 60_000 } },
+  /** The defaults: 10 per minute per IP, 20 per 15 minutes per account. */
+  balanced: { loginRateLimit: { max: 10, timeWindow: 60_000 }, accountRateLimit: { max: 20, timeWindow: 15 * 60_000 } },
+  /** Many users behind one NAT (campus, office): 60 per minute per IP, 30 per 15 minutes per account. */
+  relaxed: { loginRateLimit: { max: 60, timeWindow: 60_000 }, accountRateLimit: { max: 30, timeWindow: 15 * 60_000 } }
+} as const satisfies Record<string, { loginRateLimit: RateLimitOptions, accountRateLimit: RateLimitOptions }>
+export const DEFAULT_LOGIN_RATE_LIMIT = loginThrottlePresets.balanced.loginRateLimit
+export const DEFAULT_ACCOUNT_RATE_LIMIT = loginThrottlePresets.balanced.accountRateLimit
+export const DEFAULT_JWKS_PATH = '/.well-known/jwks.json'
+export const DEFAULT_JWKS_MAX_AGE = 300
+/** What `clearSiteData: true` clears: everything but execution contexts. */
+const DEFAULT_CLEAR_SITE_DATA = ['cache', 'cookies', 'storage'] as const
+const CLEAR_SITE_DATA_TYPES = ['cache', 'cookies', 'storage', 'executionContexts', 'clientHints', 'prefetchCache', 'prerenderCache', '*'] as const
+export type ClearSiteDataType = typeof CLEAR_SITE_DATA_TYPES[number]
 export const DEFAULT_STORE_TIMEOUT = 5000
 export const DEFAULT_SWEEP_INTERVAL = 60_000
 export const DEFAULT_REVOCATION_POLL_INTERVAL = 5000
 export const DEFAULT_VERIFY_CACHE_SIZE = 1000
-/** RFC 8725 §3.5 / OWASP: an HS256 key must be at least as long as the hash output. */
-export const MIN_SECRET_BYTES = 32
+export { MIN_SECRET_BYTES } from './keys.js'
 /** A browser caps cookie lifetimes at 400 days (RFC 6265bis); so do we. */
 const MAX_LIFETIME = 400 * 24 * 60 * 60
 
@@ -61,17 +82,29 @@ export interface CookieOptions {
 }
 
 export interface RateLimitOptions {
-  /** Attempts per client within `timeWindow`. */
+  /** Attempts within `timeWindow`. */
   max: number
   /** Window length in milliseconds. */
   timeWindow: number
 }
 
 /** The plugin's options. Secrets are required; everything else has a safe default. */
-export interface TokenAuthOptions {
-  /** HMAC key for access tokens, at least 32 bytes. */
-  accessTokenSecret: string | Buffer
-  /** HMAC key for refresh tokens, at least 32 bytes and different from `accessTokenSecret`. */
+export interface JwksOptions {
+  /**
+   * Path of the route, at the app root (not under `prefix`).
+   * @default '/.well-known/jwks.json'
+   */
+  path?: string
+  /**
+   * Seconds other services may cache the key set. Keep it below the time a retired key stays
+   * listed after it stops signing, so verifiers see new keys before tokens carry them.
+   * @default 300
+   */
+  maxAge?: number
+}
+
+interface TokenAuthBaseOptions {
+  /** HMAC key for refresh tokens, at least 32 random bytes, different from every access-token secret. Refresh tokens never leave this service, so they are always HS256. */
   refreshTokenSecret: string | Buffer
   /**
    * Access-token lifetime in seconds. Short, because an access token is checked without the
@@ -184,11 +217,46 @@ export interface TokenAuthOptions {
    * @default 1000
    */
   verifyCacheSize?: number
+  /**
+   * Publish the public access-token keys at `GET /.well-known/jwks.json` (RFC 7517), so other
+   * services verify our access tokens without sharing a secret. Needs an asymmetric key;
+   * HMAC secrets are never published.
+   * @default false
+   */
+  jwks?: boolean | JwksOptions
+  /**
+   * Send `Clear-Site-Data` with a successful logout, so the browser drops what the app cached or
+   * stored for the signed-out user. `true` clears `"cache", "cookies", "storage"` — every cookie
+   * of the origin, not only ours.
+   * @default false
+   */
+  clearSiteData?: boolean | ClearSiteDataType[]
+  /**
+   * Login attempts per account (the normalised username, whether or not it exists) within the
+   * window, on top of the per-IP `loginRateLimit`; `false` disables it. See `loginThrottlePresets`.
+   * @default { max: 20, timeWindow: 900000 }
+   */
+  accountRateLimit?: RateLimitOptions | false
+}
+
+/**
+ * The plugin's options. Keys are required: `refreshTokenSecret`, and either
+ * `accessTokenSecret` (HS256) or `accessTokenKeys`; everything else has a safe default.
+ */
+export interface TokenAuthOptions extends TokenAuthBaseOptions {
+  /** HMAC key for access tokens (HS256), at least 32 random bytes. Shorthand for `accessTokenKeys: [{ algorithm: 'HS256', secret }]`. */
+  accessTokenSecret?: string | Buffer
+  /**
+   * Access-token keys, instead of `accessTokenSecret`: the first signs, every one verifies
+   * (rotation: put the new key first and keep the old one until the tokens it signed have
+   * expired). Each token names its key in `kid`; each key pins its algorithm.
+   */
+  accessTokenKeys?: AccessTokenKey[]
 }
 
 /** Options after validation, defaults filled. */
 export interface ResolvedOptions {
-  accessTokenSecret: string | Buffer
+  accessKeys: ResolvedKey[]
   refreshTokenSecret: string | Buffer
   accessTokenTtl: number
   refreshTokenTtl: number
@@ -211,13 +279,17 @@ export interface ResolvedOptions {
   sweepInterval: number
   revocationPollInterval: number
   verifyCacheSize: number
+  jwks: { path: string, maxAge: number } | false
+  clearSiteData: string | undefined
+  accountRateLimit: RateLimitOptions | false
 }
 
 const KNOWN_OPTIONS = new Set([
   'accessTokenSecret', 'refreshTokenSecret', 'accessTokenTtl', 'refreshTokenTtl', 'sessionMaxAge',
   'reuseGrace', 'reuseGraceLimit', 'issuer', 'audience', 'clockTolerance', 'verifyCredentials', 'loadUser',
   'store', 'prefix', 'routes', 'refreshTokenTransport', 'cookie', 'allowedOrigins', 'loginRateLimit',
-  'storeTimeout', 'sweepInterval', 'revocationPollInterval', 'verifyCacheSize'
+  'storeTimeout', 'sweepInterval', 'revocationPollInterval', 'verifyCacheSize', 'accessTokenKeys', 'jwks',
+  'clearSiteData', 'accountRateLimit'
 ])
 const STORE_METHODS = ['createSession', 'rotate', 'revokeSession', 'revokeUserSessions', 'listUserSessions', 'revokedSince', 'sweep', 'close']
 const ROUTE_NAMES = ['login', 'refresh', 'logout', 'sessions'] as const
@@ -231,10 +303,10 @@ export function resolveOptions (options: TokenAuthOptions): ResolvedOptions {
       throw new InvalidOptionError(key, `unknown option; valid options are ${[...KNOWN_OPTIONS].join(', ')}`)
     }
   }
-  const accessTokenSecret = secret(options.accessTokenSecret, 'accessTokenSecret')
-  const refreshTokenSecret = secret(options.refreshTokenSecret, 'refreshTokenSecret')
-  if (Buffer.from(accessTokenSecret).equals(Buffer.from(refreshTokenSecret))) {
-    throw new InvalidOptionError('refreshTokenSecret', 'must differ from accessTokenSecret, so neither token verifies as the other')
+  const accessKeys = resolveAccessKeys(options.accessTokenKeys, options.accessTokenSecret)
+  const refreshTokenSecret = validateSecret(options.refreshTokenSecret, 'refreshTokenSecret')
+  if (accessKeys.some((key) => key.algorithm === 'HS256' && Buffer.from(key.verificationKey).equals(Buffer.from(refreshTokenSecret)))) {
+    throw new InvalidOptionError('refreshTokenSecret', 'must differ from every access-token secret, so neither token verifies as the other')
   }
   const accessTokenTtl = seconds(options.accessTokenTtl, DEFAULT_ACCESS_TOKEN_TTL, 'accessTokenTtl')
   const refreshTokenTtl = seconds(options.refreshTokenTtl, DEFAULT_REFRESH_TOKEN_TTL, 'refreshTokenTtl')
@@ -250,7 +322,7 @@ export function resolveOptions (options: TokenAuthOptions): ResolvedOptions {
   }
   optionalFunction(options.loadUser, 'loadUser')
   return {
-    accessTokenSecret,
+    accessKeys,
     refreshTokenSecret,
     accessTokenTtl,
     refreshTokenTtl,
@@ -268,26 +340,15 @@ export function resolveOptions (options: TokenAuthOptions): ResolvedOptions {
     refreshTokenTransport: transport,
     cookie: resolveCookie(options.cookie, prefix),
     allowedOrigins: resolveOrigins(options.allowedOrigins),
-    loginRateLimit: resolveRateLimit(options.loginRateLimit),
+    loginRateLimit: resolveRateLimit(options.loginRateLimit, DEFAULT_LOGIN_RATE_LIMIT, 'loginRateLimit'),
+    accountRateLimit: resolveRateLimit(options.accountRateLimit, DEFAULT_ACCOUNT_RATE_LIMIT, 'accountRateLimit'),
+    jwks: resolveJwks(options.jwks, accessKeys),
+    clearSiteData: resolveClearSiteData(options.clearSiteData),
     storeTimeout: count(options.storeTimeout, DEFAULT_STORE_TIMEOUT, 'storeTimeout', 1),
     sweepInterval: count(options.sweepInterval, DEFAULT_SWEEP_INTERVAL, 'sweepInterval', 1000),
     revocationPollInterval: count(options.revocationPollInterval, DEFAULT_REVOCATION_POLL_INTERVAL, 'revocationPollInterval', 100),
     verifyCacheSize: count(options.verifyCacheSize, DEFAULT_VERIFY_CACHE_SIZE, 'verifyCacheSize', 0)
   }
-}
-
-function secret (value: unknown, name: string): string | Buffer {
-  if (value === undefined || value === null || value === '') {
-    throw new InvalidOptionError(name, `a secret of at least ${MIN_SECRET_BYTES} bytes is required (generate one with: node -e "console.log(require('crypto').randomBytes(32).toString('base64url'))")`)
-  }
-  if (typeof value !== 'string' && !Buffer.isBuffer(value)) {
-    throw new InvalidOptionError(name, 'must be a string or a Buffer')
-  }
-  const bytes = Buffer.byteLength(value)
-  if (bytes < MIN_SECRET_BYTES) {
-    throw new InvalidOptionError(name, `must be at least ${MIN_SECRET_BYTES} bytes, got ${bytes}`)
-  }
-  return value
 }
 
 function seconds (value: unknown, fallback: number, name: string): number {
@@ -401,16 +462,41 @@ function resolveOrigins (origins: unknown): string[] {
   })
 }
 
-function resolveRateLimit (value: TokenAuthOptions['loginRateLimit']): RateLimitOptions | false {
+function resolveRateLimit (value: RateLimitOptions | false | undefined, fallback: RateLimitOptions, name: string): RateLimitOptions | false {
   if (value === false) return false
-  if (value === undefined) return { ...DEFAULT_LOGIN_RATE_LIMIT }
+  if (value === undefined) return { ...fallback }
   if (value === null || typeof value !== 'object') {
-    throw new InvalidOptionError('loginRateLimit', `must be false or { max, timeWindow }, got ${describe(value)}`)
+    throw new InvalidOptionError(name, `must be false or { max, timeWindow }, got ${describe(value)}`)
   }
   return {
-    max: count(value.max, DEFAULT_LOGIN_RATE_LIMIT.max, 'loginRateLimit.max', 1),
-    timeWindow: count(value.timeWindow, DEFAULT_LOGIN_RATE_LIMIT.timeWindow, 'loginRateLimit.timeWindow', 1)
+    max: count(value.max, fallback.max, `${name}.max`, 1),
+    timeWindow: count(value.timeWindow, fallback.timeWindow, `${name}.timeWindow`, 1)
   }
+}
+
+function resolveJwks (value: TokenAuthOptions['jwks'], keys: ResolvedKey[]): ResolvedOptions['jwks'] {
+  if (value === undefined || value === false) return false
+  if (value !== true && (value === null || typeof value !== 'object')) {
+    throw new InvalidOptionError('jwks', `must be a boolean or { path, maxAge }, got ${describe(value)}`)
+  }
+  if (!keys.some((key) => key.publicJwk !== undefined)) {
+    throw new InvalidOptionError('jwks', 'needs an asymmetric access-token key (EdDSA, ES256 or RS256) in accessTokenKeys; HMAC secrets are never published')
+  }
+  const options = value === true ? {} : value
+  return {
+    path: path(options.path ?? DEFAULT_JWKS_PATH, 'jwks.path'),
+    maxAge: count(options.maxAge, DEFAULT_JWKS_MAX_AGE, 'jwks.maxAge', 0, 24 * 60 * 60)
+  }
+}
+
+/** The header value: quoted directives, e.g. `"cache", "cookies", "storage"`. */
+function resolveClearSiteData (value: TokenAuthOptions['clearSiteData']): string | undefined {
+  if (value === undefined || value === false) return undefined
+  const types = value === true ? DEFAULT_CLEAR_SITE_DATA : value
+  if (!Array.isArray(types) || types.length === 0 || !types.every((type) => (CLEAR_SITE_DATA_TYPES as readonly unknown[]).includes(type))) {
+    throw new InvalidOptionError('clearSiteData', `must be a boolean or a non-empty array of ${CLEAR_SITE_DATA_TYPES.map((type) => `'${type}'`).join(', ')}, got ${describe(value)}`)
+  }
+  return types.map((type) => `"${type}"`).join(', ')
 }
 
 function resolveStore (store: unknown): TokenStore | undefined {

@@ -2,14 +2,20 @@ import { createHmac, hash, randomFillSync } from 'node:crypto'
 import {
   InvalidRefreshTokenError, InvalidTokenError, RefreshTokenExpiredError, TokenExpiredError
 } from './errors.js'
+import type { AccessTokenAlgorithm } from './keys.js'
 
 /** The media types in the JWT `typ` header: RFC 9068 for access tokens, our own for refresh. */
 export const ACCESS_TOKEN_TYPE = 'at+jwt'
 export const REFRESH_TOKEN_TYPE = 'rt+jwt'
-/** The only algorithm accepted for both kinds of token (pinned, never read from the token). */
-export const TOKEN_ALGORITHM = 'HS256'
+/** The refresh-token algorithm; access tokens use the algorithm pinned to their key. */
+export const REFRESH_TOKEN_ALGORITHM = 'HS256'
 /** Longer tokens are refused before any parsing: ours are a few hundred bytes. */
 export const MAX_TOKEN_LENGTH = 8192
+/** Our headers are `{"alg","typ","kid"}`: a longer one is not ours and is not decoded. */
+const MAX_HEADER_LENGTH = 256
+// ES256 signatures are malleable: (r, n - s) verifies too. We sign with low S and refuse high S.
+const P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551n
+const P256_HALF_ORDER = P256_ORDER >> 1n
 
 /** Claims the plugin puts in every access token. */
 export interface AccessTokenClaims {
@@ -39,8 +45,15 @@ export interface JwtPair {
   verify (token: string): unknown
 }
 
+/** One access-token key: its registration, its `kid` and its pinned algorithm. */
+export interface AccessKeyPair extends JwtPair {
+  kid: string
+  algorithm: AccessTokenAlgorithm
+}
+
 export interface TokenCodecOptions {
-  access: JwtPair
+  /** The first signs; every one verifies the tokens that name its `kid`. */
+  accessKeys: AccessKeyPair[]
   refresh: JwtPair
   /** Secret used to derive each refresh token's successor id. */
   refreshSecret: string | Buffer
@@ -68,7 +81,8 @@ const RESERVED_CLAIMS = ['sub', 'sid', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud']
  * `typ` headers, so neither ever verifies as the other (R1). Every failure is a coded 401.
  */
 export class TokenCodec {
-  readonly #access: JwtPair
+  readonly #signer: AccessKeyPair
+  readonly #accessKeys: Map<string, AccessKeyPair>
   readonly #refresh: JwtPair
   readonly #successorKey: Buffer
   readonly #accessTokenTtl: number
@@ -79,7 +93,8 @@ export class TokenCodec {
   readonly #audience: string | undefined
 
   constructor (options: TokenCodecOptions) {
-    this.#access = options.access
+    this.#signer = options.accessKeys[0] as AccessKeyPair
+    this.#accessKeys = new Map(options.accessKeys.map((key) => [key.kid, key]))
     this.#refresh = options.refresh
     // A key of its own, so successor ids never equal any other HMAC made with the secret.
     this.#successorKey = createHmac('sha256', options.refreshSecret).update('fastify-token-auth:successor').digest()
@@ -104,18 +119,37 @@ export class TokenCodec {
     payload.exp = iat + this.#accessTokenTtl
     if (this.#issuer !== undefined) payload.iss = this.#issuer
     if (this.#audience !== undefined) payload.aud = this.#audience
-    return { token: this.#access.sign(payload), expiresIn: this.#accessTokenTtl }
+    const token = this.#signer.sign(payload)
+    return { token: this.#signer.algorithm === 'ES256' ? withLowS(token) : token, expiresIn: this.#accessTokenTtl }
   }
 
   verifyAccessToken<Claims extends AccessTokenClaims = AccessTokenClaims> (token: string): Claims {
     const now = Date.now()
     let claims = this.#verified.get(token, now)
     if (claims === undefined) {
-      claims = verifyWith(this.#access, token, InvalidTokenError, TokenExpiredError, this.#accessTokenTtl, this.#clockTolerance)
+      claims = verifyWith(this.#accessKeyOf(token), token, InvalidTokenError, TokenExpiredError, this.#accessTokenTtl, this.#clockTolerance)
       this.#verified.set(token, claims, ((claims.exp as number) + this.#clockTolerance) * 1000)
     }
     // A copy per request: a handler that writes to `request.user` never reaches the next request.
     return { ...claims } as unknown as Claims
+  }
+
+  /**
+   * The key a token names in its `kid`, if its `alg` is the one pinned to that key. The kid is
+   * only ever a lookup in our own key set (RFC 8725 §3.10); `jku`, `x5u` and `jwk` are ignored.
+   */
+  #accessKeyOf (token: string): AccessKeyPair {
+    const end = token.indexOf('.')
+    if (end < 1 || end > MAX_HEADER_LENGTH) throw new InvalidTokenError()
+    let header: { kid?: unknown, alg?: unknown } | null
+    try {
+      header = JSON.parse(Buffer.from(token.slice(0, end), 'base64url').toString())
+    } catch {
+      throw new InvalidTokenError()
+    }
+    const key = typeof header?.kid === 'string' ? this.#accessKeys.get(header.kid) : undefined
+    if (key === undefined || header!.alg !== key.algorithm) throw new InvalidTokenError()
+    return key
   }
 
   signRefreshToken (claims: RefreshTokenClaims): string {
@@ -123,7 +157,7 @@ export class TokenCodec {
   }
 
   verifyRefreshToken (token: string): RefreshTokenClaims {
-    return verifyWith(this.#refresh, token, InvalidRefreshTokenError, RefreshTokenExpiredError, this.#refreshTokenTtl, 0) as unknown as RefreshTokenClaims
+    return verifyWith({ ...this.#refresh, algorithm: REFRESH_TOKEN_ALGORITHM }, token, InvalidRefreshTokenError, RefreshTokenExpiredError, this.#refreshTokenTtl, 0) as unknown as RefreshTokenClaims
   }
 
   /**
@@ -190,10 +224,32 @@ function isId (value: unknown): boolean {
   return typeof value === 'string' && value !== ''
 }
 
+/**
+ * Whether the signature is in its one canonical form. Base64url decoders skip stray characters
+ * and the unused low bits of the last one, so several texts carry the same signature; and an
+ * ES256 signature verifies with S or n - S. Any text but the one we issued is refused.
+ */
+function hasCanonicalSignature (token: string, algorithm: AccessTokenAlgorithm): boolean {
+  const encoded = token.slice(token.lastIndexOf('.') + 1)
+  const signature = Buffer.from(encoded, 'base64url')
+  if (signature.toString('base64url') !== encoded) return false
+  return algorithm !== 'ES256' || (signature.length === 64 && BigInt(`0x${signature.toString('hex', 32)}`) <= P256_HALF_ORDER)
+}
+
+/** The token with its ES256 signature in low-S form (node:crypto signs with either). */
+function withLowS (token: string): string {
+  const dot = token.lastIndexOf('.')
+  const signature = Buffer.from(token.slice(dot + 1), 'base64url')
+  const s = BigInt(`0x${signature.toString('hex', 32)}`)
+  if (s <= P256_HALF_ORDER) return token
+  Buffer.from((P256_ORDER - s).toString(16).padStart(64, '0'), 'hex').copy(signature, 32)
+  return `${token.slice(0, dot + 1)}${signature.toString('base64url')}`
+}
+
 function verifyWith (
-  pair: JwtPair, token: string, Invalid: CodedErrorConstructor, Expired: CodedErrorConstructor, maxLifetime: number, tolerance: number
+  pair: JwtPair & { algorithm: AccessTokenAlgorithm }, token: string, Invalid: CodedErrorConstructor, Expired: CodedErrorConstructor, maxLifetime: number, tolerance: number
 ): Record<string, unknown> {
-  if (token.length > MAX_TOKEN_LENGTH) throw new Invalid()
+  if (token.length > MAX_TOKEN_LENGTH || !hasCanonicalSignature(token, pair.algorithm)) throw new Invalid()
   let payload: Record<string, unknown>
   try {
     payload = pair.verify(token) as Record<string, unknown>

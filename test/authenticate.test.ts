@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fast
 import { createSigner } from 'fast-jwt'
 import t, { type Test } from 'tap'
 import tokenAuth, { type TokenAuthOptions } from '../lib/index.js'
-import { ACCESS_SECRET, baseOptions, build, CHALLENGE, INVALID_REQUEST, INVALID_TOKEN, login, me, refreshCookie, sleep, USER_ID, USERNAME } from './helpers.js'
+import { ACCESS_KID, ACCESS_SECRET, baseOptions, build, CHALLENGE, INVALID_REQUEST, INVALID_TOKEN, login, me, refreshCookie, sleep, USER_ID, USERNAME } from './helpers.js'
 
 const MISSING = 'FST_TOKEN_AUTH_MISSING_TOKEN'
 const MALFORMED = 'FST_TOKEN_AUTH_MALFORMED_AUTHORIZATION'
@@ -58,7 +58,7 @@ function assertRefused (t: Test, response: LightMyRequestResponse, status: numbe
 
 /** Signs an access token with the real access secret and `typ`, with claims of our choosing. */
 function forgeAccess (payload: Claims, options: Record<string, unknown> = {}): string {
-  const sign = createSigner({ key: ACCESS_SECRET, header: { alg: 'HS256', typ: 'at+jwt' }, ...options })
+  const sign = createSigner({ key: ACCESS_SECRET, header: { alg: 'HS256', typ: 'at+jwt', kid: ACCESS_KID }, ...options })
   return sign({ sub: USER_ID, sid: 'forged-session', jti: 'forged-jti', ...payload })
 }
 
@@ -277,7 +277,7 @@ t.test('signAccessToken / verifyAccessToken helpers', async (t) => {
   t.type(claims.jti, 'string')
   t.not(claims.jti, claimsOf(accessToken).jti, 'a fresh jti')
   const header = JSON.parse(Buffer.from(signed.token.split('.')[0] as string, 'base64url').toString())
-  t.same(header, { alg: 'HS256', typ: 'at+jwt' }, 'pinned header')
+  t.same(header, { alg: 'HS256', typ: 'at+jwt', kid: ACCESS_KID }, 'pinned header')
 
   const response = await get(app, '/whoami', `Bearer ${signed.token}`)
   t.equal(response.statusCode, 200, 'a helper-signed token passes the hook')

@@ -3,7 +3,7 @@ import Fastify, { type LightMyRequestResponse } from 'fastify'
 import { createSigner } from 'fast-jwt'
 import t, { type Test } from 'tap'
 import tokenAuth from '../lib/index.js'
-import { ACCESS_SECRET, baseOptions, build, INVALID_TOKEN, login, me, refresh, REFRESH_SECRET, refreshCookie, USER_ID } from './helpers.js'
+import { ACCESS_KID, ACCESS_SECRET, baseOptions, build, INVALID_TOKEN, login, me, refresh, REFRESH_SECRET, refreshCookie, USER_ID } from './helpers.js'
 
 const INVALID = 'FST_TOKEN_AUTH_INVALID_TOKEN'
 const EXPIRED = 'FST_TOKEN_AUTH_TOKEN_EXPIRED'
@@ -41,7 +41,7 @@ function without (claims: Claims, name: string): Claims {
   return copy
 }
 
-const AT = { alg: 'HS256', typ: 'at+jwt' }
+const AT = { alg: 'HS256', typ: 'at+jwt', kid: ACCESS_KID }
 const RT = { alg: 'HS256', typ: 'rt+jwt' }
 
 function claimsOf (token: string): Claims {
@@ -96,10 +96,10 @@ t.test('forged and malformed access tokens: 401 INVALID_TOKEN, never 500', async
 
   // alg none in every spelling, with no signature, an empty one, and a real HMAC.
   for (const alg of ['none', 'None', 'NONE', 'nOnE']) {
-    const unsigned = `${encode({ alg, typ: 'at+jwt' })}.${encode(claims)}`
+    const unsigned = `${encode({ alg, typ: 'at+jwt', kid: ACCESS_KID })}.${encode(claims)}`
     add(`alg ${alg}, empty signature (trailing dot)`, `${unsigned}.`)
     add(`alg ${alg}, no signature segment`, unsigned)
-    add(`alg ${alg}, with an HMAC signature`, forge({ alg, typ: 'at+jwt' }, claims))
+    add(`alg ${alg}, with an HMAC signature`, forge({ alg, typ: 'at+jwt', kid: ACCESS_KID }, claims))
     add(`alg ${alg}, no typ, trailing dot`, `${encode({ alg })}.${encode(claims)}.`)
   }
   add('signed with another key', forge(AT, claims, otherKey))
@@ -110,14 +110,14 @@ t.test('forged and malformed access tokens: 401 INVALID_TOKEN, never 500', async
       `${header}.${encode({ ...claimsOf(real.accessToken), sub: 'user-2', role: 'admin' })}.${signature}`)
     add('payload tampered (exp extended) under the original signature',
       `${header}.${encode({ ...claimsOf(real.accessToken), exp: nowSeconds() + 86400 })}.${signature}`)
-    add('header swapped to HS512 under the original signature', `${encode({ alg: 'HS512', typ: 'at+jwt' })}.${real.accessToken.split('.')[1]}.${signature}`)
+    add('header swapped to HS512 under the original signature', `${encode({ alg: 'HS512', typ: 'at+jwt', kid: ACCESS_KID })}.${real.accessToken.split('.')[1]}.${signature}`)
   }
   add('HS256 with the empty key', forge(AT, claims, ''))
   add('HS256 with the empty key, no typ', forge({ alg: 'HS256' }, claims, ''))
   for (const alg of ['HS384', 'HS512']) {
-    add(`${alg} with the same access secret`, forge({ alg, typ: 'at+jwt' }, claims, ACCESS_SECRET, HMAC[alg]))
+    add(`${alg} with the same access secret`, forge({ alg, typ: 'at+jwt', kid: ACCESS_KID }, claims, ACCESS_SECRET, HMAC[alg]))
   }
-  add('RS256 header with an HMAC signature', forge({ alg: 'RS256', typ: 'at+jwt' }, claims))
+  add('RS256 header with an HMAC signature', forge({ alg: 'RS256', typ: 'at+jwt', kid: ACCESS_KID }, claims))
   add('typ missing', forge({ alg: 'HS256' }, claims))
   add('typ JWT', forge({ alg: 'HS256', typ: 'JWT' }, claims))
   add('typ rt+jwt', forge(RT, claims))
@@ -146,10 +146,10 @@ t.test('forged and malformed access tokens: 401 INVALID_TOKEN, never 500', async
   add('crit ["x"]', forge({ ...AT, crit: ['x'] }, claims))
   add('crit []', forge({ ...AT, crit: [] }, claims))
   add('crit ["alg"]', forge({ ...AT, crit: ['alg'] }, claims))
-  add('duplicate alg {"alg":"HS256","alg":"none"} with an HMAC', forge('{"alg":"HS256","alg":"none","typ":"at+jwt"}', claims))
+  add('duplicate alg {"alg":"HS256","alg":"none"} with an HMAC', forge('{"alg":"HS256","alg":"none","typ":"at+jwt","kid":"' + ACCESS_KID + '"}', claims))
   add('duplicate alg {"alg":"HS256","alg":"none"} with an empty signature',
-    `${encode('{"alg":"HS256","alg":"none","typ":"at+jwt"}')}.${encode(claims)}.`)
-  add('duplicate typ {"typ":"at+jwt","typ":"rt+jwt"}', forge('{"alg":"HS256","typ":"at+jwt","typ":"rt+jwt"}', claims))
+    `${encode('{"alg":"HS256","alg":"none","typ":"at+jwt","kid":"' + ACCESS_KID + '"}')}.${encode(claims)}.`)
+  add('duplicate typ {"typ":"at+jwt","typ":"rt+jwt"}', forge('{"alg":"HS256","typ":"at+jwt","typ":"rt+jwt","kid":"' + ACCESS_KID + '"}', claims))
   {
     const good = forge(AT, claims)
     const [h, p, s] = good.split('.') as [string, string, string]
@@ -185,7 +185,7 @@ t.test('forged and malformed access tokens: 401 INVALID_TOKEN, never 500', async
 
   t.test('typ at+jwt, application/at+jwt and AT+JWT are accepted (RFC 9068)', async (t) => {
     for (const typ of ['at+jwt', 'application/at+jwt', 'AT+JWT']) {
-      const response = await me(app, forge({ alg: 'HS256', typ }, claims))
+      const response = await me(app, forge({ alg: 'HS256', typ, kid: ACCESS_KID }, claims))
       t.equal(response.statusCode, 200, typ)
       t.same(response.json(), { id: USER_ID, sid: 'forged-sid' })
     }

@@ -1,9 +1,12 @@
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import type { Test } from 'tap'
 import tokenAuth, { type MemoryStore, type TokenAuthOptions, type TokenStore } from '../lib/index.js'
+import { secretKid } from '../lib/keys.js'
 
 export const ACCESS_SECRET = 'a'.repeat(32) + '-access-secret-for-tests'
 export const REFRESH_SECRET = 'r'.repeat(32) + '-refresh-secret-for-tests'
+/** The `kid` the plugin puts in access tokens signed with ACCESS_SECRET, for hand-built tokens. */
+export const ACCESS_KID = secretKid(ACCESS_SECRET)
 export const USERNAME = 'alice'
 export const PASSWORD = 'correct-horse-battery-staple'
 export const USER_ID = 'user-1'

@@ -157,8 +157,8 @@ t.test('two instances in sibling encapsulated contexts', async (t) => {
     await instance.register(async (child) => {
       await child.register(tokenAuth, baseOptions({
         prefix: '/b',
-        accessTokenSecret: 'B'.repeat(40),
-        refreshTokenSecret: 'C'.repeat(40)
+        accessTokenSecret: 'second-instance-access-secret-B'.repeat(2),
+        refreshTokenSecret: 'second-instance-refresh-secret-C'.repeat(2)
       }))
       protect(child, '/b/me')
     })

@@ -11,7 +11,7 @@ import { type AuthUser, SessionService, type SessionServiceOptions } from '../li
 import { MemoryStore } from '../lib/stores/memory.js'
 import type { SessionRecord } from '../lib/stores/types.js'
 import { type JwtPair, TokenCodec } from '../lib/tokens.js'
-import { ACCESS_SECRET, REFRESH_SECRET } from './helpers.js'
+import { ACCESS_KID, ACCESS_SECRET, REFRESH_SECRET } from './helpers.js'
 
 const IDLE = 60 // seconds
 const MAX_AGE = 300 // seconds
@@ -22,9 +22,9 @@ const REQUIRED_CLAIMS = ['sub', 'sid', 'jti', 'iat', 'exp']
 const CLIENT = { ip: '203.0.113.7', userAgent: 'test-agent/1.0' }
 const ALICE: AuthUser = { id: 'user-1', claims: { username: 'alice', role: 'user' } }
 
-function pair (secret: string, typ: string): JwtPair {
+function pair (secret: string, typ: string, kid?: string): JwtPair {
   return {
-    sign: createSigner({ key: secret, algorithm: 'HS256', header: { alg: 'HS256', typ } }) as (payload: object) => string,
+    sign: createSigner({ key: secret, algorithm: 'HS256', header: { alg: 'HS256', typ, ...(kid === undefined ? {} : { kid }) } }) as (payload: object) => string,
     verify: createVerifier({ key: secret, algorithms: ['HS256'], checkTyp: typ, requiredClaims: REQUIRED_CLAIMS }) as (token: string) => unknown
   }
 }
@@ -59,7 +59,7 @@ function setup (t: Test, overrides: Partial<SessionServiceOptions> = {}) {
   }
   const revocations = new RevocationList(ACCESS_TTL * 1000)
   const codec = new TokenCodec({
-    access: pair(ACCESS_SECRET, 'at+jwt'),
+    accessKeys: [{ kid: ACCESS_KID, algorithm: 'HS256', ...pair(ACCESS_SECRET, 'at+jwt', ACCESS_KID) }],
     refresh: pair(REFRESH_SECRET, 'rt+jwt'),
     refreshSecret: REFRESH_SECRET,
     accessTokenTtl: ACCESS_TTL,
@@ -116,7 +116,7 @@ t.test('issue: tokens, claims and a record holding only hashes', async (t) => {
   const jti = refreshPayload.jti as string
   t.ok(Buffer.from(jti, 'base64url').length >= 32, 'jti has at least 256 bits')
 
-  t.same(decodePart(tokens.accessToken, 0), { alg: 'HS256', typ: 'at+jwt' })
+  t.same(decodePart(tokens.accessToken, 0), { alg: 'HS256', typ: 'at+jwt', kid: ACCESS_KID })
   const claims = service.verifyAccessToken<any>(tokens.accessToken)
   t.equal(claims.sub, ALICE.id)
   t.equal(claims.sid, tokens.sessionId)
