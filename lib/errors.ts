@@ -20,7 +20,7 @@ export const SessionRevokedError = createError(
 export const MissingRefreshTokenError = createError(
   'FST_TOKEN_AUTH_MISSING_REFRESH_TOKEN', 'Missing refresh token', 401)
 export const AmbiguousRefreshTokenError = createError(
-  'FST_TOKEN_AUTH_AMBIGUOUS_REFRESH_TOKEN', 'Send the refresh token either in the cookie or in the body, not both', 400)
+  'FST_TOKEN_AUTH_AMBIGUOUS_REFRESH_TOKEN', 'Send exactly one refresh token: one cookie, or the body field, not both', 400)
 export const InvalidRefreshTokenError = createError(
   'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN', 'Invalid refresh token', 401)
 export const RefreshTokenExpiredError = createError(

@@ -5,7 +5,7 @@ import { type ClientInfo, TokenAuthEvents } from './events.js'
 import { createAuthenticate } from './guard.js'
 import { type ResolvedOptions, resolveOptions, type TokenAuthOptions } from './options.js'
 import { RevocationList } from './revocations.js'
-import { tokenAuthRoutes } from './routes.js'
+import { jwksRoute, tokenAuthRoutes } from './routes.js'
 import { type AuthUser, type SessionInfo, SessionService, type TokenSet } from './sessions.js'
 import { MemoryStore } from './stores/memory.js'
 import type { TokenStore } from './stores/types.js'
@@ -102,6 +102,8 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
   if (Object.values(options.routes).some((path) => path !== false)) {
     await fastify.register(tokenAuthRoutes, { prefix: options.prefix, options, sessions, events, authenticate })
   }
+
+  if (options.jwks !== false) await fastify.register(jwksRoute, { ...options.jwks, keys: options.accessKeys })
 
   const warn = (what: string) => (error: unknown) => { fastify.log.warn({ err: error }, `fastify-token-auth: ${what} failed`) }
   const sweeper = setInterval(() => { sessions.sweep().catch(warn('sweeping expired sessions')) }, options.sweepInterval).unref()

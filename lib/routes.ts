@@ -1,14 +1,18 @@
 import AjvCompiler from '@fastify/ajv-compiler'
 import fastifyCookie from '@fastify/cookie'
 import fastifyRateLimit from '@fastify/rate-limit'
-import { errorCodes, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema, type onRequestAsyncHookHandler } from 'fastify'
+import {
+  errorCodes, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema, type onRequestAsyncHookHandler,
+  type preHandlerAsyncHookHandler
+} from 'fastify'
 import { createCrossSiteCheck } from './csrf.js'
 import {
   AmbiguousRefreshTokenError, GraceExhaustedError, InvalidCredentialsError, LoginThrottledError,
   MissingRefreshTokenError, SessionNotFoundError
 } from './errors.js'
 import type { ClientInfo, TokenAuthEvents } from './events.js'
-import type { ResolvedOptions } from './options.js'
+import type { ResolvedKey } from './keys.js'
+import type { RateLimitOptions, ResolvedOptions } from './options.js'
 import type { SessionService, TokenSet } from './sessions.js'
 
 export interface RoutesContext {
@@ -40,7 +44,12 @@ const errorSchema = {
     message: { type: 'string' }
   }
 } as const
-const errorResponses = { '4xx': errorSchema, '5xx': errorSchema }
+const errorResponses = {
+  '4xx': { ...errorSchema, description: 'Refused; `code` (FST_TOKEN_AUTH_* or FST_ERR_*) tells why' },
+  '5xx': { ...errorSchema, description: 'Store unavailable (503 with Retry-After) or a server error' }
+}
+// OpenAPI security requirements, alternatives in an array. The app declares the schemes they
+// name (bearerAuth, refreshCookie) in @fastify/swagger's components.securitySchemes.
 const bearerSecurity = [{ bearerAuth: [] }]
 
 /**
@@ -53,6 +62,9 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   const transport = options.refreshTokenTransport
   const usesCookie = transport !== 'body'
   const usesBody = transport !== 'cookie'
+  // `{}` is the alternative of a refresh token in the body, which no security scheme describes.
+  const refreshSecurity = [...(usesCookie ? [{ refreshCookie: [] }] : []), ...(usesBody ? [{}] : [])]
+  const logoutSecurity = [...(usesCookie ? [{ refreshCookie: [] }] : []), ...bearerSecurity, ...(usesBody ? [{}] : [])]
 
   if (usesCookie && !app.hasRequestDecorator('cookies')) await app.register(fastifyCookie)
   // Strict validation for our bodies: extra fields refused, no type coercion, no defaults.
@@ -81,6 +93,7 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   const tokenResponse = {
     200: {
       type: 'object',
+      description: 'A new access token; the refresh token is set in the cookie (or returned in the body)',
       required: ['accessToken', 'tokenType', 'expiresIn'],
       properties: {
         accessToken: { type: 'string' },
@@ -95,12 +108,18 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   if (routes.login !== false) {
     const verifyCredentials = options.verifyCredentials as NonNullable<ResolvedOptions['verifyCredentials']>
     const onRequest: onRequestAsyncHookHandler[] = [crossSiteCheck]
+    const preHandler: preHandlerAsyncHookHandler[] = []
+    if (options.loginRateLimit !== false || options.accountRateLimit !== false) {
+      if (!app.hasDecorator('createRateLimit')) await app.register(fastifyRateLimit, { global: false })
+    }
     if (options.loginRateLimit !== false) {
-      if (!app.hasDecorator('rateLimit')) await app.register(fastifyRateLimit, { global: false })
-      onRequest.push(app.rateLimit({
-        ...options.loginRateLimit,
-        errorResponseBuilder: (_request, context) => new LoginThrottledError(Math.ceil(context.ttl / 1000))
-      }))
+      // Per client IP, before the body is read.
+      onRequest.push(loginThrottle(app, options.loginRateLimit))
+    }
+    if (options.accountRateLimit !== false) {
+      // Per account name, once the body is validated; unknown names are counted the same way.
+      preHandler.push(loginThrottle(app, options.accountRateLimit,
+        (request) => `account:${(request.body as { username: string }).username.normalize('NFKC').toLowerCase()}`))
     }
     const bodyProperties: Record<string, unknown> = {
       username: { type: 'string', minLength: 1, maxLength: 256 },
@@ -108,12 +127,17 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
     }
     if (transport === 'both') {
       bodyProperties.refreshTokenTransport = { type: 'string', enum: ['cookie', 'body'], description: 'Where the refresh token goes (default cookie)' }
+    } else if (transport === 'body') {
+      // A client that asks for what the server does anyway (the client helper in Node) is accepted.
+      bodyProperties.refreshTokenTransport = { type: 'string', enum: ['body'], description: 'Where the refresh token goes (always body here)' }
     }
     app.post<{ Body: { username: string, password: string, refreshTokenTransport?: 'cookie' | 'body' } }>(routes.login, {
       bodyLimit: BODY_LIMIT,
       onRequest,
+      preHandler,
       schema: documented({
         summary: 'Log in with a username and password',
+        security: [],
         body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: bodyProperties },
         response: tokenResponse
       })
@@ -137,6 +161,7 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
       onRequest: crossSiteCheck,
       schema: documented({
         summary: 'Exchange the refresh token for new tokens (rotation)',
+        security: refreshSecurity,
         ...(usesBody ? { body: refreshBodySchema() } : {}),
         response: tokenResponse
       })
@@ -162,6 +187,7 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
       onRequest: crossSiteCheck,
       schema: documented({
         summary: 'End this session, or every session of the user with ?all=true',
+        security: logoutSecurity,
         querystring: {
           type: 'object',
           additionalProperties: false,
@@ -185,6 +211,7 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
         }
       }
       if (usesCookie) clearRefreshCookie(reply)
+      if (options.clearSiteData !== undefined) reply.header('clear-site-data', options.clearSiteData)
       reply.code(204)
     })
   }
@@ -192,6 +219,7 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   if (routes.sessions !== false) {
     const sessionList = {
       type: 'object',
+      description: "The user's live sessions, oldest first",
       required: ['sessions'],
       properties: {
         sessions: {
@@ -241,8 +269,13 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
     })
   }
 
-  /** The refresh token of a request, from wherever the transport allows; both at once is refused. */
+  /**
+   * The refresh token of a request, from wherever the transport allows. Both at once is
+   * refused, and so is the cookie sent twice: a sibling subdomain can plant a second cookie of
+   * the same name (cookie tossing), and the parser would silently keep the first.
+   */
   function refreshTokenOf (request: FastifyRequest): { token: string, inBody: boolean } | undefined {
+    if (usesCookie && cookieCount(request.headers.cookie, cookie.name) > 1) throw new AmbiguousRefreshTokenError()
     const fromCookie = usesCookie ? request.cookies[cookie.name] : undefined
     const fromBody = usesBody ? (request.body as { refreshToken?: string } | undefined)?.refreshToken : undefined
     if (fromCookie !== undefined && fromCookie !== '' && fromBody !== undefined) throw new AmbiguousRefreshTokenError()
@@ -292,10 +325,61 @@ function refreshBodySchema (): object {
   }
 }
 
+/**
+ * One login limit, through @fastify/rate-limit's `createRateLimit`: unlike its route hook, it
+ * runs even when another limiter (the app's global one, or our other limit) already ran on the
+ * request. Both limits answer the same 429 before the password is looked at, so a throttled
+ * client cannot tell a right password from a wrong one, nor which limit it hit.
+ */
+function loginThrottle (
+  app: FastifyInstance, limit: RateLimitOptions, keyGenerator?: (request: FastifyRequest) => string
+): onRequestAsyncHookHandler & preHandlerAsyncHookHandler {
+  const check = app.createRateLimit({ ...limit, ...(keyGenerator === undefined ? {} : { keyGenerator }) })
+  return async function loginThrottled (request: FastifyRequest, reply: FastifyReply) {
+    const result = await check(request)
+    if (!result.isAllowed && result.isExceeded) {
+      reply.header('retry-after', result.ttlInSeconds)
+      throw new LoginThrottledError(result.ttlInSeconds)
+    }
+  }
+}
+
+/** How many times a cookie name occurs in a Cookie header. */
+function cookieCount (header: string | undefined, name: string): number {
+  if (header === undefined) return 0
+  let count = 0
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=')
+    if (eq !== -1 && pair.slice(0, eq).trim() === name) count++
+  }
+  return count
+}
+
 function clientInfo (request: FastifyRequest): ClientInfo {
   const userAgent = request.headers['user-agent']
   return {
     ip: request.ip,
     userAgent: typeof userAgent === 'string' ? userAgent.slice(0, MAX_USER_AGENT_LENGTH) : null
   }
+}
+
+/**
+ * `GET /.well-known/jwks.json`: the public access-token keys (RFC 7517), so other services
+ * verify our tokens without a shared secret. Retired keys stay listed while they still verify;
+ * HMAC secrets are never listed. Cacheable, unlike every other route here.
+ */
+export async function jwksRoute (app: FastifyInstance, context: { path: string, maxAge: number, keys: ResolvedKey[] }): Promise<void> {
+  const body = {
+    keys: context.keys.filter((key) => key.publicJwk !== undefined).map((key) => ({ ...key.publicJwk, kid: key.kid, alg: key.algorithm, use: 'sig' }))
+  }
+  const jwk = { type: 'object', required: ['kty', 'kid', 'alg', 'use'], additionalProperties: { type: 'string' } }
+  app.get(context.path, {
+    schema: documented({
+      summary: 'Public keys that verify access tokens (JWKS)',
+      response: { 200: { type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: jwk } } } }
+    })
+  }, async (_request, reply) => {
+    reply.header('cache-control', `public, max-age=${context.maxAge}`)
+    return body
+  })
 }

@@ -237,8 +237,8 @@ t.test('the default rate limit throttles after 10 attempts', async (t) => {
   t.ok(response.headers['retry-after'])
 })
 
-t.test('loginRateLimit: false never throttles', async (t) => {
-  const app = await build(t, { loginRateLimit: false })
+t.test('loginRateLimit: false and accountRateLimit: false never throttle', async (t) => {
+  const app = await build(t, { loginRateLimit: false, accountRateLimit: false })
   const statuses = new Set<number>()
   for (let i = 0; i < 30; i++) {
     statuses.add((await postLogin(app, { payload: { username: USERNAME, password: 'nope' } })).statusCode)
