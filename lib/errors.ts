@@ -30,6 +30,11 @@ export const RefreshTokenReusedError = createError(
 export const GraceExhaustedError = createError(
   'FST_TOKEN_AUTH_REFRESH_TOKEN_SUPERSEDED', 'Refresh token already rotated: use the newest one', 401)
 
+export const UnsupportedGrantTypeError = createError(
+  'FST_TOKEN_AUTH_UNSUPPORTED_GRANT_TYPE', 'Unsupported grant_type on this endpoint', 400)
+export const InvalidRequestBodyError = createError<'FST_TOKEN_AUTH_INVALID_REQUEST_BODY', 400, [string]>(
+  'FST_TOKEN_AUTH_INVALID_REQUEST_BODY', 'Invalid request body: %s', 400)
+
 export const InvalidCredentialsError = createError(
   'FST_TOKEN_AUTH_INVALID_CREDENTIALS', 'Invalid username or password', 401)
 export const UserUnavailableError = createError(
@@ -56,6 +61,8 @@ export type TokenAuthErrorCode =
   | 'FST_TOKEN_AUTH_REFRESH_TOKEN_EXPIRED'
   | 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED'
   | 'FST_TOKEN_AUTH_REFRESH_TOKEN_SUPERSEDED'
+  | 'FST_TOKEN_AUTH_UNSUPPORTED_GRANT_TYPE'
+  | 'FST_TOKEN_AUTH_INVALID_REQUEST_BODY'
   | 'FST_TOKEN_AUTH_INVALID_CREDENTIALS'
   | 'FST_TOKEN_AUTH_USER_UNAVAILABLE'
   | 'FST_TOKEN_AUTH_LOGIN_THROTTLED'

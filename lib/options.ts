@@ -49,6 +49,17 @@ export interface RouteOptions {
   path?: string
 }
 
+export interface RefreshRouteOptions extends RouteOptions {
+  /**
+   * `GET` reproduces APIs that refresh with a GET (a migration aid, see
+   * examples/seed-compatible.ts). Less safe: a GET can be triggered by a link, an image or a
+   * prefetch, and only SameSite and the cross-site check stand between it and a rotation.
+   * Needs the cookie transport (a GET has no body).
+   * @default 'POST'
+   */
+  method?: 'POST' | 'GET'
+}
+
 export interface CookieOptions {
   /**
    * Cookie name. With `hostPrefix` the name gets the `__Host-` prefix.
@@ -170,7 +181,7 @@ interface TokenAuthBaseOptions {
    */
   routes?: false | {
     login?: RouteOptions | false
-    refresh?: RouteOptions | false
+    refresh?: RefreshRouteOptions | false
     logout?: RouteOptions | false
     sessions?: RouteOptions | false
   }
@@ -237,6 +248,15 @@ interface TokenAuthBaseOptions {
    * @default { max: 20, timeWindow: 900000 }
    */
   accountRateLimit?: RateLimitOptions | false
+  /**
+   * Shape of the login and refresh responses. `'oauth2'` makes them an RFC 6749 token endpoint:
+   * `{ access_token, token_type, expires_in, refresh_token? }`, errors as
+   * `{ error: 'invalid_grant' | 'invalid_request' | 'unsupported_grant_type', error_description }`
+   * with status 400, the body field `refresh_token`, an optional `grant_type`, and
+   * form-encoded bodies accepted besides JSON.
+   * @default 'default'
+   */
+  responseFormat?: 'default' | 'oauth2'
 }
 
 /**
@@ -282,6 +302,8 @@ export interface ResolvedOptions {
   jwks: { path: string, maxAge: number } | false
   clearSiteData: string | undefined
   accountRateLimit: RateLimitOptions | false
+  refreshMethod: 'POST' | 'GET'
+  responseFormat: 'default' | 'oauth2'
 }
 
 const KNOWN_OPTIONS = new Set([
@@ -289,7 +311,7 @@ const KNOWN_OPTIONS = new Set([
   'reuseGrace', 'reuseGraceLimit', 'issuer', 'audience', 'clockTolerance', 'verifyCredentials', 'loadUser',
   'store', 'prefix', 'routes', 'refreshTokenTransport', 'cookie', 'allowedOrigins', 'loginRateLimit',
   'storeTimeout', 'sweepInterval', 'revocationPollInterval', 'verifyCacheSize', 'accessTokenKeys', 'jwks',
-  'clearSiteData', 'accountRateLimit'
+  'clearSiteData', 'accountRateLimit', 'responseFormat'
 ])
 const STORE_METHODS = ['createSession', 'rotate', 'revokeSession', 'revokeUserSessions', 'listUserSessions', 'revokedSince', 'sweep', 'close']
 const ROUTE_NAMES = ['login', 'refresh', 'logout', 'sessions'] as const
@@ -321,6 +343,11 @@ export function resolveOptions (options: TokenAuthOptions): ResolvedOptions {
     throw new InvalidOptionError('verifyCredentials', 'a function is required while the login route is enabled (set routes.login to false otherwise)')
   }
   optionalFunction(options.loadUser, 'loadUser')
+  const refreshRoute = options.routes === false ? undefined : options.routes?.refresh
+  const refreshMethod = oneOf(refreshRoute === false ? undefined : refreshRoute?.method, ['POST', 'GET'] as const, 'POST', 'routes.refresh.method')
+  if (refreshMethod === 'GET' && transport !== 'cookie') {
+    throw new InvalidOptionError('routes.refresh.method', 'GET needs refreshTokenTransport \'cookie\': a GET request has no body')
+  }
   return {
     accessKeys,
     refreshTokenSecret,
@@ -344,6 +371,8 @@ export function resolveOptions (options: TokenAuthOptions): ResolvedOptions {
     accountRateLimit: resolveRateLimit(options.accountRateLimit, DEFAULT_ACCOUNT_RATE_LIMIT, 'accountRateLimit'),
     jwks: resolveJwks(options.jwks, accessKeys),
     clearSiteData: resolveClearSiteData(options.clearSiteData),
+    refreshMethod,
+    responseFormat: oneOf(options.responseFormat, ['default', 'oauth2'] as const, 'default', 'responseFormat'),
     storeTimeout: count(options.storeTimeout, DEFAULT_STORE_TIMEOUT, 'storeTimeout', 1),
     sweepInterval: count(options.sweepInterval, DEFAULT_SWEEP_INTERVAL, 'sweepInterval', 1000),
     revocationPollInterval: count(options.revocationPollInterval, DEFAULT_REVOCATION_POLL_INTERVAL, 'revocationPollInterval', 100),
@@ -414,6 +443,8 @@ function resolveRoutes (routes: TokenAuthOptions['routes']): ResolvedOptions['ro
       if (route === null || typeof route !== 'object') {
         throw new InvalidOptionError(`routes.${name}`, `must be false or { path }, got ${describe(route)}`)
       }
+      const unknown = Object.keys(route).find((key) => key !== 'path' && !(name === 'refresh' && key === 'method'))
+      if (unknown !== undefined) throw new InvalidOptionError(`routes.${name}.${unknown}`, 'unknown route option')
       resolved[name] = route.path === undefined ? DEFAULT_ROUTE_PATHS[name] : path(route.path, `routes.${name}.path`)
     }
   }

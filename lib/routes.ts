@@ -8,10 +8,11 @@ import {
 import { createCrossSiteCheck } from './csrf.js'
 import {
   AmbiguousRefreshTokenError, GraceExhaustedError, InvalidCredentialsError, LoginThrottledError,
-  MissingRefreshTokenError, SessionNotFoundError
+  MissingRefreshTokenError, SessionNotFoundError, UnsupportedGrantTypeError
 } from './errors.js'
 import type { ClientInfo, TokenAuthEvents } from './events.js'
 import type { ResolvedKey } from './keys.js'
+import { FORM_CONTENT_TYPE, oauth2TokenBody, parseForm, toOAuth2Error } from './oauth2.js'
 import type { RateLimitOptions, ResolvedOptions } from './options.js'
 import type { SessionService, TokenSet } from './sessions.js'
 
@@ -62,9 +63,14 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   const transport = options.refreshTokenTransport
   const usesCookie = transport !== 'body'
   const usesBody = transport !== 'cookie'
+  const oauth2 = options.responseFormat === 'oauth2'
+  /** The body field of the refresh token: RFC 6749's name in the OAuth 2.0 format. */
+  const refreshField = oauth2 ? 'refresh_token' : 'refreshToken'
+  /** Login and refresh: the routes the OAuth 2.0 format shapes. */
+  const tokenEndpoints = new Set([routes.login, routes.refresh].filter((route) => route !== false).map((route) => `${app.prefix}${route}`))
   // `{}` is the alternative of a refresh token in the body, which no security scheme describes.
-  const refreshSecurity = [...(usesCookie ? [{ refreshCookie: [] }] : []), ...(usesBody ? [{}] : [])]
-  const logoutSecurity = [...(usesCookie ? [{ refreshCookie: [] }] : []), ...bearerSecurity, ...(usesBody ? [{}] : [])]
+  const refreshSecurity: Array<Record<string, string[]>> = [...(usesCookie ? [{ refreshCookie: [] }] : []), ...(usesBody ? [{}] : [])]
+  const logoutSecurity: Array<Record<string, string[]>> = [...(usesCookie ? [{ refreshCookie: [] }] : []), ...bearerSecurity, ...(usesBody ? [{}] : [])]
 
   if (usesCookie && !app.hasRequestDecorator('cookies')) await app.register(fastifyCookie)
   // Strict validation for our bodies: extra fields refused, no type coercion, no defaults.
@@ -80,10 +86,27 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
     // (CVE-2022-41919 class), and odd spellings have slipped past body validation before
     // (CVE-2025-32442, CVE-2026-25223). Checked before parsing, so nothing else reads the body.
     const type = request.headers['content-type']
-    if (type !== undefined && !JSON_CONTENT_TYPE.test(type)) throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE()
+    // OAuth 2.0 clients send forms (RFC 6749 §4.3.2, §6); the cross-site check still applies.
+    if (type !== undefined && !JSON_CONTENT_TYPE.test(type) && !(oauth2 && FORM_CONTENT_TYPE.test(type))) {
+      throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE()
+    }
   })
-  app.setErrorHandler(async (error, _request, reply) => {
+  if (oauth2) {
+    app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
+      try {
+        done(null, parseForm(body as string))
+      } catch (error) {
+        done(error as Error, undefined)
+      }
+    })
+  }
+  app.setErrorHandler(async (error, request, reply) => {
     if ((error as { statusCode?: number }).statusCode === 503) reply.header('retry-after', RETRY_AFTER_SECONDS)
+    if (oauth2 && tokenEndpoints.has(request.routeOptions.url as string)) {
+      const { statusCode, body } = toOAuth2Error(error as { statusCode?: number, code?: string, message: string })
+      if (statusCode >= 500 && statusCode !== 503) reply.log.error({ err: error }, 'fastify-token-auth: token endpoint failed')
+      return reply.code(statusCode).send(body)
+    }
     // Sending the error again hands it to the app's error handler, which formats it.
     reply.send(error)
     return reply
@@ -125,13 +148,14 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
       username: { type: 'string', minLength: 1, maxLength: 256 },
       password: { type: 'string', minLength: 1, maxLength: 1024 }
     }
+    if (oauth2) Object.assign(bodyProperties, oauth2BodyProperties)
     if (transport === 'both') {
       bodyProperties.refreshTokenTransport = { type: 'string', enum: ['cookie', 'body'], description: 'Where the refresh token goes (default cookie)' }
     } else if (transport === 'body') {
       // A client that asks for what the server does anyway (the client helper in Node) is accepted.
       bodyProperties.refreshTokenTransport = { type: 'string', enum: ['body'], description: 'Where the refresh token goes (always body here)' }
     }
-    app.post<{ Body: { username: string, password: string, refreshTokenTransport?: 'cookie' | 'body' } }>(routes.login, {
+    app.post<{ Body: { username: string, password: string, refreshTokenTransport?: 'cookie' | 'body', grant_type?: string } }>(routes.login, {
       bodyLimit: BODY_LIMIT,
       onRequest,
       preHandler,
@@ -143,6 +167,8 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
       })
     }, async (request, reply) => {
       const { username, password } = request.body
+      // RFC 6749 §4.3.2: the resource owner password credentials grant.
+      if (request.body.grant_type !== undefined && request.body.grant_type !== 'password') throw new UnsupportedGrantTypeError()
       const user = await verifyCredentials(username, password, request)
       const client = clientInfo(request)
       if (user === null) {
@@ -156,29 +182,36 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   }
 
   if (routes.refresh !== false) {
-    app.post<{ Body: { refreshToken?: string } | undefined }>(routes.refresh, {
+    app.route<{ Body: Record<string, string> | undefined }>({
+      method: options.refreshMethod,
+      url: routes.refresh,
       bodyLimit: BODY_LIMIT,
       onRequest: crossSiteCheck,
       schema: documented({
         summary: 'Exchange the refresh token for new tokens (rotation)',
         security: refreshSecurity,
-        ...(usesBody ? { body: refreshBodySchema() } : {}),
+        ...(usesBody ? { body: refreshBodySchema(refreshField, oauth2) } : {}),
         response: tokenResponse
-      })
-    }, async (request, reply) => {
-      const presented = refreshTokenOf(request)
-      if (presented === undefined) throw new MissingRefreshTokenError()
-      try {
-        const tokens = await sessions.refresh(presented.token, clientInfo(request))
-        return sendTokens(reply, tokens, presented.inBody)
-      } catch (error) {
-        // A dead refresh token is dropped from the browser; on 503 it is kept (R8), and a
-        // superseded one is left alone because a parallel response is setting its successor.
-        const status = (error as { statusCode?: number }).statusCode
-        if (status === 401 && !(error instanceof GraceExhaustedError) && !presented.inBody) clearRefreshCookie(reply)
-        throw error
-      }
+      }),
+      handler: refreshHandler
     })
+  }
+
+  async function refreshHandler (request: FastifyRequest<{ Body: Record<string, string> | undefined }>, reply: FastifyReply): Promise<object> {
+    const grantType = request.body?.grant_type
+    if (grantType !== undefined && grantType !== 'refresh_token') throw new UnsupportedGrantTypeError()
+    const presented = refreshTokenOf(request)
+    if (presented === undefined) throw new MissingRefreshTokenError()
+    try {
+      const tokens = await sessions.refresh(presented.token, clientInfo(request))
+      return sendTokens(reply, tokens, presented.inBody)
+    } catch (error) {
+      // A dead refresh token is dropped from the browser; on 503 it is kept (R8), and a
+      // superseded one is left alone because a parallel response is setting its successor.
+      const status = (error as { statusCode?: number }).statusCode
+      if (status === 401 && !(error instanceof GraceExhaustedError) && !presented.inBody) clearRefreshCookie(reply)
+      throw error
+    }
   }
 
   if (routes.logout !== false) {
@@ -193,7 +226,7 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
           additionalProperties: false,
           properties: { all: { type: 'string', enum: ['true', 'false'] } }
         },
-        ...(usesBody ? { body: refreshBodySchema() } : {}),
+        ...(usesBody ? { body: refreshBodySchema(refreshField, false) } : {}),
         response: { 204: { type: 'null', description: 'Logged out' }, ...errorResponses }
       })
     }, async (request, reply) => {
@@ -277,7 +310,7 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   function refreshTokenOf (request: FastifyRequest): { token: string, inBody: boolean } | undefined {
     if (usesCookie && cookieCount(request.headers.cookie, cookie.name) > 1) throw new AmbiguousRefreshTokenError()
     const fromCookie = usesCookie ? request.cookies[cookie.name] : undefined
-    const fromBody = usesBody ? (request.body as { refreshToken?: string } | undefined)?.refreshToken : undefined
+    const fromBody = usesBody ? (request.body as Record<string, string> | undefined)?.[refreshField] : undefined
     if (fromCookie !== undefined && fromCookie !== '' && fromBody !== undefined) throw new AmbiguousRefreshTokenError()
     if (fromBody !== undefined) return { token: fromBody, inBody: true }
     if (fromCookie !== undefined && fromCookie !== '') return { token: fromCookie, inBody: false }
@@ -285,16 +318,19 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   }
 
   function sendTokens (reply: FastifyReply, tokens: TokenSet, inBody: boolean): object {
-    const body: Record<string, unknown> = { accessToken: tokens.accessToken, tokenType: tokens.tokenType, expiresIn: tokens.expiresIn }
-    if (inBody) {
-      body.refreshToken = tokens.refreshToken
-    } else {
+    if (!inBody) {
       reply.setCookie(cookie.name, tokens.refreshToken, {
         ...cookieAttributes(),
         maxAge: Math.max(0, Math.floor((tokens.refreshTokenExpiresAt - sessions.now()) / 1000))
       })
     }
-    return body
+    if (oauth2) return oauth2TokenBody(tokens, inBody)
+    return {
+      accessToken: tokens.accessToken,
+      tokenType: tokens.tokenType,
+      expiresIn: tokens.expiresIn,
+      ...(inBody ? { refreshToken: tokens.refreshToken } : {})
+    }
   }
 
   function clearRefreshCookie (reply: FastifyReply): void {
@@ -317,11 +353,18 @@ function documented (schema: FastifySchema & { summary: string, security?: objec
   return { tags: ['token-auth'], ...schema } as FastifySchema
 }
 
-function refreshBodySchema (): object {
+/** Fields OAuth 2.0 clients send besides the grant's own; accepted and ignored but for grant_type. */
+const oauth2BodyProperties = {
+  grant_type: { type: 'string', maxLength: 64 },
+  client_id: { type: 'string', maxLength: 256 },
+  scope: { type: 'string', maxLength: 1024 }
+}
+
+function refreshBodySchema (field: string, oauth2: boolean): object {
   return {
     type: ['object', 'null'],
     additionalProperties: false,
-    properties: { refreshToken: { type: 'string', minLength: 1, maxLength: 8192 } }
+    properties: { [field]: { type: 'string', minLength: 1, maxLength: 8192 }, ...(oauth2 ? oauth2BodyProperties : {}) }
   }
 }
 
