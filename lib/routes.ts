@@ -12,7 +12,7 @@ import {
 } from './errors.js'
 import type { ClientInfo, TokenAuthEvents } from './events.js'
 import type { ResolvedKey } from './keys.js'
-import { FORM_CONTENT_TYPE, oauth2TokenBody, parseForm, toOAuth2Error } from './oauth2.js'
+import { FORM_CONTENT_TYPE, oauth2TokenBody, oauth2TokenResponses, parseForm, toOAuth2Error } from './oauth2.js'
 import type { RateLimitOptions, ResolvedOptions } from './options.js'
 import type { SessionService, TokenSet } from './sessions.js'
 
@@ -113,20 +113,22 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   })
 
   const crossSiteCheck = createCrossSiteCheck(options.allowedOrigins)
-  const tokenResponse = {
-    200: {
-      type: 'object',
-      description: 'A new access token; the refresh token is set in the cookie (or returned in the body)',
-      required: ['accessToken', 'tokenType', 'expiresIn'],
-      properties: {
-        accessToken: { type: 'string' },
-        tokenType: { type: 'string', enum: ['Bearer'] },
-        expiresIn: { type: 'integer', description: 'Seconds until the access token expires' },
-        ...(usesBody ? { refreshToken: { type: 'string', description: 'Only when the refresh token travels in the body' } } : {})
+  const tokenResponse = oauth2
+    ? oauth2TokenResponses(usesBody)
+    : {
+        200: {
+          type: 'object',
+          description: 'A new access token; the refresh token is set in the cookie (or returned in the body)',
+          required: ['accessToken', 'tokenType', 'expiresIn'],
+          properties: {
+            accessToken: { type: 'string' },
+            tokenType: { type: 'string', enum: ['Bearer'] },
+            expiresIn: { type: 'integer', description: 'Seconds until the access token expires' },
+            ...(usesBody ? { refreshToken: { type: 'string', description: 'Only when the refresh token travels in the body' } } : {})
+          }
+        },
+        ...errorResponses
       }
-    },
-    ...errorResponses
-  }
 
   if (routes.login !== false) {
     const verifyCredentials = options.verifyCredentials as NonNullable<ResolvedOptions['verifyCredentials']>

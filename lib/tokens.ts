@@ -128,6 +128,8 @@ export class TokenCodec {
     let claims = this.#verified.get(token, now)
     if (claims === undefined) {
       claims = verifyWith(this.#accessKeyOf(token), token, InvalidTokenError, TokenExpiredError, this.#accessTokenTtl, this.#clockTolerance)
+      // A token meant for some audience is not for a verifier that names none (RFC 7519 §4.1.3).
+      if (this.#audience === undefined && claims.aud !== undefined) throw new InvalidTokenError()
       this.#verified.set(token, claims, ((claims.exp as number) + this.#clockTolerance) * 1000)
     }
     // A copy per request: a handler that writes to `request.user` never reaches the next request.
@@ -139,16 +141,9 @@ export class TokenCodec {
    * only ever a lookup in our own key set (RFC 8725 §3.10); `jku`, `x5u` and `jwk` are ignored.
    */
   #accessKeyOf (token: string): AccessKeyPair {
-    const end = token.indexOf('.')
-    if (end < 1 || end > MAX_HEADER_LENGTH) throw new InvalidTokenError()
-    let header: { kid?: unknown, alg?: unknown } | null
-    try {
-      header = JSON.parse(Buffer.from(token.slice(0, end), 'base64url').toString())
-    } catch {
-      throw new InvalidTokenError()
-    }
-    const key = typeof header?.kid === 'string' ? this.#accessKeys.get(header.kid) : undefined
-    if (key === undefined || header!.alg !== key.algorithm) throw new InvalidTokenError()
+    const header = decodeHeader(token, InvalidTokenError)
+    const key = typeof header.kid === 'string' ? this.#accessKeys.get(header.kid) : undefined
+    if (key === undefined || header.alg !== key.algorithm) throw new InvalidTokenError()
     return key
   }
 
@@ -157,6 +152,7 @@ export class TokenCodec {
   }
 
   verifyRefreshToken (token: string): RefreshTokenClaims {
+    if (decodeHeader(token, InvalidRefreshTokenError).alg !== REFRESH_TOKEN_ALGORITHM) throw new InvalidRefreshTokenError()
     return verifyWith({ ...this.#refresh, algorithm: REFRESH_TOKEN_ALGORITHM }, token, InvalidRefreshTokenError, RefreshTokenExpiredError, this.#refreshTokenTtl, 0) as unknown as RefreshTokenClaims
   }
 
@@ -225,6 +221,27 @@ function isId (value: unknown): boolean {
 }
 
 /**
+ * The JOSE header, written exactly as we write ours: a JSON object whose text is what
+ * JSON.stringify gives back (so no duplicate member, where parsers disagree on which one wins),
+ * and without `crit` (we understand no extension, RFC 7515 §4.1.11).
+ */
+function decodeHeader (token: string, Invalid: CodedErrorConstructor): { alg?: unknown, kid?: unknown } {
+  const end = token.indexOf('.')
+  if (end < 1 || end > MAX_HEADER_LENGTH) throw new Invalid()
+  const text = Buffer.from(token.slice(0, end), 'base64url').toString()
+  let header: unknown
+  try {
+    header = JSON.parse(text)
+  } catch {
+    throw new Invalid()
+  }
+  if (header === null || typeof header !== 'object' || Array.isArray(header) || 'crit' in header || JSON.stringify(header) !== text) {
+    throw new Invalid()
+  }
+  return header
+}
+
+/**
  * Whether the signature is in its one canonical form. Base64url decoders skip stray characters
  * and the unused low bits of the last one, so several texts carry the same signature; and an
  * ES256 signature verifies with S or n - S. Any text but the one we issued is refused.
@@ -260,8 +277,9 @@ function verifyWith (
   // The verifier checks that required claims exist and that `exp` has passed; their types and
   // ranges are ours to check (CVE-2025-30144): ids are non-empty strings, dates whole seconds,
   // never issued in the future, and no token lives longer than its kind can.
-  const { sub, sid, jti, iat, exp } = payload
+  const { sub, sid, jti, iat, exp, nbf } = payload
   if (!isId(sub) || !isId(sid) || !isId(jti) || !Number.isSafeInteger(iat) || !Number.isSafeInteger(exp)) throw new Invalid()
+  if (nbf !== undefined && (!Number.isSafeInteger(nbf) || (nbf as number) < 0)) throw new Invalid()
   if ((iat as number) > Date.now() / 1000 + tolerance || (exp as number) - (iat as number) > maxLifetime) throw new Invalid()
   return payload
 }
