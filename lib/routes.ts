@@ -54,6 +54,18 @@ const errorResponses = {
 const bearerSecurity = [{ bearerAuth: [] }]
 
 /**
+ * The OpenAPI security schemes the plugin's routes name, for @fastify/swagger's
+ * `openapi.components.securitySchemes` (swagger fails to build the document without them).
+ * Pass the refresh cookie's full name when you changed it (`__Host-` prefix included).
+ */
+export function openApiSecuritySchemes (cookieName = 'refresh_token') {
+  return {
+    bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'Access token (typ at+jwt)' },
+    refreshCookie: { type: 'apiKey', in: 'cookie', name: cookieName, description: 'HttpOnly refresh-token cookie' }
+  } as const
+}
+
+/**
  * The ready-made routes, registered as an encapsulated child: their hooks, parsers and
  * validator stay here; the app's routes are untouched.
  */

@@ -1,18 +1,15 @@
 import swagger from '@fastify/swagger'
 import Fastify from 'fastify'
 import t, { type Test } from 'tap'
-import tokenAuth, { type TokenAuthOptions } from '../lib/index.js'
+import tokenAuth, { openApiSecuritySchemes, type TokenAuthOptions } from '../lib/index.js'
 import { baseOptions, login, refreshCookie } from './helpers.js'
 
 /**
  * The security schemes the plugin's route schemas name. @fastify/swagger takes components only
- * from its own options, so the app declares them; `app.swagger()` throws for a route naming a
- * scheme it does not know. The cookie scheme's `name` is the refresh cookie's name.
+ * from its own options, so the app declares them (the plugin exports them); `app.swagger()`
+ * throws for a route naming a scheme it does not know.
  */
-const securitySchemes = {
-  bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
-  refreshCookie: { type: 'apiKey', in: 'cookie', name: 'refresh_token' }
-} as const
+const securitySchemes = openApiSecuritySchemes()
 
 type Operation = {
   summary: string

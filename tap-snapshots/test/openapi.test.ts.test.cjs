@@ -12,10 +12,12 @@ Object {
     "securitySchemes": Object {
       "bearerAuth": Object {
         "bearerFormat": "JWT",
+        "description": "Access token (typ at+jwt)",
         "scheme": "bearer",
         "type": "http",
       },
       "refreshCookie": Object {
+        "description": "HttpOnly refresh-token cookie",
         "in": "cookie",
         "name": "refresh_token",
         "type": "apiKey",
