@@ -3,6 +3,8 @@ import { once } from 'node:events'
 import { Writable } from 'node:stream'
 import t from 'tap'
 import { buildApp, configFromEnv } from '../examples/app.js'
+import { REFRESH_SECRET as REFRESH_TOKEN_SECRET } from './helpers.js'
+import { claimsOf, forgeAsymmetric, generateKeys, headerOf, thumbprint } from './security/forge.js'
 
 const PASSWORD = 'correct-horse-battery-staple'
 
@@ -42,18 +44,98 @@ t.test('configFromEnv reads DESIGN §4 variables with their defaults', async (t)
     REFRESH_TOKEN_TTL: '3600',
     REFRESH_REUSE_GRACE: '0',
     LOGIN_RATE_LIMIT: '3',
-    DEMO_USERNAME: 'bob',
+    DEMO_USERNAME: 'carol',
     DEMO_PASSWORD: 'pw',
     ACCESS_TOKEN_SECRET: 'x'.repeat(32),
     REFRESH_TOKEN_SECRET: 'y'.repeat(32),
     NODE_ENV: 'production'
   })
-  t.match(custom, { logLevel: 'debug', accessTokenTtl: 60, refreshTokenTtl: 3600, reuseGrace: 0, loginRateLimit: 3, username: 'bob', generatedSecrets: false, secureCookies: true })
+  t.match(custom, { logLevel: 'debug', accessTokenTtl: 60, refreshTokenTtl: 3600, reuseGrace: 0, loginRateLimit: 3, username: 'carol', generatedSecrets: false, secureCookies: true })
   t.throws(() => configFromEnv({ ACCESS_TOKEN_TTL: '1.5' }), /ACCESS_TOKEN_TTL must be a whole number/)
   t.throws(() => configFromEnv({ LOGIN_RATE_LIMIT: '0' }), /LOGIN_RATE_LIMIT/)
   t.throws(() => configFromEnv({ TOKEN_STORE: 'mongo' }), /TOKEN_STORE must be memory, redis or postgres, got "mongo"/)
   t.match(configFromEnv({ TOKEN_STORE: 'redis', REDIS_URL: 'redis://h:1' }), { tokenStore: 'redis', redisUrl: 'redis://h:1' })
   t.match(configFromEnv({ TOKEN_STORE: 'postgres' }), { tokenStore: 'postgres', databaseUrl: 'postgres://postgres@127.0.0.1:5432/test' })
+})
+
+t.test('configFromEnv: second user, access-token algorithm and keys, issuer, limits, lifetimes, cookie prefix', async (t) => {
+  const defaults = configFromEnv({})
+  t.match(defaults, { secondPassword: 'bob-password-1234', accessTokenAlg: 'HS256', accessTokenPrivateKey: undefined, issuer: undefined })
+  t.match(defaults, { accountRateLimit: undefined, storeTimeout: undefined, rateLimitWindow: 60, sessionMaxAge: 30 * 24 * 3600, cookieHostPrefix: false })
+
+  const keys = generateKeys('ES256')
+  const custom = configFromEnv({
+    DEMO_SECOND_PASSWORD: 'another-password',
+    ACCESS_TOKEN_ALG: 'ES256',
+    // One env line: the PEM's newlines written as a literal "\n".
+    ACCESS_TOKEN_PRIVATE_KEY: keys.privatePem.replaceAll('\n', '\\n'),
+    REFRESH_TOKEN_SECRET: 'y'.repeat(32),
+    TOKEN_ISSUER: 'https://issuer.example',
+    ACCOUNT_RATE_LIMIT: '5',
+    RATE_LIMIT_WINDOW: '2',
+    STORE_TIMEOUT_MS: '250',
+    REFRESH_TOKEN_TTL: '60',
+    SESSION_MAX_AGE: '120',
+    COOKIE_HOST_PREFIX: 'true'
+  })
+  t.match(custom, {
+    secondPassword: 'another-password',
+    accessTokenAlg: 'ES256',
+    accessTokenPrivateKey: keys.privatePem,
+    issuer: 'https://issuer.example',
+    accountRateLimit: 5,
+    rateLimitWindow: 2,
+    storeTimeout: 250,
+    sessionMaxAge: 120,
+    cookieHostPrefix: true,
+    secureCookies: true,
+    generatedSecrets: false
+  })
+  // An asymmetric algorithm without a key: one is generated, with the same warning as secrets.
+  const generated = configFromEnv({ ACCESS_TOKEN_ALG: 'EdDSA', REFRESH_TOKEN_SECRET: 'y'.repeat(32) })
+  t.match(generated.accessTokenPrivateKey, /^-----BEGIN PRIVATE KEY-----\n/)
+  t.equal(generated.generatedSecrets, true)
+  t.throws(() => configFromEnv({ ACCESS_TOKEN_ALG: 'none' }), /ACCESS_TOKEN_ALG must be one of HS256, EdDSA, ES256, RS256, got "none"/)
+  t.throws(() => configFromEnv({ ACCESS_TOKEN_PREVIOUS_PUBLIC_KEY: keys.publicPem }), /ACCESS_TOKEN_PREVIOUS_PUBLIC_KEY needs an asymmetric ACCESS_TOKEN_ALG/)
+  t.throws(() => configFromEnv({ STORE_TIMEOUT_MS: '0' }), /STORE_TIMEOUT_MS/)
+})
+
+t.test('an asymmetric example: ES256 tokens with a kid and iss, the JWKS route, a retired EdDSA key still verifying', async (t) => {
+  const current = generateKeys('ES256')
+  const retired = generateKeys('EdDSA')
+  const config = configFromEnv({
+    LOG_LEVEL: 'silent',
+    ACCESS_TOKEN_ALG: 'ES256',
+    ACCESS_TOKEN_PRIVATE_KEY: current.privatePem,
+    ACCESS_TOKEN_PREVIOUS_PUBLIC_KEY: retired.publicPem.replaceAll('\n', '\\n'),
+    REFRESH_TOKEN_SECRET,
+    TOKEN_ISSUER: 'https://issuer.example'
+  })
+  const app = await buildApp(config)
+  t.teardown(() => app.close())
+
+  const jwks = await app.inject({ method: 'GET', url: '/.well-known/jwks.json' })
+  t.equal(jwks.statusCode, 200)
+  t.equal(jwks.headers['cache-control'], 'public, max-age=300')
+  const published = jwks.json().keys as Array<Record<string, string>>
+  t.same(published.map((key) => [key.kty, key.alg, key.kid, key.use]), [
+    ['EC', 'ES256', thumbprint(current.publicKey), 'sig'],
+    ['OKP', 'EdDSA', thumbprint(retired.publicKey), 'sig']
+  ])
+  t.notOk(published.some((key) => 'd' in key), 'no private key material')
+
+  const login = await app.inject({ method: 'POST', url: '/auth/login', payload: { username: 'alice', password: PASSWORD } })
+  t.equal(login.statusCode, 200)
+  const { accessToken } = login.json()
+  t.match(headerOf(accessToken), { alg: 'ES256', typ: 'at+jwt', kid: thumbprint(current.publicKey) })
+  const claims = claimsOf(accessToken)
+  t.match(claims, { iss: 'https://issuer.example', sub: 'user-1', username: 'alice', role: 'admin' })
+  const me = (token: string) => app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${token}` } })
+  t.equal((await me(accessToken)).statusCode, 200)
+  // Signed before the rotation, by the retired key: still accepted until it is removed.
+  const older = forgeAsymmetric({ alg: 'EdDSA', typ: 'at+jwt', kid: thumbprint(retired.publicKey) }, { ...claims, jti: 'older-token' }, retired.privateKey, 'EdDSA')
+  t.equal((await me(older)).statusCode, 200)
+  t.equal((await app.inject({ method: 'GET', url: '/admin', headers: { authorization: `Bearer ${accessToken}` } })).statusCode, 200, 'alice is the admin')
 })
 
 t.test('a too-short secret is a boot error', async (t) => {

@@ -8,7 +8,7 @@ import net from 'node:net'
 export class TcpProxy {
   readonly #server: net.Server
   readonly #sockets = new Set<net.Socket>()
-  #mode: 'forward' | 'refuse' | 'blackhole' = 'forward'
+  #mode: 'forward' | 'refuse' | 'blackhole' | 'mute' = 'forward'
 
   private constructor (server: net.Server) {
     this.#server = server
@@ -42,6 +42,14 @@ export class TcpProxy {
     this.#dropAll()
   }
 
+  /**
+   * Keep forwarding what clients send but drop every answer, on open connections too: the
+   * server carries out commands whose replies are lost (a write that happened, seen as a timeout).
+   */
+  mute (): void {
+    this.#mode = 'mute'
+  }
+
   /** Back to normal; clients reconnect through the proxy. */
   forward (): void {
     this.#mode = 'forward'
@@ -70,7 +78,7 @@ export class TcpProxy {
     client.on('close', () => upstream.destroy())
     upstream.on('close', () => client.destroy())
     client.pipe(upstream)
-    upstream.pipe(client)
+    upstream.on('data', (chunk: Buffer) => { if (this.#mode !== 'mute') client.write(chunk) })
   }
 
   #track (socket: net.Socket): void {
