@@ -322,5 +322,7 @@ export async function buildApp (config: ExampleConfig, serverOptions: FastifySer
   // Fastify's default 404 repeats the URL, query string included: a password or token sent
   // there by mistake would come back in the body. Answer without echoing anything.
   app.setNotFoundHandler(async () => { throw new RouteNotFoundError() })
+  // The browser demo at / (examples/demo.ts), with the client helper compiled on the fly.
+  await app.register(import('./demo.js'))
   return app
 }

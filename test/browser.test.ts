@@ -1,0 +1,288 @@
+import { existsSync } from 'node:fs'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { chromium, type BrowserContext, type Page } from 'playwright-core'
+import t, { type Test } from 'tap'
+import { buildApp, configFromEnv } from '../examples/app.js'
+import { CONTENT_SECURITY_POLICY } from '../examples/demo.js'
+
+// The demo page (examples/public) in real Chromium, against the example app: the client helper
+// in cookie mode, under a strict CSP, with two tabs, two devices, revocation and logout.
+
+const CHROMIUM = '/usr/bin/chromium'
+const PASSWORD = 'correct-horse-battery-staple'
+const COOKIE = 'refresh_token'
+// Every run keeps its screenshot as an artifact; the README's copy is replaced only on request
+// (UPDATE_SCREENSHOT=1), so a test run leaves the checkout clean.
+const SCREENSHOTS = [
+  new URL('../test-artifacts/demo.png', import.meta.url),
+  ...(process.env.UPDATE_SCREENSHOT === '1' ? [new URL('../docs/demo.png', import.meta.url)] : [])
+]
+
+/**
+ * The client helper's smoke test, run inside the page on the page's own /client.js with default
+ * options, in three steps so the server's refresh count can be read around the middle one. Plain
+ * JavaScript source, evaluated as it is (the TypeScript compiler would add helpers to functions).
+ */
+const SMOKE_TEST: [string, string, string] = [
+  `async (password) => {
+    const { createAuthClient, AuthClientError } = await import('/client.js')
+    const logouts = []
+    const client = createAuthClient({ onLogout (reason) { logouts.push(reason) } })
+    window.smoke = { client, logouts }
+    const refused = await client.login('alice', 'wrong-password').catch((error) => error)
+    await client.login('alice', password)
+    const me = await client.fetch('/me')
+    return {
+      refused: { isError: refused instanceof AuthClientError, statusCode: refused.statusCode, code: refused.code },
+      cookieVisible: document.cookie.includes('refresh_token'),
+      me: { status: me.status, body: await me.json() }
+    }
+  }`,
+  'async () => await Promise.all([window.smoke.client.refresh(), window.smoke.client.refresh(), window.smoke.client.refresh()])',
+  `async () => {
+    const { client, logouts } = window.smoke
+    const me = await client.fetch('/me')
+    await client.logout()
+    return { me: me.status, logouts, token: client.accessToken ?? null }
+  }`
+]
+
+if (!existsSync(CHROMIUM)) {
+  const reason = `Chromium is not installed at ${CHROMIUM} (apt-get install chromium)`
+  if (process.env.CI === 'true') throw new Error(`${reason}. Under CI=true this is a failure, not a skip.`)
+  t.plan(0, reason)
+} else {
+  // One parent test: tap ends the root as soon as it is idle between subtests.
+  t.test('the demo in real Chromium', run)
+}
+
+async function run (t: Test): Promise<void> {
+  const app = await buildApp(configFromEnv({ ACCESS_TOKEN_TTL: '2', LOG_LEVEL: 'silent', LOGIN_RATE_LIMIT: '100' }))
+  // Every request the server receives, counted before it is handled.
+  const hits: string[] = []
+  app.addHook('onRequest', async (request) => { hits.push(`${request.method} ${request.url}`) })
+  const reuse: unknown[] = []
+  app.tokenAuth.events.on('reuseDetected', (event) => reuse.push(event))
+  t.teardown(() => app.close())
+  const base = await app.listen({ host: '127.0.0.1', port: 0 })
+  const count = (hit: string) => hits.filter((line) => line === hit).length
+
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync']
+  })
+  t.teardown(() => browser.close())
+
+  // What must never happen on any page: an uncaught error, or a CSP violation.
+  const problems: string[] = []
+  /** The last access token the server issued to any page, read off the wire. */
+  let lastAccessToken = ''
+  async function newDevice (): Promise<BrowserContext> {
+    const context = await browser.newContext({ viewport: { width: 1120, height: 720 } })
+    t.teardown(() => context.close())
+    return context
+  }
+  async function open (context: BrowserContext): Promise<Page> {
+    const page = await context.newPage()
+    page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`))
+    page.on('console', (message) => { if (/Content Security Policy/i.test(message.text())) problems.push(message.text()) })
+    page.on('response', async (response) => {
+      if (/\/auth\/(login|refresh)$/.test(response.url()) && response.status() === 200) lastAccessToken = (await response.json()).accessToken
+    })
+    await page.goto(base)
+    return page
+  }
+  /** Signs in through the form and waits for the signed-in view. */
+  async function signIn (page: Page): Promise<void> {
+    await page.locator('#login-view').waitFor()
+    await page.fill('#password', PASSWORD)
+    await page.click('#login-form button[type=submit]')
+    await page.locator('#user').filter({ hasText: 'alice' }).waitFor()
+  }
+  /** Clicks "Call GET /me" and resolves with the status of the final /me response. */
+  async function callMe (page: Page): Promise<number> {
+    const [response] = await Promise.all([
+      page.waitForResponse((response) => response.url() === `${base}/me` && response.status() !== 401),
+      page.click('#call-me')
+    ])
+    return response.status()
+  }
+  async function waitUntilExpired (page: Page): Promise<void> {
+    await page.locator('#token-card[data-state="expired"]').waitFor({ timeout: 5000 })
+  }
+  async function refreshCookie (context: BrowserContext) {
+    return (await context.cookies()).find((cookie) => cookie.name === COOKIE)
+  }
+  /**
+   * Clicks "Call GET /me" on a page whose session was ended elsewhere, and checks it lands on the
+   * login view saying why. Normally the access token is still valid and the server answers
+   * SESSION_REVOKED; on a loaded machine it may have expired first: then the refresh must be
+   * refused (a live session would refresh, answer 200 and never show the login view).
+   */
+  async function endedElsewhere (t: Test, page: Page): Promise<void> {
+    const [me] = await Promise.all([page.waitForResponse(`${base}/me`), page.click('#call-me')])
+    t.equal(me.status(), 401)
+    const { code } = await me.json()
+    if (code === 'FST_TOKEN_AUTH_SESSION_REVOKED') {
+      t.equal(await loginNotice(page), 'This session was ended from another device. Please sign in again.')
+    } else {
+      t.equal(code, 'FST_TOKEN_AUTH_TOKEN_EXPIRED', 'or, under load, expired first')
+      t.equal(await loginNotice(page), 'Your session has expired. Please sign in again.')
+    }
+  }
+  /** Waits for the login view and resolves with the notice it shows. */
+  async function loginNotice (page: Page): Promise<string | null> {
+    await page.locator('#login-view').waitFor()
+    return await page.locator('#notice').textContent()
+  }
+
+  const deviceA = await newDevice()
+  let tab1!: Page
+  let tab2!: Page
+
+  await t.test('the page, its script and the client helper: strict CSP, no inline code', async (t) => {
+    const page = await fetch(base)
+    t.equal(page.status, 200)
+    t.equal(page.headers.get('content-type'), 'text/html; charset=utf-8')
+    t.equal(page.headers.get('content-security-policy'), CONTENT_SECURITY_POLICY)
+    t.match(CONTENT_SECURITY_POLICY, /^default-src 'self';/)
+    t.equal(page.headers.get('x-content-type-options'), 'nosniff')
+    const html = await page.text()
+    t.notMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/, 'no inline script')
+    t.notMatch(html, /<style|\sstyle=|\son[a-z]+=/i, 'no inline style or handler')
+    for (const path of ['/app.js', '/client.js']) {
+      const script = await fetch(`${base}${path}`)
+      t.equal(script.status, 200, path)
+      t.equal(script.headers.get('content-type'), 'text/javascript; charset=utf-8', `${path}: a JavaScript type`)
+      t.equal(script.headers.get('content-security-policy'), CONTENT_SECURITY_POLICY)
+    }
+    const client = await (await fetch(`${base}/client.js`)).text()
+    t.match(client, /export function createAuthClient/, 'the helper, compiled from lib/client.ts')
+    t.notMatch(client, /^\s*import\s/m, 'with no imports: it runs as it is in a browser')
+  })
+
+  await t.test('login: the refresh cookie is HttpOnly, SameSite=Strict and out of reach of scripts', async (t) => {
+    tab1 = await open(deviceA)
+    await signIn(tab1)
+    await tab1.locator('#sessions tr').first().waitFor()
+    t.equal(count('POST /auth/login'), 1)
+    t.equal(await tab1.evaluate(() => document.cookie), '', 'document.cookie does not show it')
+    const cookie = await refreshCookie(deviceA)
+    t.ok(cookie, 'the browser holds the refresh cookie')
+    t.match(cookie, { httpOnly: true, sameSite: 'Strict', path: '/auth', secure: false })
+    t.equal(await tab1.locator('#sessions tr').count(), 1, 'one session listed')
+    t.match(await tab1.locator('#sessions tr.current').textContent(), /Chrome on Linux.*this device.*127\.0\.0\.1/)
+  })
+
+  await t.test('an expired access token: the next /me refreshes exactly once and succeeds', async (t) => {
+    const cookieBefore = (await refreshCookie(deviceA))?.value
+    await waitUntilExpired(tab1)
+    const refreshes = count('POST /auth/refresh')
+    const mes = count('GET /me')
+    t.equal(await callMe(tab1), 200)
+    t.equal(count('POST /auth/refresh'), refreshes + 1, 'exactly one refresh')
+    t.equal(count('GET /me'), mes + 2, '/me: the 401, then the retry')
+    await tab1.locator('#token-card[data-state="valid"]').waitFor({ timeout: 1000 })
+    t.not((await refreshCookie(deviceA))?.value, cookieBefore, 'the refresh cookie was rotated')
+  })
+
+  await t.test('two tabs refreshing at once both stay signed in', async (t) => {
+    tab2 = await open(deviceA)
+    await tab2.locator('#user').filter({ hasText: 'alice' }).waitFor()
+    t.match(await tab2.locator('#log').textContent(), /Session restored from the refresh cookie/, 'a new tab is signed in by the cookie')
+    await Promise.all([waitUntilExpired(tab1), waitUntilExpired(tab2)])
+    const refreshes = count('POST /auth/refresh')
+    const refreshAnswers = [tab1, tab2].map((tab) => tab.waitForResponse(`${base}/auth/refresh`))
+    t.same(await Promise.all([callMe(tab1), callMe(tab2)]), [200, 200], 'both tabs got /me')
+    t.same((await Promise.all(refreshAnswers)).map((response) => response.status()), [200, 200], 'both refreshes answered 200')
+    t.equal(count('POST /auth/refresh'), refreshes + 2, 'one refresh per tab')
+    t.same(reuse, [], 'no reuse detected')
+    for (const tab of [tab1, tab2]) {
+      t.equal(await tab.locator('#user').textContent(), 'alice')
+      await tab.locator('#token-card[data-state="valid"]').waitFor({ timeout: 1000 })
+    }
+    await tab1.click('#reload-sessions')
+    await tab1.locator('#sessions tr').first().waitFor()
+    t.equal(await tab1.locator('#sessions tr').count(), 1, 'still the one session: not revoked')
+  })
+
+  const deviceB = await newDevice()
+  let other!: Page
+
+  await t.test('the sessions list shows every device, and revoking one ends it', async (t) => {
+    other = await open(deviceB)
+    await signIn(other)
+    await tab1.click('#reload-sessions')
+    await tab1.locator('#sessions tr:nth-child(2)').waitFor()
+    t.equal(await tab1.locator('#sessions tr.current').count(), 1, 'this device is marked')
+    await tab1.click('#call-me')
+    await tab1.locator('#token-card[data-state="valid"]').waitFor()
+    for (const url of SCREENSHOTS) {
+      await mkdir(new URL('.', url), { recursive: true })
+      await writeFile(url, await tab1.screenshot({ fullPage: true }))
+    }
+
+    // A fresh access token on the other device, so its next call meets the revocation, not the expiry.
+    await Promise.all([other.waitForResponse(`${base}/auth/refresh`), other.click('#refresh-now')])
+    t.equal((await app.tokenAuth.listSessions('user-1')).length, 2)
+
+    const [revoked] = await Promise.all([
+      tab1.waitForResponse((response) => response.request().method() === 'DELETE'),
+      tab1.click('#sessions tr:not(.current) button.revoke')
+    ])
+    t.equal(revoked.status(), 204)
+    await tab1.locator('#sessions tr:nth-child(2)').waitFor({ state: 'detached' })
+    t.equal(await tab1.locator('#sessions tr').count(), 1, 'the other device is gone from the list')
+    t.equal((await app.tokenAuth.listSessions('user-1')).length, 1, 'and from the server')
+    await endedElsewhere(t, other)
+  })
+
+  await t.test('logout ends the session: cookie cleared, /me fails, the old refresh token answers 401', async (t) => {
+    const oldRefreshToken = (await refreshCookie(deviceA))?.value as string
+    const oldAccessToken = lastAccessToken
+    const [logout] = await Promise.all([tab1.waitForResponse(`${base}/auth/logout`), tab1.click('#logout')])
+    t.equal(logout.status(), 204)
+    t.equal(await loginNotice(tab1), 'You are signed out.')
+    t.equal(await refreshCookie(deviceA), undefined, 'the browser dropped the refresh cookie')
+
+    const me = await fetch(`${base}/me`, { headers: { authorization: `Bearer ${oldAccessToken}` } })
+    t.equal(me.status, 401, 'the last access token fails at once')
+    t.equal((await me.json()).code, 'FST_TOKEN_AUTH_SESSION_REVOKED')
+    const refresh = await fetch(`${base}/auth/refresh`, { method: 'POST', headers: { cookie: `${COOKIE}=${oldRefreshToken}` } })
+    t.equal(refresh.status, 401, 'the last refresh token is refused')
+    t.equal((await refresh.json()).code, 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN')
+    t.match(refresh.headers.get('set-cookie'), /^refresh_token=;/, 'and the cookie is cleared again')
+
+    // The other tab shared the session: its next call finds it ended.
+    await endedElsewhere(t, tab2)
+  })
+
+  await t.test('log out everywhere ends the sessions of every device', async (t) => {
+    await signIn(tab1)
+    await signIn(other)
+    t.equal((await app.tokenAuth.listSessions('user-1')).length, 2, 'two devices signed in')
+    await tab1.click('#logout-all')
+    t.equal(await loginNotice(tab1), 'You are signed out.')
+    t.same(await app.tokenAuth.listSessions('user-1'), [], 'no session left')
+    await endedElsewhere(t, other)
+  })
+
+  await t.test("the client helper's own smoke test, in the page", async (t) => {
+    const page = await open(await newDevice())
+    await page.locator('#login-view').waitFor()
+    const evaluate = async (source: string, ...args: unknown[]) =>
+      await page.evaluate(`(${source})(${args.map((arg) => JSON.stringify(arg)).join(', ')})`) as unknown
+    const [setup, refreshAll, finish] = SMOKE_TEST
+    const started = await evaluate(setup, PASSWORD) as Record<string, unknown>
+    t.same(started.refused, { isError: true, statusCode: 401, code: 'FST_TOKEN_AUTH_INVALID_CREDENTIALS' }, 'a refused login: AuthClientError')
+    t.equal(started.cookieVisible, false, 'cookie transport by default in a browser, invisible to scripts')
+    t.same(started.me, { status: 200, body: { id: 'user-1', username: 'alice' } })
+    const refreshes = count('POST /auth/refresh')
+    t.same(await evaluate(refreshAll), [true, true, true])
+    t.equal(count('POST /auth/refresh'), refreshes + 1, 'three concurrent refresh() calls, one request')
+    t.same(await evaluate(finish), { me: 200, logouts: ['logout'], token: null }, 'fetch, then logout')
+  })
+
+  t.same(problems, [], 'no page error and no CSP violation on any page')
+}

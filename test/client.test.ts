@@ -1,0 +1,436 @@
+import { once } from 'node:events'
+import { createServer, type IncomingHttpHeaders } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import Fastify from 'fastify'
+import t, { type Test } from 'tap'
+import { AuthClientError, createAuthClient, type AuthClientOptions, type LogoutReason, type TokenInfo } from '../lib/client.js'
+import tokenAuth, { MemoryStore, type TokenAuthOptions } from '../lib/index.js'
+import type { RevocationContext, RotateRequest, RotateResult, SessionRecord } from '../lib/stores/types.js'
+import { baseOptions, PASSWORD, sleep, USER_ID, USERNAME } from './helpers.js'
+
+// The client helper in Node against a real app over real HTTP. Its browser side (cookie mode,
+// a real page under CSP) is driven in Chromium by test/browser.test.ts.
+
+interface Hit { method: string, url: string, authorization: string | undefined }
+
+/**
+ * The plugin (transport 'both' unless overridden, no login throttling), `GET /me`, `POST /echo`
+ * (protected, answers its JSON body), `GET /app-401` (an app's own 401, not the plugin's), and
+ * every request it receives, recorded by an onRequest hook.
+ */
+async function serve (t: Test, overrides: Partial<TokenAuthOptions> = {}) {
+  const app = Fastify()
+  await app.register(tokenAuth, baseOptions({ refreshTokenTransport: 'both', loginRateLimit: false, ...overrides }))
+  const hits: Hit[] = []
+  app.addHook('onRequest', async (request) => {
+    hits.push({ method: request.method, url: request.url, authorization: request.headers.authorization })
+  })
+  app.get('/me', { onRequest: app.authenticate }, async (request) => ({ id: request.user.sub, sid: request.user.sid }))
+  app.post('/echo', { onRequest: app.authenticate }, async (request) => ({ body: request.body }))
+  app.get('/app-401', async (_request, reply) => reply.code(401).send({ code: 'APP_DENIED' }))
+  t.teardown(() => app.close())
+  const base = await app.listen({ host: '127.0.0.1', port: 0 })
+  const count = (method: string, url: string) => hits.filter((hit) => hit.method === method && hit.url === url).length
+  return { app, base, hits, count }
+}
+
+/** Records what the client reports through its callbacks. */
+function spies () {
+  const logouts: LogoutReason[] = []
+  const tokens: TokenInfo[] = []
+  const options: AuthClientOptions = { onLogout: (reason) => logouts.push(reason), onTokens: (info) => tokens.push(info) }
+  return { logouts, tokens, options }
+}
+
+/** Sleeps until the client's access token has expired on the server too (its `exp` is never later). */
+async function untilExpired (expiresAt: number | undefined): Promise<void> {
+  await sleep(Math.max(0, (expiresAt as number) - Date.now()) + 20)
+}
+
+/**
+ * A fetch that holds the responses of the requests `hold` picks until `release()`; `answered`
+ * resolves once the server has answered one of them.
+ */
+function gatedFetch (hold: (request: Request) => boolean) {
+  let release!: () => void
+  let answer!: () => void
+  const released = new Promise<void>((resolve) => { release = resolve })
+  const answered = new Promise<void>((resolve) => { answer = resolve })
+  const gated: typeof fetch = async (input, init) => {
+    const request = new Request(input, init)
+    const response = await fetch(request)
+    if (hold(request)) {
+      answer()
+      await released
+    }
+    return response
+  }
+  return { fetch: gated, release, answered }
+}
+
+/** A fetch that keeps the refresh cookie the way a browser does, for the auth routes only. */
+function cookieJar () {
+  const jar = { cookie: undefined as string | undefined, credentials: [] as Array<RequestCredentials | undefined> }
+  const jarFetch: typeof fetch = async (input, init) => {
+    const request = new Request(input, init)
+    const auth = new URL(request.url).pathname.startsWith('/auth/')
+    if (auth) jar.credentials.push(init?.credentials)
+    if (auth && jar.cookie !== undefined) request.headers.set('cookie', jar.cookie)
+    const response = await fetch(request)
+    for (const line of response.headers.getSetCookie()) {
+      const pair = line.split(';')[0] as string
+      jar.cookie = pair.endsWith('=') ? undefined : pair
+    }
+    return response
+  }
+  return Object.assign(jar, { fetch: jarFetch })
+}
+
+async function json (response: Response): Promise<Record<string, unknown>> {
+  return await response.json() as Record<string, unknown>
+}
+
+t.test('login, authenticated fetch; the token goes to its own origin only', async (t) => {
+  const { base, hits, count } = await serve(t)
+  const { logouts, tokens, options } = spies()
+  const client = createAuthClient({ baseUrl: base, ...options })
+
+  const refused = await client.login(USERNAME, 'wrong-password').catch((error: unknown) => error)
+  t.ok(refused instanceof AuthClientError, 'a refused login throws an AuthClientError')
+  t.match(refused, { name: 'AuthClientError', statusCode: 401, code: 'FST_TOKEN_AUTH_INVALID_CREDENTIALS', message: 'Invalid username or password', retryAfter: undefined })
+  t.equal(client.accessToken, undefined)
+  t.equal(tokens.length, 0)
+
+  const before = Date.now()
+  await client.login(USERNAME, PASSWORD)
+  t.type(client.accessToken, 'string')
+  t.ok((client.expiresAt as number) >= before + 900_000 && (client.expiresAt as number) <= Date.now() + 900_000, 'expiresAt = now + expiresIn')
+  t.same(tokens, [{ accessToken: client.accessToken, expiresAt: client.expiresAt }], 'onTokens got the new token')
+
+  const me = await client.fetch('/me')
+  t.equal(me.status, 200)
+  t.match(await json(me), { id: USER_ID })
+  t.equal(hits.at(-1)?.authorization, `Bearer ${client.accessToken}`, 'the server saw the Bearer token')
+  t.equal((await client.fetch(new URL(`${base}/me`))).status, 200, 'a URL input')
+  t.equal((await client.fetch(new Request(`${base}/me`))).status, 200, 'a Request input')
+
+  const own = await client.fetch('/me', { headers: { authorization: 'Bearer not-a-jwt' } })
+  t.equal(own.status, 401, "the caller's own Authorization is sent as is")
+  t.equal((await json(own)).code, 'FST_TOKEN_AUTH_INVALID_TOKEN')
+  const app401 = await client.fetch('/app-401')
+  t.equal(app401.status, 401, "an app's own 401 is returned as is")
+  t.same(await json(app401), { code: 'APP_DENIED' })
+  t.equal(count('POST', '/auth/refresh'), 0, 'neither 401 triggered a refresh')
+
+  // Another origin: a plain HTTP server that records the headers it receives and answers 500 text.
+  const seen: IncomingHttpHeaders[] = []
+  const foreign = createServer((request, response) => {
+    seen.push(request.headers)
+    response.writeHead(500, { 'content-type': 'text/plain' }).end('oops')
+  })
+  foreign.listen(0, '127.0.0.1')
+  await once(foreign, 'listening')
+  t.teardown(() => { foreign.close() })
+  const foreignBase = `http://127.0.0.1:${(foreign.address() as AddressInfo).port}`
+  t.equal((await client.fetch(`${foreignBase}/collect`)).status, 500)
+  t.equal(seen[0]?.authorization, undefined, 'no token for another origin')
+
+  // An answer that is not the plugin's JSON still becomes an AuthClientError.
+  const elsewhere = createAuthClient({ baseUrl: foreignBase })
+  await t.rejects(elsewhere.login(USERNAME, PASSWORD), { statusCode: 500, code: undefined, message: 'HTTP 500' })
+  t.same(logouts, [])
+})
+
+t.test('expiry: concurrent calls share ONE refresh, then are retried with their bodies', async (t) => {
+  const { base, hits, count } = await serve(t, { accessTokenTtl: 1 })
+  const { logouts, tokens, options } = spies()
+  const client = createAuthClient({ baseUrl: base, ...options })
+  await client.login(USERNAME, PASSWORD)
+  const expired = client.accessToken
+  await untilExpired(client.expiresAt)
+
+  const headers = { 'content-type': 'application/json' }
+  const responses = await Promise.all([
+    client.fetch('/me'),
+    client.fetch('/me'),
+    client.fetch('/me'),
+    client.fetch('/echo', { method: 'POST', headers, body: JSON.stringify({ n: 1 }) }),
+    client.fetch(new Request(`${base}/echo`, { method: 'POST', headers, body: JSON.stringify({ n: 2 }) }))
+  ])
+  t.same(responses.map((response) => response.status), [200, 200, 200, 200, 200], 'every call succeeded')
+  t.same(await json(responses[3] as Response), { body: { n: 1 } }, 'the init body was sent again')
+  t.same(await json(responses[4] as Response), { body: { n: 2 } }, 'the Request body was sent again')
+  t.equal(count('POST', '/auth/refresh'), 1, 'exactly one refresh')
+  t.equal(count('GET', '/me'), 6, 'each /me sent twice: 401, then the retry')
+  t.equal(count('POST', '/echo'), 4)
+  const fresh = client.accessToken
+  t.not(fresh, expired, 'a new access token')
+  t.same(hits.filter((hit) => hit.url !== '/auth/refresh').slice(-10).map((hit) => hit.authorization).sort(),
+    [...Array(5).fill(`Bearer ${expired}`), ...Array(5).fill(`Bearer ${fresh}`)].sort(), 'first the expired token, then the new one')
+  t.equal(tokens.length, 2, 'onTokens: login and one refresh')
+  t.same(logouts, [])
+})
+
+t.test('a 401 that comes back after another caller refreshed is retried without a second refresh', async (t) => {
+  const { base, count } = await serve(t, { accessTokenTtl: 1 })
+  const gate = gatedFetch((request) => request.headers.has('x-slow'))
+  const client = createAuthClient({ baseUrl: base, fetch: gate.fetch })
+  await client.login(USERNAME, PASSWORD)
+  await untilExpired(client.expiresAt)
+
+  const slow = client.fetch('/me', { headers: { 'x-slow': '1' } })
+  const quick = await client.fetch('/me')
+  t.equal(quick.status, 200, 'the quick call refreshed and succeeded')
+  t.equal(count('POST', '/auth/refresh'), 1)
+  gate.release()
+  t.equal((await slow).status, 200, 'the slow call, 401 with the old token, retried with the new one')
+  t.equal(count('POST', '/auth/refresh'), 1, 'still one refresh')
+  t.equal(count('GET', '/me'), 4)
+})
+
+t.test('a refused refresh ends the session: onLogout("expired"), the first 401 is returned', async (t) => {
+  const { app, base, count } = await serve(t, { accessTokenTtl: 1 })
+  const { logouts, options } = spies()
+  const client = createAuthClient({ baseUrl: base, ...options })
+  await client.login(USERNAME, PASSWORD)
+  // Not through client.fetch: with a 1 s lifetime (exp is in whole seconds) the token may be expired already.
+  const [session] = await app.tokenAuth.listSessions(USER_ID)
+  await app.tokenAuth.revokeSession(session!.id)
+  await untilExpired(client.expiresAt)
+
+  const response = await client.fetch('/me')
+  t.equal(response.status, 401)
+  t.equal((await json(response)).code, 'FST_TOKEN_AUTH_TOKEN_EXPIRED', "the request's own 401, not the refresh's")
+  t.equal(response.headers.get('www-authenticate'), 'Bearer error="invalid_token"')
+  t.equal(count('POST', '/auth/refresh'), 1)
+  t.same(logouts, ['expired'])
+  t.equal(client.accessToken, undefined)
+  t.equal(client.expiresAt, undefined)
+
+  const after = await client.fetch('/me')
+  t.equal(after.status, 401)
+  t.equal((await json(after)).code, 'FST_TOKEN_AUTH_MISSING_TOKEN')
+  t.equal(await client.refresh(), false, 'no refresh token left: false')
+  t.equal(count('POST', '/auth/refresh'), 1, 'and no request for it')
+  t.same(logouts, ['expired'], 'onLogout once per session')
+
+  // refresh() itself: false and the same callback.
+  const other = spies()
+  const second = createAuthClient({ baseUrl: base, ...other.options })
+  await second.login(USERNAME, PASSWORD)
+  await app.tokenAuth.revokeUserSessions(USER_ID)
+  t.equal(await second.refresh(), false)
+  t.same(other.logouts, ['expired'])
+})
+
+t.test('a refresh token used twice ends the session: onLogout("revoked"); superseded in body mode ends it too', async (t) => {
+  for (const [label, overrides, code, reason] of [
+    ['reuse (no grace)', { reuseGrace: 0 }, 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'revoked'],
+    ['superseded (grace, no grace answers left)', { reuseGraceLimit: 0 }, 'FST_TOKEN_AUTH_REFRESH_TOKEN_SUPERSEDED', 'expired']
+  ] as const) {
+    const { base } = await serve(t, overrides)
+    // The login's refresh token, read off the wire, is used by someone else first.
+    let stolen = ''
+    const codes: unknown[] = []
+    const { logouts, options } = spies()
+    const client = createAuthClient({
+      baseUrl: base,
+      ...options,
+      fetch: async (input, init) => {
+        const response = await fetch(input, init)
+        const body = await json(response.clone())
+        if (String(input).endsWith('/auth/login')) stolen = body.refreshToken as string
+        if (String(input).endsWith('/auth/refresh')) codes.push(body.code)
+        return response
+      }
+    })
+    await client.login(USERNAME, PASSWORD)
+    const thief = await fetch(`${base}/auth/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: stolen }) })
+    t.equal(thief.status, 200, `${label}: the first use rotates`)
+    t.equal(await client.refresh(), false, `${label}: the client's refresh is refused`)
+    t.same(codes, [code], `${label}: ${code}`)
+    t.same(logouts, [reason], `${label}: onLogout('${reason}')`)
+    t.equal(client.accessToken, undefined)
+  }
+})
+
+t.test('a revoked session ends without a refresh: onLogout("revoked")', async (t) => {
+  const { app, base, count } = await serve(t)
+  const { logouts, options } = spies()
+  const client = createAuthClient({ baseUrl: base, ...options })
+  await client.login(USERNAME, PASSWORD)
+  const { sid } = await json(await client.fetch('/me'))
+  await app.tokenAuth.revokeSession(sid as string)
+  const response = await client.fetch('/me')
+  t.equal(response.status, 401)
+  t.equal((await json(response)).code, 'FST_TOKEN_AUTH_SESSION_REVOKED')
+  t.equal(count('POST', '/auth/refresh'), 0, 'no refresh attempted')
+  t.same(logouts, ['revoked'])
+  t.equal(client.accessToken, undefined)
+})
+
+/** A MemoryStore that is unreachable for refreshes and revocations while `down`. */
+class DownableStore extends MemoryStore {
+  down = false
+
+  override async rotate (request: RotateRequest): Promise<RotateResult> {
+    if (this.down) throw new Error('connect ECONNREFUSED 127.0.0.1:6379')
+    return await super.rotate(request)
+  }
+
+  override async revokeSession (sessionId: string, userId: string | undefined, context: RevocationContext): Promise<SessionRecord | null> {
+    if (this.down) throw new Error('connect ECONNREFUSED 127.0.0.1:6379')
+    return await super.revokeSession(sessionId, userId, context)
+  }
+}
+
+t.test('store down (503): no logout, tokens kept; everything works once it is back', async (t) => {
+  const store = new DownableStore()
+  const { base, count } = await serve(t, { accessTokenTtl: 1, store })
+  const { logouts, options } = spies()
+  const client = createAuthClient({ baseUrl: base, ...options })
+  await client.login(USERNAME, PASSWORD)
+  const token = client.accessToken
+  await untilExpired(client.expiresAt)
+  store.down = true
+
+  const responses = await Promise.all([client.fetch('/me'), client.fetch('/me'), client.fetch('/me')])
+  t.equal(count('POST', '/auth/refresh'), 1, 'one refresh for the three calls')
+  for (const response of responses) {
+    t.equal(response.status, 503, "each caller gets the refresh's 503")
+    t.equal(response.headers.get('retry-after'), '1')
+    t.equal((await json(response)).code, 'FST_TOKEN_AUTH_STORE_UNAVAILABLE', 'each with a readable body')
+  }
+  await t.rejects(client.refresh(), { name: 'AuthClientError', statusCode: 503, code: 'FST_TOKEN_AUTH_STORE_UNAVAILABLE', retryAfter: 1 })
+  await t.rejects(client.logout(), { statusCode: 503, code: 'FST_TOKEN_AUTH_STORE_UNAVAILABLE' }, 'a logout the server could not do throws')
+  t.equal(client.accessToken, token, 'the tokens are kept')
+  t.same(logouts, [], 'a 503 is not a logout')
+
+  store.down = false
+  const me = await client.fetch('/me')
+  t.equal(me.status, 200, 'the kept refresh token works once the store is back')
+  t.not(client.accessToken, token)
+})
+
+t.test('logout and logout everywhere', async (t) => {
+  const { app, base, count } = await serve(t)
+  const a = spies()
+  const b = spies()
+  const c = spies()
+  const clientA = createAuthClient({ baseUrl: base, ...a.options })
+  const clientB = createAuthClient({ baseUrl: base, ...b.options })
+  const clientC = createAuthClient({ baseUrl: base, ...c.options })
+  for (const client of [clientA, clientB, clientC]) await client.login(USERNAME, PASSWORD)
+
+  const tokenA = clientA.accessToken
+  await clientA.logout()
+  t.same(a.logouts, ['logout'])
+  t.equal(clientA.accessToken, undefined)
+  const old = await fetch(`${base}/me`, { headers: { authorization: `Bearer ${tokenA}` } })
+  t.equal(old.status, 401, "the logged-out session's access token fails at once")
+  t.equal((await json(old)).code, 'FST_TOKEN_AUTH_SESSION_REVOKED')
+  t.equal((await clientB.fetch('/me')).status, 200, 'the other sessions live on')
+  t.equal((await app.tokenAuth.listSessions(USER_ID)).length, 2)
+
+  await clientB.logout({ everywhere: true })
+  t.equal(count('POST', '/auth/logout?all=true'), 1)
+  t.same(b.logouts, ['logout'])
+  t.same(await app.tokenAuth.listSessions(USER_ID), [], 'no session left')
+  const ended = await clientC.fetch('/me')
+  t.equal(ended.status, 401)
+  t.equal((await json(ended)).code, 'FST_TOKEN_AUTH_SESSION_REVOKED', "C's session was ended too")
+  t.same(c.logouts, ['revoked'])
+
+  // Logging out without a session: nothing to end, no error, no second callback.
+  await clientA.logout({ everywhere: true })
+  t.same(a.logouts, ['logout'])
+  t.equal(count('POST', '/auth/refresh'), 0)
+})
+
+t.test('logout everywhere with an expired access token refreshes it first', async (t) => {
+  const { app, base, count } = await serve(t, { accessTokenTtl: 1 })
+  const { logouts, options } = spies()
+  const client = createAuthClient({ baseUrl: base, ...options })
+  await client.login(USERNAME, PASSWORD)
+  await untilExpired(client.expiresAt)
+  await client.logout({ everywhere: true })
+  t.equal(count('POST', '/auth/logout?all=true'), 2, 'a 401, then the retry')
+  t.equal(count('POST', '/auth/refresh'), 1)
+  t.same(logouts, ['logout'])
+  t.same(await app.tokenAuth.listSessions(USER_ID), [], 'no session left')
+})
+
+t.test('a refresh in flight does not undo a logout or a login', async (t) => {
+  const { base } = await serve(t)
+  const gate = gatedFetch((request) => request.url.endsWith('/auth/refresh'))
+  const client = createAuthClient({ baseUrl: base, fetch: gate.fetch })
+  await client.login(USERNAME, PASSWORD)
+  const duringLogout = client.refresh()
+  await gate.answered
+  await client.logout()
+  gate.release()
+  t.equal(await duringLogout, false, 'the refresh, answered 200 before the logout, reports no session')
+  t.equal(client.accessToken, undefined, 'and stores nothing')
+
+  const next = gatedFetch((request) => request.url.endsWith('/auth/refresh'))
+  const other = createAuthClient({ baseUrl: base, fetch: next.fetch })
+  await other.login(USERNAME, PASSWORD)
+  const duringLogin = other.refresh()
+  await next.answered
+  await other.login(USERNAME, PASSWORD)
+  const loggedIn = other.accessToken
+  next.release()
+  t.equal(await duringLogin, true)
+  t.equal(other.accessToken, loggedIn, "the new login's token is kept")
+})
+
+t.test("transports: a 'body' server with a custom prefix; a cookie-only server refuses a body client", async (t) => {
+  const bodyOnly = await serve(t, { refreshTokenTransport: 'body', prefix: '/session' })
+  const client = createAuthClient({ baseUrl: bodyOnly.base, prefix: '/session' })
+  await client.login(USERNAME, PASSWORD)
+  t.equal(await client.refresh(), true)
+  t.equal((await client.fetch('/me')).status, 200)
+
+  const cookieOnly = await serve(t, { refreshTokenTransport: 'cookie' })
+  await t.rejects(createAuthClient({ baseUrl: cookieOnly.base }).login(USERNAME, PASSWORD),
+    { statusCode: 400, code: 'FST_ERR_VALIDATION' }, 'a server without body transport cannot serve a body client')
+})
+
+t.test('cookie transport, as in a browser: the cookie restores the session; superseded is not a logout', async (t) => {
+  const { base, count } = await serve(t, { refreshTokenTransport: 'cookie', reuseGraceLimit: 0 })
+  const jar = cookieJar()
+
+  // A page: `location` exists, so relative URLs and the cookie transport are the defaults.
+  const globals = globalThis as { location?: { href: string } }
+  globals.location = { href: `${base}/index.html` }
+  t.teardown(() => { delete globals.location })
+  const { logouts, options } = spies()
+  const page = createAuthClient({ fetch: jar.fetch, ...options })
+  await page.login(USERNAME, PASSWORD)
+  t.type(jar.cookie, 'string', 'the refresh token is in the cookie')
+  t.same(jar.credentials, ['include'], "auth requests are sent with credentials: 'include'")
+  t.equal((await page.fetch('/me')).status, 200)
+
+  // A reload: a new client with no token, the same cookie.
+  const reloaded = createAuthClient({ fetch: jar.fetch })
+  t.equal(await reloaded.refresh(), true, 'refresh() restores the session')
+  t.type(reloaded.accessToken, 'string')
+  const another = createAuthClient({ fetch: jar.fetch })
+  const me = await another.fetch('/me')
+  t.equal(me.status, 200, 'fetch without a token: 401 MISSING_TOKEN, refresh, retry')
+  t.equal(count('POST', '/auth/refresh'), 2)
+
+  // Another tab rotated the cookie and this one still sends the previous value: superseded.
+  const previous = jar.cookie
+  t.equal(await reloaded.refresh(), true)
+  jar.cookie = previous
+  const superseded = await reloaded.refresh().catch((error: unknown) => error)
+  t.match(superseded, { statusCode: 401, code: 'FST_TOKEN_AUTH_REFRESH_TOKEN_SUPERSEDED' }, 'refresh() throws: the session lives on')
+  t.type(reloaded.accessToken, 'string', 'the tokens are kept')
+
+  await page.logout()
+  t.same(logouts, ['logout'])
+  t.equal(jar.cookie, undefined, 'logout cleared the cookie')
+  t.equal(await another.refresh(), false, 'no cookie: no session')
+  t.equal(another.accessToken, undefined)
+})
