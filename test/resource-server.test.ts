@@ -1,0 +1,276 @@
+// examples/resource-server.ts against the example auth server (examples/app.ts on EdDSA, ES256
+// or RS256 with `jwks: true`), both over real HTTP on 127.0.0.1:0: the resource server trusts
+// the auth server's access tokens through its JWKS route, and nothing else.
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import t, { type Test } from 'tap'
+import { buildApp, configFromEnv } from '../examples/app.js'
+import { buildResourceServer, type ResourceServerOptions } from '../examples/resource-server.js'
+import { CHALLENGE, INVALID_REQUEST, INVALID_TOKEN, PASSWORD, sleep } from './helpers.js'
+import { ALICE_ID, BASE_ENV, BOB, BOB_ID, BOB_PASSWORD, noIncidents } from './security/harness.js'
+import {
+  type AsymmetricAlg, claimsOf, EXPIRED, forgeAsymmetric, forgeHmac, generateKeys, headerOf, INVALID, type KeyPair, MALFORMED, MISSING,
+  nowSeconds, randomId, unsigned
+} from './security/forge.js'
+
+const JWKS_PATH = '/.well-known/jwks.json'
+const JWKS_UNAVAILABLE = 'JWKS_UNAVAILABLE'
+
+/**
+ * The auth server behind one listener of its own, so its URL (its issuer) is known before the
+ * app is built and survives a restart: `deploy` swaps in a new app instance with other keys.
+ * Counts the requests for its JWKS, and can go down (connections cut) or hang (never answers).
+ */
+class AuthServer {
+  jwksHits = 0
+  mode: 'up' | 'down' | 'hung' = 'up'
+  readonly url: string
+  readonly #server: http.Server
+  #app: FastifyInstance | undefined
+  #handler: http.RequestListener | undefined
+
+  private constructor (server: http.Server) {
+    this.#server = server
+    this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  }
+
+  static async start (t: Test, keys: KeyPair): Promise<AuthServer> {
+    const server = http.createServer((request, response) => { auth.#route(request, response) })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const auth = new AuthServer(server)
+    t.teardown(() => auth.close())
+    await auth.deploy(keys)
+    return auth
+  }
+
+  /** (Re)starts the auth server signing with `keys`; `previous` keeps verifying (and is published). */
+  async deploy (keys: KeyPair, previous?: KeyPair): Promise<void> {
+    const config = configFromEnv({
+      ...BASE_ENV,
+      LOG_LEVEL: 'silent',
+      ACCESS_TOKEN_ALG: keys.alg,
+      ACCESS_TOKEN_PRIVATE_KEY: keys.privatePem,
+      ...(previous === undefined ? {} : { ACCESS_TOKEN_PREVIOUS_PUBLIC_KEY: previous.publicPem }),
+      TOKEN_ISSUER: this.url
+    })
+    let handler: http.RequestListener | undefined
+    // The app never listens: requests reach it through this server's listener.
+    const app = await buildApp(config, { serverFactory: (listener) => { handler = listener; return http.createServer() } })
+    await app.ready()
+    const old = this.#app
+    this.#app = app
+    this.#handler = handler
+    await old?.close()
+  }
+
+  #route (request: http.IncomingMessage, response: http.ServerResponse): void {
+    if (request.url === JWKS_PATH) this.jwksHits++
+    if (this.mode === 'down') request.socket.destroy()
+    else if (this.mode === 'up') this.#handler!(request, response)
+  }
+
+  /** Logs a demo user in; its access token and its refresh token (from the cookie). */
+  async login (username = 'alice', password = username === BOB ? BOB_PASSWORD : PASSWORD): Promise<{ accessToken: string, refreshToken: string }> {
+    const response = await fetch(`${this.url}/auth/login`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password })
+    })
+    if (response.status !== 200) throw new Error(`login failed: ${response.status} ${await response.text()}`)
+    const cookie = response.headers.getSetCookie().find((line) => line.startsWith('refresh_token='))
+    return { accessToken: (await response.json()).accessToken, refreshToken: /^refresh_token=([^;]*)/.exec(cookie ?? '')?.[1] ?? '' }
+  }
+
+  async close (): Promise<void> {
+    this.#server.closeAllConnections()
+    await new Promise((resolve) => this.#server.close(resolve))
+    await this.#app?.close()
+  }
+}
+
+/** The resource server for `issuer`, listening on 127.0.0.1:0; returns its base URL. */
+async function startResourceServer (t: Test, issuer: string, options: Partial<ResourceServerOptions> = {}): Promise<string> {
+  const app = await buildResourceServer({ issuer, ...options })
+  t.teardown(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+}
+
+async function whoami (resourceServer: string, token: string | undefined, authorization = `Bearer ${token}`) {
+  const response = await fetch(`${resourceServer}/whoami`, token === undefined ? {} : { headers: { authorization } })
+  return { status: response.status, headers: response.headers, body: await response.json() }
+}
+
+async function accepted (t: Test, resourceServer: string, token: string, sub: string, name = 'accepted'): Promise<void> {
+  const reply = await whoami(resourceServer, token)
+  t.equal(reply.status, 200, name)
+  t.same(reply.body, { sub }, `${name}: the verified sub`)
+  t.equal(reply.headers.get('www-authenticate'), null)
+}
+
+/** Refused with `status` and `code` and the RFC 6750 challenge, as a JSON error (never a 500). */
+async function refused (t: Test, resourceServer: string, token: string | undefined, name: string, expected: { status?: number, code?: string, challenge?: string | null, authorization?: string } = {}): Promise<void> {
+  const reply = await whoami(resourceServer, token, expected.authorization)
+  t.equal(reply.status, expected.status ?? 401, `${name}: status`)
+  t.equal(reply.body.code, expected.code ?? INVALID, `${name}: code`)
+  t.equal(reply.headers.get('www-authenticate'), expected.challenge === undefined ? INVALID_TOKEN : expected.challenge, `${name}: challenge`)
+  t.match(reply.headers.get('content-type'), /^application\/json/)
+}
+
+/** Access-token claims for `issuer`, as the example issues them for alice, valid for a minute. */
+function claims (issuer: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const now = nowSeconds()
+  return { username: 'alice', role: 'admin', sub: ALICE_ID, sid: randomId(), jti: randomId(), iat: now, exp: now + 60, iss: issuer, ...extra }
+}
+
+for (const alg of ['EdDSA', 'ES256', 'RS256'] as AsymmetricAlg[]) {
+  t.test(`${alg}: the auth server's access tokens verify at the resource server, with the key fetched once from its JWKS`, async (t) => {
+    const auth = await AuthServer.start(t, generateKeys(alg))
+    const resourceServer = await startResourceServer(t, auth.url)
+    const alice = await auth.login()
+    t.match(headerOf(alice.accessToken), { alg, typ: 'at+jwt', kid: String })
+    await accepted(t, resourceServer, alice.accessToken, ALICE_ID, 'alice')
+    t.equal(auth.jwksHits, 1, 'the key was fetched over HTTP from the JWKS route')
+    await accepted(t, resourceServer, (await auth.login(BOB)).accessToken, BOB_ID, 'bob')
+    t.equal(auth.jwksHits, 1, 'and kept: the same key is not fetched again')
+  })
+}
+
+t.test('refuses every token that is not a valid access token of the issuer', async (t) => {
+  const keys = generateKeys('EdDSA')
+  const auth = await AuthServer.start(t, keys)
+  const resourceServer = await startResourceServer(t, auth.url)
+  const { accessToken, refreshToken } = await auth.login()
+  await accepted(t, resourceServer, accessToken, ALICE_ID)
+  const header = headerOf(accessToken)
+  // The control: a token signed here with the auth server's key is accepted, so each refusal
+  // below is due to the one thing it changes.
+  await accepted(t, resourceServer, forgeAsymmetric(header, claims(auth.url), keys.privateKey, 'EdDSA'), ALICE_ID, 'hand-signed control')
+
+  await refused(t, resourceServer, undefined, 'no Authorization header', { code: MISSING, challenge: CHALLENGE })
+  await refused(t, resourceServer, accessToken, 'two tokens in the header', { status: 400, code: MALFORMED, challenge: INVALID_REQUEST, authorization: `Bearer ${accessToken} ${accessToken}` })
+  await refused(t, resourceServer, 'not-a-jwt', 'not a JWT')
+  t.match(headerOf(refreshToken), { alg: 'HS256', typ: 'rt+jwt' })
+  await refused(t, resourceServer, refreshToken, 'the refresh token as a Bearer token')
+  // Key confusion: the public key is public, so an HS256 "signature" made with it as the HMAC
+  // secret is something anyone can produce.
+  await refused(t, resourceServer, forgeHmac({ ...header, alg: 'HS256' }, claims(auth.url), keys.publicPem), 'HS256 with the public key PEM as secret')
+  await refused(t, resourceServer, unsigned({ ...header, alg: 'none' }, claims(auth.url)), 'alg none')
+  const [head, , signature] = accessToken.split('.')
+  const tampered = Buffer.from(JSON.stringify({ ...claimsOf(accessToken), sub: BOB_ID })).toString('base64url')
+  await refused(t, resourceServer, `${head}.${tampered}.${signature}`, 'payload changed (sub), signature kept')
+  await refused(t, resourceServer, forgeAsymmetric({ ...header, typ: 'JWT' }, claims(auth.url), keys.privateKey, 'EdDSA'), 'signed by the issuer, typ JWT')
+  await refused(t, resourceServer, forgeAsymmetric(header, claims(auth.url, { iss: undefined }), keys.privateKey, 'EdDSA'), 'signed by the issuer, no iss')
+  await refused(t, resourceServer, forgeAsymmetric(header, claims(auth.url, { sid: undefined }), keys.privateKey, 'EdDSA'), 'signed by the issuer, no sid')
+  const past = nowSeconds() - 120
+  await refused(t, resourceServer, forgeAsymmetric(header, claims(auth.url, { iat: past, exp: past + 60 }), keys.privateKey, 'EdDSA'), 'signed by the issuer, expired', { code: EXPIRED })
+  t.equal(auth.jwksHits, 1, 'none of these fetched the JWKS again')
+  noIncidents(t)
+})
+
+t.test('tokens of another issuer, or naming their own key source, never make it fetch anywhere else', async (t) => {
+  const auth = await AuthServer.start(t, generateKeys('EdDSA'))
+  const otherKeys = generateKeys('EdDSA')
+  const other = await AuthServer.start(t, otherKeys)
+  const resourceServer = await startResourceServer(t, auth.url)
+  const foreign = (await other.login()).accessToken
+  // The control: that token is good, for a resource server that trusts the other issuer.
+  await accepted(t, await startResourceServer(t, other.url), foreign, ALICE_ID, 'at its own issuer\'s resource server')
+  const otherHits = other.jwksHits
+
+  await refused(t, resourceServer, foreign, 'a token of another issuer')
+  t.equal(auth.jwksHits, 0, 'its iss is not ours: no fetch at all')
+  // Claims our issuer, signed with the attacker's key, and points at the attacker's JWKS.
+  const jwks = `${other.url}${JWKS_PATH}`
+  const pointing = forgeAsymmetric({ ...headerOf(foreign), jku: jwks, x5u: jwks }, claims(auth.url), otherKeys.privateKey, 'EdDSA')
+  await refused(t, resourceServer, pointing, 'our iss, the attacker\'s key, jku/x5u to the attacker\'s JWKS')
+  t.equal(other.jwksHits, otherHits, 'jku and x5u are ignored: the attacker\'s JWKS is never fetched')
+  t.equal(auth.jwksHits, 1, 'the kid is looked up at the trusted issuer only, and not found')
+})
+
+t.test('unknown kids are refused, and fetch the JWKS a bounded number of times', async (t) => {
+  const auth = await AuthServer.start(t, generateKeys('EdDSA'))
+  const fetchCooldown = 1500
+  const resourceServer = await startResourceServer(t, auth.url, { fetchCooldown, unknownKidFetches: 3 })
+  const { accessToken } = await auth.login()
+  await accepted(t, resourceServer, accessToken, ALICE_ID)
+  t.equal(auth.jwksHits, 1, 'a first kid: fetch 1 of 3 in this window')
+
+  const stray = generateKeys('EdDSA')
+  const withKid = (kid: string) => forgeAsymmetric({ alg: 'EdDSA', typ: 'at+jwt', kid }, claims(auth.url), stray.privateKey, 'EdDSA')
+  const sameKid = randomId()
+  for (let i = 0; i < 5; i++) await refused(t, resourceServer, withKid(sameKid), `the same unknown kid, ${i}`)
+  t.equal(auth.jwksHits, 2, 'a kid the JWKS did not list is remembered: one fetch (get-jwks alone would fetch 5 times)')
+  for (let i = 0; i < 10; i++) await refused(t, resourceServer, withKid(randomId()), `a new unknown kid, ${i}`)
+  await Promise.all(Array.from({ length: 10 }, (_, i) => refused(t, resourceServer, withKid(randomId()), `a new unknown kid, concurrent ${i}`)))
+  t.equal(auth.jwksHits, 3, '20 invented kids: one more fetch, the window\'s 3 are spent')
+  await accepted(t, resourceServer, accessToken, ALICE_ID, 'a known key still verifies meanwhile')
+
+  await sleep(fetchCooldown + 50)
+  await refused(t, resourceServer, withKid(randomId()), 'an unknown kid in the next window')
+  t.equal(auth.jwksHits, 4, 'a rate, not a permanent block: a new key of the issuer is still found')
+})
+
+t.test('key rotation: old tokens keep verifying, new keys are fetched, removed keys stop verifying', async (t) => {
+  const oldKeys = generateKeys('EdDSA')
+  const newKeys = generateKeys('EdDSA')
+  const auth = await AuthServer.start(t, oldKeys)
+  const resourceServer = await startResourceServer(t, auth.url)
+  const before = (await auth.login()).accessToken
+  await accepted(t, resourceServer, before, ALICE_ID, 'a token of the first key')
+  t.equal(auth.jwksHits, 1)
+
+  // Restart with the new key signing and the old one kept as a verify-only, published key.
+  await auth.deploy(newKeys, oldKeys)
+  const after = (await auth.login(BOB)).accessToken
+  t.not(headerOf(after).kid, headerOf(before).kid, 'the new generation signs with another kid')
+  await accepted(t, resourceServer, after, BOB_ID, 'a token of the new key')
+  t.equal(auth.jwksHits, 2, 'the new kid was fetched')
+  await accepted(t, resourceServer, before, ALICE_ID, 'the token of the old key, after the restart')
+  const me = await fetch(`${auth.url}/me`, { headers: { authorization: `Bearer ${before}` } })
+  t.equal(me.status, 200, 'nobody is logged out: the restarted auth server accepts it too')
+  const keyTtl = 300
+  const shortLived = await startResourceServer(t, auth.url, { keyTtl })
+  await accepted(t, shortLived, before, ALICE_ID, 'old key, at a resource server that keeps keys briefly')
+
+  // The old key's tokens have expired: retire it.
+  await auth.deploy(newKeys)
+  const fresh = await startResourceServer(t, auth.url)
+  await refused(t, fresh, before, 'the old key, at a fresh resource server')
+  await accepted(t, fresh, after, BOB_ID, 'the new key, at a fresh resource server')
+  await sleep(keyTtl + 50)
+  await refused(t, shortLived, before, 'the old key, at a running resource server once its copy is older than keyTtl')
+  await accepted(t, shortLived, after, BOB_ID, 'the new key there')
+})
+
+t.test('JWKS unreachable: 503 with Retry-After (never 500, never a guess), fetches bounded, recovery without restart', async (t) => {
+  const auth = await AuthServer.start(t, generateKeys('EdDSA'))
+  const { accessToken } = await auth.login()
+  const fetchCooldown = 1000
+  const unavailable = { status: 503, code: JWKS_UNAVAILABLE, challenge: null }
+
+  auth.mode = 'down'
+  const cold = await startResourceServer(t, auth.url, { fetchCooldown })
+  for (let i = 0; i < 5; i++) await refused(t, cold, accessToken, `connections cut, request ${i}`, unavailable)
+  const retryAfter = (await whoami(cold, accessToken)).headers.get('retry-after')
+  t.equal(retryAfter, '1', 'Retry-After: the cooldown, in whole seconds')
+  t.equal(auth.jwksHits, 1, 'one fetch attempt per cooldown, not one per request')
+  auth.mode = 'up'
+  await sleep(fetchCooldown + 50)
+  await accepted(t, cold, accessToken, ALICE_ID, 'once the JWKS is back')
+
+  // A key already fetched bridges an outage for maxStale past its keyTtl, not longer.
+  const keyTtl = 200
+  const maxStale = 1000
+  const warm = await startResourceServer(t, auth.url, { keyTtl, maxStale, fetchCooldown: 100 })
+  await accepted(t, warm, accessToken, ALICE_ID, 'warm-up')
+  auth.mode = 'down'
+  await sleep(keyTtl + 50)
+  await accepted(t, warm, accessToken, ALICE_ID, 'past keyTtl, JWKS down: the known key still verifies')
+  await sleep(maxStale)
+  await refused(t, warm, accessToken, 'past keyTtl + maxStale, JWKS down', unavailable)
+
+  auth.mode = 'hung'
+  const hung = await startResourceServer(t, auth.url, { jwksTimeout: 200 })
+  await refused(t, hung, accessToken, 'the JWKS never answers: the fetch times out', unavailable)
+  noIncidents(t)
+})
