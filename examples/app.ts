@@ -9,6 +9,7 @@ import tokenAuth, {
 } from '../lib/index.js'
 import { migrate, PostgresStore } from '../lib/stores/postgres.js'
 import { RedisStore } from '../lib/stores/redis.js'
+import { registerMetricsRoute } from './metrics.js'
 
 declare module '../lib/index.js' {
   interface TokenAuthClaims {
@@ -26,6 +27,7 @@ const ForbiddenError = createError('FORBIDDEN', 'This route needs the admin role
 const WrongPasswordError = createError('WRONG_PASSWORD', 'The current password is wrong', 403)
 const UserNotFoundError = createError('USER_NOT_FOUND', 'No such user', 404)
 const RouteNotFoundError = createError('NOT_FOUND', 'Not found', 404)
+const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1'])
 const PasswordChangeThrottledError = createError('PASSWORD_CHANGE_THROTTLED', 'Too many password changes, retry in %s seconds', 429)
 /** Password changes per user per window: the current-password check must not become a guessing oracle. */
 const PASSWORD_CHANGE_LIMIT = { max: 5, timeWindow: 15 * 60_000 }
@@ -315,6 +317,11 @@ export async function buildApp (config: ExampleConfig, serverOptions: FastifySer
   })
 
   app.get('/health', async () => ({ status: 'ok' }))
+  // Prometheus counters of the plugin's events, for scrapers on this machine only: the counts
+  // tell an attacker how well an attack is going.
+  registerMetricsRoute(app, {
+    onRequest: async (request) => { if (!LOOPBACK.has(request.ip)) throw new RouteNotFoundError() }
+  })
   // The app's own routes fail like the plugin's when the store does: 503 with Retry-After.
   app.addHook('onSend', async (_request, reply) => {
     if (reply.statusCode === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', 1)

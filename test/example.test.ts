@@ -143,6 +143,21 @@ t.test('a too-short secret is a boot error', async (t) => {
   await t.rejects(buildApp(config), { code: 'FST_TOKEN_AUTH_INVALID_OPTION', message: /accessTokenSecret/ })
 })
 
+t.test('GET /metrics: the plugin counters in Prometheus text, for loopback scrapers only', async (t) => {
+  const app = await buildApp(configFromEnv({ LOG_LEVEL: 'silent' }))
+  t.teardown(() => app.close())
+  await app.inject({ method: 'POST', url: '/auth/login', payload: { username: 'alice', password: PASSWORD } })
+  await app.inject({ method: 'POST', url: '/auth/login', payload: { username: 'alice', password: 'wrong-password' } })
+  const local = await app.inject({ url: '/metrics', remoteAddress: '127.0.0.1' })
+  t.equal(local.statusCode, 200)
+  t.match(local.headers['content-type'], /^text\/plain; version=0\.0\.4/)
+  t.match(local.body, /^fastify_token_auth_logins_total 1$/m)
+  t.match(local.body, /^fastify_token_auth_login_failures_total 1$/m)
+  const remote = await app.inject({ url: '/metrics', remoteAddress: '203.0.113.9' })
+  t.equal(remote.statusCode, 404)
+  t.equal(remote.json().code, 'NOT_FOUND')
+})
+
 t.test('the example over real HTTP: login, /me, refresh, logout; no secret in any log line', async (t) => {
   const { lines, stream } = logCollector()
   const config = { ...configFromEnv({ LOG_LEVEL: 'debug' }), loginRateLimit: 100 }
