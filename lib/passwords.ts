@@ -9,6 +9,7 @@ const BLOCK_SIZE = 8
 const PARALLELISM = 1
 const KEY_LENGTH = 32
 const SALT_LENGTH = 16
+const MIN_KEY_LENGTH = 16
 const MAX_MEMORY = 256 * 1024 * 1024
 const HASH_FORMAT = /^scrypt\$(\d+)\$(\d+)\$(\d+)\$([\w-]+)\$([\w-]+)$/
 
@@ -38,6 +39,8 @@ export async function verifyPassword (password: string, stored: string): Promise
   if (match === null) throw new TypeError('verifyPassword: the stored hash is not a hashPassword() string')
   const [, cost, blockSize, parallelism, salt, hash] = match as unknown as [string, string, string, string, string, string]
   const expected = Buffer.from(hash, 'base64url')
+  // A hash cut short (a narrow column) would match too much: an empty one every password (two empty keys are equal).
+  if (expected.length < MIN_KEY_LENGTH) throw new TypeError('verifyPassword: the stored hash is not a hashPassword() string')
   const key = await derive(password, Buffer.from(salt, 'base64url'), Number(cost), Number(blockSize), Number(parallelism), expected.length)
   return timingSafeEqual(key, expected)
 }

@@ -89,3 +89,18 @@ export function pollOnly (store: MemoryStore): TokenStore {
     close: () => store.close()
   }
 }
+
+/**
+ * Boots the plugin with `baseOptions(overrides)`: `ready()` must fail with
+ * FST_TOKEN_AUTH_INVALID_OPTION naming `option`. Resolves with the message, for checks on what it
+ * reveals.
+ */
+export async function assertBootFails (t: Test, overrides: Record<string, unknown>, option: string, label = option): Promise<string> {
+  const app = Fastify()
+  app.register(tokenAuth, baseOptions(overrides as Partial<TokenAuthOptions>))
+  const error = await app.ready().then(() => null, (e: unknown) => e as Error & { code?: string })
+  await app.close()
+  t.equal(error?.code, 'FST_TOKEN_AUTH_INVALID_OPTION', `${label}: ready() fails with INVALID_OPTION`)
+  t.ok(error?.message.startsWith(`Invalid option "${option}": `), `${label}: names ${option} (${error?.message})`)
+  return error?.message ?? ''
+}
