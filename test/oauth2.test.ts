@@ -1,3 +1,4 @@
+import type { InjectOptions } from 'fastify'
 import t from 'tap'
 import { build, PASSWORD, refreshCookie, USERNAME } from './helpers.js'
 
@@ -55,7 +56,7 @@ t.test('a form-encoded refresh (RFC 6749 §6) rotates; the old refresh_token is 
 
 t.test('§5.2 errors: invalid_grant, invalid_request, unsupported_grant_type; other statuses keep theirs', async (t) => {
   const app = await build(t, { responseFormat: 'oauth2', refreshTokenTransport: 'body', loginRateLimit: { max: 3, timeWindow: 60_000 } })
-  const cases: Array<[string, Parameters<typeof app.inject>[0], number, string, string]> = [
+  const cases: Array<[string, InjectOptions, number, string, string]> = [
     ['wrong password', { method: 'POST', url: '/auth/login', payload: { username: USERNAME, password: 'nope' } }, 400, 'invalid_grant', 'FST_TOKEN_AUTH_INVALID_CREDENTIALS'],
     ['garbage refresh token', { method: 'POST', url: '/auth/refresh', payload: { refresh_token: 'garbage' } }, 400, 'invalid_grant', 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN'],
     ['no refresh token', { method: 'POST', url: '/auth/refresh', payload: {} }, 400, 'invalid_request', 'FST_TOKEN_AUTH_MISSING_REFRESH_TOKEN'],
@@ -137,7 +138,7 @@ t.test('responseFormat and routes.refresh.method are validated', async (t) => {
   for (const [name, overrides, message] of cases) {
     const app = Fastify()
     app.register(tokenAuth, { ...baseOptions(), ...overrides })
-    await t.rejects(app.ready(), message, name)
+    await t.rejects(async () => { await app.ready() }, message, name)
     await app.close()
   }
 })
