@@ -13,8 +13,8 @@
 // - GET for a state-changing call: a link, an <img>, a prefetch can trigger a refresh. Only
 //   SameSite=Strict and the cross-site check (Sec-Fetch-Site / Origin) stand in the way; the
 //   default POST + JSON-only body also shuts out every "simple" cross-site request.
-// - The cookie is scoped to /api, so it travels with every API call instead of only to the
-//   auth routes (a wider exposure in logs and proxies).
+// - The cookie is scoped to / (where the old service put it), so it travels with every request
+//   to the site instead of only to the auth routes (a wider exposure in logs and proxies).
 // Move clients to `POST /auth/refresh` when you can, then drop these options.
 import { randomBytes } from 'node:crypto'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -50,8 +50,11 @@ export async function buildSeedCompatibleApp (config: SeedCompatibleConfig): Pro
       logout: { path: '/auth/logout' },
       sessions: false
     },
-    // The old service's cookie name and lifetime (about 9 days).
-    cookie: { name: 'refreshToken', path: '/api', sameSite: 'strict', secure: config.secureCookies },
+    // The old service's cookie name, path and lifetime (about 9 days). Same name AND path as the
+    // cookie browsers already hold (Express's res.cookie defaults to Path=/), so our first
+    // Set-Cookie replaces it; under another path the browser would keep both and send both,
+    // and every refresh would be refused as ambiguous until the old one expired.
+    cookie: { name: 'refreshToken', path: '/', sameSite: 'strict', secure: config.secureCookies },
     refreshTokenTtl: 9 * 24 * 60 * 60,
     verifyCredentials: createVerifyCredentials({
       findUser: async (name) => name === user.username ? user : null,

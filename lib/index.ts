@@ -195,7 +195,7 @@ export const tokenAuth = fp(tokenAuthPlugin, { fastify: '5.x', name: 'fastify-to
 export default tokenAuth
 
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
-export type { RotateRequest, RotateResult, SessionRecord, TokenStore } from './stores/types.js'
+export type { RevocationContext, RevocationRecord, RotateRequest, RotateResult, SessionRecord, TokenStore } from './stores/types.js'
 export type { AuthUser, SessionInfo, TokenSet } from './sessions.js'
 export type { AccessTokenClaims, RefreshTokenClaims, SignedAccessToken } from './tokens.js'
 export type { ClearSiteDataType, CookieOptions, JwksOptions, RateLimitOptions, RefreshTokenTransport, RouteOptions, TokenAuthOptions } from './options.js'

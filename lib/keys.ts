@@ -1,5 +1,5 @@
 import {
-  createHash, createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey, type KeyObject, randomBytes
+  createHash, createHmac, createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey, KeyObject, randomBytes
 } from 'node:crypto'
 import { InvalidOptionError } from './errors.js'
 
@@ -20,10 +20,10 @@ export interface AccessTokenKey {
   kid?: string
   /** HS256 only: the HMAC key, at least 32 random bytes. */
   secret?: string | Buffer
-  /** EdDSA/ES256/RS256: the private key as PEM or JWK; needed by the signing key only. */
-  privateKey?: string | Buffer | JsonWebKey
-  /** EdDSA/ES256/RS256: the public key as PEM or JWK; derived from `privateKey` when absent. */
-  publicKey?: string | Buffer | JsonWebKey
+  /** EdDSA/ES256/RS256: the private key as PEM, JWK or KeyObject; needed by the signing key only. */
+  privateKey?: string | Buffer | JsonWebKey | KeyObject
+  /** EdDSA/ES256/RS256: the public key as PEM, JWK or KeyObject; derived from `privateKey` when absent. */
+  publicKey?: string | Buffer | JsonWebKey | KeyObject
 }
 
 /** A validated key, in the forms @fastify/jwt and the JWKS route take. */
@@ -110,6 +110,11 @@ function resolveKey (key: unknown, name: string, signs: boolean): ResolvedKey {
 }
 
 function parseKey (value: unknown, name: string, kind: 'private' | 'public'): KeyObject {
+  if (value instanceof KeyObject) {
+    if (kind === 'private' && value.type !== 'private') throw new InvalidOptionError(name, `is a ${value.type} KeyObject; a private key is needed`)
+    if (value.type === 'secret') throw new InvalidOptionError(name, 'is a secret KeyObject; asymmetric keys only (HS256 takes `secret`)')
+    return kind === 'public' && value.type === 'private' ? createPublicKey(value) : value
+  }
   const isPem = (typeof value === 'string' || Buffer.isBuffer(value)) && Buffer.from(value).toString('latin1').trimStart().startsWith('-----BEGIN')
   const isJwk = value !== null && typeof value === 'object' && !Buffer.isBuffer(value)
   if (!isPem && !isJwk) throw new InvalidOptionError(name, `must be a PEM string or a JWK object (a ${kind} key)`)
@@ -125,17 +130,20 @@ function parseKey (value: unknown, name: string, kind: 'private' | 'public'): Ke
 
 function checkKeyType (key: KeyObject, algorithm: AccessTokenAlgorithm, name: string): void {
   const type = key.asymmetricKeyType
-  const details = key.asymmetricKeyDetails ?? {}
+  // Node fills asymmetricKeyDetails for every asymmetric key ({} for Ed25519).
+  const details = key.asymmetricKeyDetails as NonNullable<KeyObject['asymmetricKeyDetails']>
   const ok = algorithm === 'EdDSA'
     ? type === 'ed25519'
     : algorithm === 'ES256'
       ? type === 'ec' && details.namedCurve === 'prime256v1'
       : type === 'rsa'
-  if (!ok) throw new InvalidOptionError(name, `is a ${type}${details.namedCurve === undefined ? '' : ` ${details.namedCurve}`} key; ${algorithm} needs ${EXPECTED_KEY[algorithm]}`)
-  if (algorithm === 'RS256' && (details.modulusLength ?? 0) < MIN_RSA_BITS) {
+  if (!ok) throw new InvalidOptionError(name, `is ${KEY_NAMES[type as string] ?? `a ${type} key`}${details.namedCurve === undefined ? '' : ` on curve ${details.namedCurve}`}; ${algorithm} needs ${EXPECTED_KEY[algorithm]}`)
+  if (algorithm === 'RS256' && (details.modulusLength as number) < MIN_RSA_BITS) {
     throw new InvalidOptionError(name, `is a ${details.modulusLength}-bit RSA key; at least ${MIN_RSA_BITS} bits are required`)
   }
 }
+
+const KEY_NAMES: Record<string, string> = { rsa: 'an RSA key', 'rsa-pss': 'an RSA-PSS key', ec: 'an EC key', ed25519: 'an Ed25519 key', ed448: 'an Ed448 key', x25519: 'an X25519 key', x448: 'an X448 key', dsa: 'a DSA key', dh: 'a DH key' }
 
 const EXPECTED_KEY: Record<AccessTokenAlgorithm, string> = {
   HS256: 'a secret',

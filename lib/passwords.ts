@@ -1,4 +1,5 @@
-import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
+import { randomBytes, scrypt, type ScryptOptions, timingSafeEqual } from 'node:crypto'
+import { promisify } from 'node:util'
 import { InvalidOptionError } from './errors.js'
 import type { AuthUser } from './sessions.js'
 
@@ -13,13 +14,10 @@ const MIN_KEY_LENGTH = 16
 const MAX_MEMORY = 256 * 1024 * 1024
 const HASH_FORMAT = /^scrypt\$(\d+)\$(\d+)\$(\d+)\$([\w-]+)\$([\w-]+)$/
 
+const scryptAsync = promisify(scrypt) as (password: string, salt: Buffer, length: number, options: ScryptOptions) => Promise<Buffer>
+
 function derive (password: string, salt: Buffer, cost: number, blockSize: number, parallelism: number, length: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    scrypt(password.normalize('NFC'), salt, length, { N: cost, r: blockSize, p: parallelism, maxmem: MAX_MEMORY }, (error, key) => {
-      if (error === null) resolve(key)
-      else reject(error)
-    })
-  })
+  return scryptAsync(password.normalize('NFC'), salt, length, { N: cost, r: blockSize, p: parallelism, maxmem: MAX_MEMORY })
 }
 
 /**

@@ -151,12 +151,12 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
     }
     if (options.loginRateLimit !== false) {
       // Per client IP, before the body is read.
-      onRequest.push(loginThrottle(app, options.loginRateLimit))
+      onRequest.push(loginThrottle(app, options.loginRateLimit, (request) => `fastify-token-auth:login-ip:${request.ip}`))
     }
     if (options.accountRateLimit !== false) {
       // Per account name, once the body is validated; unknown names are counted the same way.
       preHandler.push(loginThrottle(app, options.accountRateLimit,
-        (request) => `account:${(request.body as { username: string }).username.normalize('NFKC').toLowerCase()}`))
+        (request) => `fastify-token-auth:login-account:${(request.body as { username: string }).username.normalize('NFKC').toLowerCase()}`))
     }
     const bodyProperties: Record<string, unknown> = {
       username: { type: 'string', minLength: 1, maxLength: 256 },
@@ -389,9 +389,10 @@ function refreshBodySchema (field: string, oauth2: boolean): object {
  * client cannot tell a right password from a wrong one, nor which limit it hit.
  */
 function loginThrottle (
-  app: FastifyInstance, limit: RateLimitOptions, keyGenerator?: (request: FastifyRequest) => string
+  app: FastifyInstance, limit: RateLimitOptions, keyGenerator: (request: FastifyRequest) => string
 ): onRequestAsyncHookHandler & preHandlerAsyncHookHandler {
-  const check = app.createRateLimit({ ...limit, ...(keyGenerator === undefined ? {} : { keyGenerator }) })
+  // Our own keys, so an app's limiter sharing the store (Redis) never shares our counters.
+  const check = app.createRateLimit({ ...limit, keyGenerator })
   return async function loginThrottled (request: FastifyRequest, reply: FastifyReply) {
     const result = await check(request)
     if (!result.isAllowed && result.isExceeded) {

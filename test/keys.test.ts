@@ -2,7 +2,7 @@
 // kids, rotation, the kid lookup, canonical signatures (no second text of a token verifies), the
 // JWKS route, and every boot-time refusal of a weak, malformed or mismatched key.
 import {
-  createHash, createHmac, createPublicKey, generateKeyPairSync, type JsonWebKey, type KeyObject, randomBytes,
+  createHash, createHmac, createPublicKey, createSecretKey, generateKeyPairSync, type JsonWebKey, type KeyObject, randomBytes,
   sign as cryptoSign, verify as cryptoVerify
 } from 'node:crypto'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
@@ -175,11 +175,12 @@ t.test('the default kid is the RFC 7638 thumbprint (the RFC\'s own example key) 
   t.equal(headerOf((await login(shorthand)).accessToken).kid, ACCESS_KID, 'accessTokenSecret: the kid helpers.ACCESS_KID names')
 })
 
-t.test('keys as PEM (string or Buffer) or JWK; an explicit kid; a matching publicKey next to the privateKey', async (t) => {
+t.test('keys as PEM (string or Buffer), JWK or KeyObject; an explicit kid; a matching publicKey next to the privateKey', async (t) => {
   const cases: Array<[label: string, key: AccessTokenKey, kid: string]> = [
     ['EdDSA private JWK', { algorithm: 'EdDSA', privateKey: jwkOf(pairs.EdDSA.privateKey) }, rfc7638(pairs.EdDSA.publicKey)],
     ['ES256 private JWK with its public JWK', { algorithm: 'ES256', privateKey: jwkOf(pairs.ES256.privateKey), publicKey: jwkOf(pairs.ES256.publicKey) }, rfc7638(pairs.ES256.publicKey)],
     ['RS256 private PEM string with its public PEM Buffer', { algorithm: 'RS256', privateKey: privatePem(pairs.RS256.privateKey), publicKey: Buffer.from(publicPem(pairs.RS256.publicKey)) }, rfc7638(pairs.RS256.publicKey)],
+    ['ES256 private KeyObject with its public KeyObject', { algorithm: 'ES256', privateKey: pairs.ES256.privateKey, publicKey: pairs.ES256.publicKey }, rfc7638(pairs.ES256.publicKey)],
     ['EdDSA with an explicit kid', { algorithm: 'EdDSA', privateKey: privatePem(pairs.EdDSA.privateKey), kid: '2026-05.ed_1' }, '2026-05.ed_1'],
     ['HS256 Buffer secret with an explicit kid', { algorithm: 'HS256', secret: OTHER_HS_SECRET, kid: 'hs-1' }, 'hs-1']
   ]
@@ -445,8 +446,8 @@ t.test('every key refused at boot names its option path and never echoes key mat
     ['privateKey garbage JWK', withKeys([{ algorithm: 'ES256', privateKey: { kty: 'EC', crv: 'P-256', d: 'AAAA' } }]), 'accessTokenKeys[0].privateKey'],
     ['privateKey base64 DER, not PEM', withKeys([{ algorithm: 'EdDSA', privateKey: pairs.EdDSA.privateKey.export({ type: 'pkcs8', format: 'der' }).toString('base64') }]), 'accessTokenKeys[0].privateKey'],
     ['privateKey null', withKeys([{ algorithm: 'EdDSA', privateKey: null }]), 'accessTokenKeys[0].privateKey'],
-    ['privateKey a KeyObject', withKeys([{ algorithm: 'EdDSA', privateKey: pairs.EdDSA.privateKey }]), 'accessTokenKeys[0].privateKey'],
-    ['publicKey a KeyObject', withKeys([first, { algorithm: 'EdDSA', publicKey: otherEd.publicKey }]), 'accessTokenKeys[1].publicKey'],
+    ['privateKey a public KeyObject', withKeys([{ algorithm: 'EdDSA', privateKey: pairs.EdDSA.publicKey }]), 'accessTokenKeys[0].privateKey'],
+    ['publicKey a secret KeyObject', withKeys([first, { algorithm: 'EdDSA', publicKey: createSecretKey(randomBytes(32)) }]), 'accessTokenKeys[1].publicKey'],
     ['publicKey garbage PEM', withKeys([first, { algorithm: 'EdDSA', publicKey: garbagePem.replaceAll('PRIVATE', 'PUBLIC') }]), 'accessTokenKeys[1].publicKey'],
     ['publicKey a number', withKeys([first, { algorithm: 'EdDSA', publicKey: 42 }]), 'accessTokenKeys[1].publicKey'],
     ['publicKey of another key pair', withKeys([{ ...first, publicKey: publicPem(otherEd.publicKey) }]), 'accessTokenKeys[0].publicKey'],

@@ -29,7 +29,7 @@ t.test('the seed API: GET /api/refresh/refreshtoken with the refreshToken cookie
   const login = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'alice', password: PASSWORD } })
   t.equal(login.statusCode, 200)
   const cookie = refreshTokenCookie(login)
-  t.match(cookie, { path: '/api', httpOnly: true, secure: true, sameSite: 'Strict' })
+  t.match(cookie, { path: '/', httpOnly: true, secure: true, sameSite: 'Strict' }, 'the old cookie\'s name and path, so it replaces it')
   t.ok(cookie!.maxAge! > 9 * 24 * 60 * 60 - 5 && cookie!.maxAge! <= 9 * 24 * 60 * 60, 'about 9 days, as the seed service')
 
   const refreshed = await app.inject({ method: 'GET', url: '/api/refresh/refreshtoken', headers: { cookie: `refreshToken=${cookie!.value}` } })
