@@ -6,6 +6,7 @@ import fastifyJwt from '@fastify/jwt'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import buildGetJwks from 'get-jwks'
 import { errors } from '../lib/index.js'
+import { serve } from './serve.js'
 
 /**
  * A second service that trusts the access tokens of a fastify-token-auth server without sharing
@@ -261,15 +262,5 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(
     { issuer, ...(process.env.AUTH_AUDIENCE === undefined ? {} : { audience: process.env.AUTH_AUDIENCE }) },
     { logger: { level: process.env.LOG_LEVEL ?? 'info', redact: ['req.headers.authorization'] } }
   )
-  try {
-    await app.listen({ host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 3001) })
-  } catch (error) {
-    app.log.error(error)
-    process.exit(1)
-  }
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      app.close().then(() => process.exit(0), () => process.exit(1))
-    })
-  }
+  await serve(app, 3001)
 }

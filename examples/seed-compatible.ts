@@ -19,6 +19,7 @@
 import { randomBytes } from 'node:crypto'
 import Fastify, { type FastifyInstance } from 'fastify'
 import tokenAuth, { createVerifyCredentials, hashPassword } from '../lib/index.js'
+import { serve } from './serve.js'
 
 declare module '../lib/index.js' {
   interface TokenAuthClaims {
@@ -74,5 +75,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     password: process.env.DEMO_PASSWORD ?? 'correct-horse-battery-staple',
     secureCookies: process.env.NODE_ENV === 'production'
   })
-  await app.listen({ host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 3000) })
+  await serve(app, 3000)
 }
