@@ -128,6 +128,10 @@ t.test('forged and malformed access tokens: 401 INVALID_TOKEN, never 500', async
   add('exp 1e300', forge(AT, `{"sub":"${USER_ID}","sid":"s","jti":"j","iat":${nowSeconds()},"exp":1e300}`))
   add('nbf in the future', forge(AT, accessClaims({ nbf: nowSeconds() + 600 })))
   add('nbf as a string', forge(AT, accessClaims({ nbf: 'now' })))
+  add('nbf negative', forge(AT, accessClaims({ nbf: -1 })))
+  add('nbf fractional', forge(AT, accessClaims({ nbf: 1.5 })))
+  add('an aud claim, while this server names no audience (RFC 7519 §4.1.3)', forge(AT, accessClaims({ aud: 'another-service' })))
+  add('crit null in the header', forge({ ...AT, crit: null }, claims))
   add('iat as a string', forge(AT, accessClaims({ iat: 'yesterday' })))
   add('iat 1e300', forge(AT, `{"sub":"${USER_ID}","sid":"s","jti":"j","iat":1e300,"exp":${nowSeconds() + 300}}`))
   for (const name of ['sub', 'sid', 'jti']) {

@@ -125,6 +125,21 @@ t.test('the default format is unchanged and refuses forms; logout and sessions e
   t.equal(camel.json().code, 'FST_ERR_VALIDATION', 'logout errors are not reshaped')
 })
 
+t.test('cookie transport: the §5.1 body has no refresh_token, the cookie carries it; no refresh route is fine too', async (t) => {
+  const app = await build(t, { responseFormat: 'oauth2' })
+  const login = await app.inject({ method: 'POST', url: '/auth/login', payload: { username: USERNAME, password: PASSWORD } })
+  t.equal(login.statusCode, 200)
+  t.same(Object.keys(login.json()).sort(), ['access_token', 'expires_in', 'token_type'])
+  const cookie = refreshCookie(login)!.value
+  const refreshed = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: cookie }, payload: { grant_type: 'refresh_token' } })
+  t.equal(refreshed.statusCode, 200)
+  t.notOk('refresh_token' in refreshed.json())
+  t.not(refreshCookie(refreshed)?.value, cookie, 'rotated in the cookie')
+
+  const noRefresh = await build(t, { responseFormat: 'oauth2', routes: { refresh: false }, refreshTokenTransport: 'both' })
+  t.equal((await noRefresh.inject({ method: 'POST', url: '/auth/refresh', payload: {} })).statusCode, 404)
+})
+
 t.test('responseFormat and routes.refresh.method are validated', async (t) => {
   const Fastify = (await import('fastify')).default
   const { default: tokenAuth } = await import('../lib/index.js')
