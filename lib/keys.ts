@@ -137,13 +137,11 @@ function checkKeyType (key: KeyObject, algorithm: AccessTokenAlgorithm, name: st
     : algorithm === 'ES256'
       ? type === 'ec' && details.namedCurve === 'prime256v1'
       : type === 'rsa'
-  if (!ok) throw new InvalidOptionError(name, `is ${KEY_NAMES[type as string] ?? `a ${type} key`}${details.namedCurve === undefined ? '' : ` on curve ${details.namedCurve}`}; ${algorithm} needs ${EXPECTED_KEY[algorithm]}`)
+  if (!ok) throw new InvalidOptionError(name, `is a key of type ${type}${details.namedCurve === undefined ? '' : ` (curve ${details.namedCurve})`}; ${algorithm} needs ${EXPECTED_KEY[algorithm]}`)
   if (algorithm === 'RS256' && (details.modulusLength as number) < MIN_RSA_BITS) {
     throw new InvalidOptionError(name, `is a ${details.modulusLength}-bit RSA key; at least ${MIN_RSA_BITS} bits are required`)
   }
 }
-
-const KEY_NAMES: Record<string, string> = { rsa: 'an RSA key', 'rsa-pss': 'an RSA-PSS key', ec: 'an EC key', ed25519: 'an Ed25519 key', ed448: 'an Ed448 key', x25519: 'an X25519 key', x448: 'an X448 key', dsa: 'a DSA key', dh: 'a DH key' }
 
 const EXPECTED_KEY: Record<AccessTokenAlgorithm, string> = {
   HS256: 'a secret',

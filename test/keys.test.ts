@@ -193,7 +193,7 @@ t.test('keys as PEM (string or Buffer), JWK or KeyObject; an explicit kid; a mat
   }
 })
 
-t.test('rotation: the old key verifies while kept (verify-only, as a public JWK or PEM), and stops once removed', async (t) => {
+t.test('rotation: the old key verifies while kept (verify-only, as a public JWK, PEM or KeyObject), and stops once removed', async (t) => {
   const store = new MemoryStore()
   t.teardown(() => store.close())
   const oldKey = signingKey('EdDSA')
@@ -204,7 +204,8 @@ t.test('rotation: the old key verifies while kept (verify-only, as a public JWK 
 
   for (const [label, verifyOnly] of [
     ['public JWK', { algorithm: 'EdDSA', publicKey: jwkOf(pairs.EdDSA.publicKey) }],
-    ['public PEM', { algorithm: 'EdDSA', publicKey: publicPem(pairs.EdDSA.publicKey) }]
+    ['public PEM', { algorithm: 'EdDSA', publicKey: publicPem(pairs.EdDSA.publicKey) }],
+    ['the private KeyObject given as publicKey (its public half is used)', { algorithm: 'EdDSA', publicKey: pairs.EdDSA.privateKey }]
   ] as const) {
     const during = await build(t, withKeys([newKey, verifyOnly], { store, jwks: true }))
     t.equal((await me(during, old.accessToken)).statusCode, 200, `${label}: a token of the old key still verifies`)
