@@ -3,6 +3,7 @@
 //   bare              GET /hello, plain Fastify
 //   diy               GET /hello behind a hand-written @fastify/jwt `onRequest: req.jwtVerify()` hook
 //   protected         GET /hello behind the plugin's `app.authenticate`
+//   protected-eddsa   the same with an Ed25519 access-token key (accessTokenKeys)
 //   refresh           POST /auth/refresh, every request with a fresh, never-used refresh token
 //                     (MemoryStore, holding only the sessions the run issues)
 //   refresh-1m        the same with 1 000 000 more sessions in the MemoryStore
@@ -42,6 +43,7 @@ const LABELS: Record<Scenario, string> = {
   bare: 'bare Fastify GET /hello',
   diy: 'DIY @fastify/jwt hook',
   protected: 'plugin authenticate',
+  'protected-eddsa': 'plugin authenticate, EdDSA key',
   refresh: 'plugin POST /auth/refresh, memory',
   'refresh-1m': 'the same, memory + 1M sessions',
   'refresh-redis': 'the same, Redis',
@@ -53,6 +55,7 @@ const LABELS: Record<Scenario, string> = {
 const TARGETS: Array<[Scenario, Scenario, number | null]> = [
   ['protected', 'bare', 0.85],
   ['protected', 'diy', 1.0],
+  ['protected-eddsa', 'bare', 0.85],
   ['refresh', 'bare', 0.30],
   ['refresh-redis', 'refresh', 0.75],
   ['refresh-postgres', 'refresh', null],

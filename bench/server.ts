@@ -24,7 +24,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { readFile } from 'node:fs/promises'
 import { constants, performance, PerformanceObserver } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
-import tokenAuth, { MemoryStore, type TokenAuthOptions, type TokenStore } from '../lib/index.js'
+import tokenAuth, { generateAccessKey, MemoryStore, type TokenAuthOptions, type TokenStore } from '../lib/index.js'
 import type { PrefillJob } from './prefill-worker.js'
 import { SCENARIOS, type Scenario } from './scenarios.js'
 import { inWindows, openPostgres, openRedis, type OpenedPostgres, type OpenedRedis, sessionRecord } from './stores.js'
@@ -85,9 +85,11 @@ async function build (scenario: Scenario): Promise<Outcome> {
       return { app, token }
     }
 
-    case 'protected': {
-      // Defaults throughout: memory store, routes on, verify cache on.
-      await app.register(tokenAuth, pluginOptions())
+    case 'protected':
+    case 'protected-eddsa': {
+      // Defaults throughout: memory store, routes on, verify cache on; or an Ed25519 access key.
+      const eddsa = { accessTokenSecret: undefined, accessTokenKeys: [{ algorithm: 'EdDSA' as const, privateKey: generateAccessKey('EdDSA') }] }
+      await app.register(tokenAuth, pluginOptions(scenario === 'protected' ? {} : eddsa))
       app.get('/hello', { onRequest: app.authenticate }, hello)
       await app.ready()
       const { accessToken } = await app.tokenAuth.issueSession(USER)
