@@ -61,7 +61,7 @@ export function validateSecret (value: unknown, name: string): string | Buffer {
 export function resolveAccessKeys (keys: unknown, secret: unknown): ResolvedKey[] {
   if (keys === undefined) {
     const validated = validateSecret(secret, 'accessTokenSecret')
-    return [{ kid: secretKid(validated), algorithm: 'HS256', signingKey: validated, verificationKey: validated, publicJwk: undefined }]
+    return [hmacKey(validated, undefined)]
   }
   if (secret !== undefined) throw new InvalidOptionError('accessTokenSecret', 'give either accessTokenSecret or accessTokenKeys, not both')
   if (!Array.isArray(keys) || keys.length === 0) throw new InvalidOptionError('accessTokenKeys', 'must be a non-empty array of keys; the first one signs')
@@ -86,7 +86,7 @@ function resolveKey (key: unknown, name: string, signs: boolean): ResolvedKey {
   if (algorithm === 'HS256') {
     if (privateKey !== undefined || publicKey !== undefined) throw new InvalidOptionError(name, 'an HS256 key takes a secret, not privateKey/publicKey')
     const validated = validateSecret(secret, `${name}.secret`)
-    return { kid: kid ?? secretKid(validated), algorithm, signingKey: validated, verificationKey: validated, publicJwk: undefined }
+    return hmacKey(validated, kid)
   }
   if (secret !== undefined) throw new InvalidOptionError(`${name}.secret`, `an ${algorithm} key takes privateKey/publicKey, not a secret`)
   if (signs && privateKey === undefined) throw new InvalidOptionError(`${name}.privateKey`, 'is required: the first key signs new tokens')
@@ -107,6 +107,11 @@ function resolveKey (key: unknown, name: string, signs: boolean): ResolvedKey {
     verificationKey: verifier.export({ type: 'spki', format: 'pem' }) as string,
     publicJwk: jwk
   }
+}
+
+/** An HS256 key: the secret both signs and verifies, and is never published. */
+function hmacKey (secret: string | Buffer, kid: string | undefined): ResolvedKey {
+  return { kid: kid ?? secretKid(secret), algorithm: 'HS256', signingKey: secret, verificationKey: secret, publicJwk: undefined }
 }
 
 function parseKey (value: unknown, name: string, kind: 'private' | 'public'): KeyObject {

@@ -322,7 +322,7 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
    * the same name (cookie tossing), and the parser would silently keep the first.
    */
   function refreshTokenOf (request: FastifyRequest): { token: string, inBody: boolean } | undefined {
-    if (usesCookie && cookieCount(request.headers.cookie, cookie.name) > 1) throw new AmbiguousRefreshTokenError()
+    if (usesCookie && hasDuplicateCookie(request.headers.cookie, cookie.name)) throw new AmbiguousRefreshTokenError()
     const fromCookie = usesCookie ? request.cookies[cookie.name] : undefined
     const fromBody = usesBody ? (request.body as Record<string, string> | undefined)?.[refreshField] : undefined
     if (fromCookie !== undefined && fromCookie !== '' && fromBody !== undefined) throw new AmbiguousRefreshTokenError()
@@ -402,15 +402,16 @@ function loginThrottle (
   }
 }
 
-/** How many times a cookie name occurs in a Cookie header. */
-function cookieCount (header: string | undefined, name: string): number {
-  if (header === undefined) return 0
+/** Whether a Cookie header carries the cookie `name` more than once. */
+function hasDuplicateCookie (header: string | undefined, name: string): boolean {
+  // Most headers hold the name once at most: no split, no allocation.
+  if (header === undefined || header.indexOf(name) === header.lastIndexOf(name)) return false
   let count = 0
   for (const pair of header.split(';')) {
     const eq = pair.indexOf('=')
     if (eq !== -1 && pair.slice(0, eq).trim() === name) count++
   }
-  return count
+  return count > 1
 }
 
 function clientInfo (request: FastifyRequest): ClientInfo {

@@ -83,7 +83,7 @@ const RESERVED_CLAIMS = ['sub', 'sid', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud']
 export class TokenCodec {
   readonly #signer: AccessKeyPair
   readonly #accessKeys: Map<string, AccessKeyPair>
-  readonly #refresh: JwtPair
+  readonly #refresh: JwtPair & { algorithm: AccessTokenAlgorithm }
   /** The header segment (and dot) every refresh token we sign starts with. */
   readonly #refreshHeader: string
   readonly #successorKey: Buffer
@@ -97,7 +97,7 @@ export class TokenCodec {
   constructor (options: TokenCodecOptions) {
     this.#signer = options.accessKeys[0] as AccessKeyPair
     this.#accessKeys = new Map(options.accessKeys.map((key) => [key.kid, key]))
-    this.#refresh = options.refresh
+    this.#refresh = { ...options.refresh, algorithm: REFRESH_TOKEN_ALGORITHM }
     // Refresh tokens have one header, byte for byte: comparing the text is the whole header check.
     this.#refreshHeader = `${options.refresh.sign({ sub: '-', sid: '-', jti: '-', iat: 0, exp: 1 }).split('.')[0] as string}.`
     // A key of its own, so successor ids never equal any other HMAC made with the secret.
@@ -157,7 +157,7 @@ export class TokenCodec {
 
   verifyRefreshToken (token: string): RefreshTokenClaims {
     if (!token.startsWith(this.#refreshHeader)) throw new InvalidRefreshTokenError()
-    return verifyWith({ ...this.#refresh, algorithm: REFRESH_TOKEN_ALGORITHM }, token, InvalidRefreshTokenError, RefreshTokenExpiredError, this.#refreshTokenTtl, 0) as unknown as RefreshTokenClaims
+    return verifyWith(this.#refresh, token, InvalidRefreshTokenError, RefreshTokenExpiredError, this.#refreshTokenTtl, 0) as unknown as RefreshTokenClaims
   }
 
   /**

@@ -2,13 +2,10 @@ import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fast
 import { createSigner } from 'fast-jwt'
 import t, { type Test } from 'tap'
 import tokenAuth, { type TokenAuthOptions } from '../lib/index.js'
-import { ACCESS_KID, ACCESS_SECRET, baseOptions, build, CHALLENGE, INVALID_REQUEST, INVALID_TOKEN, login, me, refreshCookie, sleep, USER_ID, USERNAME } from './helpers.js'
-
-const MISSING = 'FST_TOKEN_AUTH_MISSING_TOKEN'
-const MALFORMED = 'FST_TOKEN_AUTH_MALFORMED_AUTHORIZATION'
-const INVALID = 'FST_TOKEN_AUTH_INVALID_TOKEN'
-const EXPIRED = 'FST_TOKEN_AUTH_TOKEN_EXPIRED'
-const REVOKED = 'FST_TOKEN_AUTH_SESSION_REVOKED'
+import {
+  ACCESS_KID, ACCESS_SECRET, baseOptions, build, CHALLENGE, EXPIRED, INVALID, INVALID_REQUEST, INVALID_TOKEN, login, MALFORMED, me, MISSING,
+  refreshCookie, REVOKED, sleep, USER_ID, USERNAME
+} from './helpers.js'
 
 const ISSUER = 'https://issuer.example.test'
 const AUDIENCE = 'api://example-test'

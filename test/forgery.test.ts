@@ -3,12 +3,11 @@ import Fastify, { type LightMyRequestResponse } from 'fastify'
 import { createSigner } from 'fast-jwt'
 import t, { type Test } from 'tap'
 import tokenAuth from '../lib/index.js'
-import { ACCESS_KID, ACCESS_SECRET, baseOptions, build, INVALID_TOKEN, login, me, refresh, REFRESH_SECRET, refreshCookie, USER_ID } from './helpers.js'
+import {
+  ACCESS_KID, ACCESS_SECRET, baseOptions, build, EXPIRED, INVALID, INVALID_REFRESH, INVALID_TOKEN, login, me, refresh, REFRESH_SECRET,
+  refreshCookie, REVOKED, USER_ID
+} from './helpers.js'
 
-const INVALID = 'FST_TOKEN_AUTH_INVALID_TOKEN'
-const EXPIRED = 'FST_TOKEN_AUTH_TOKEN_EXPIRED'
-const REVOKED = 'FST_TOKEN_AUTH_SESSION_REVOKED'
-const INVALID_REFRESH = 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN'
 const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 
 type Claims = Record<string, unknown>

@@ -71,6 +71,14 @@ export function decodePayload (token: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString())
 }
 
+/** Error codes the tests assert most. */
+export const MISSING = 'FST_TOKEN_AUTH_MISSING_TOKEN'
+export const MALFORMED = 'FST_TOKEN_AUTH_MALFORMED_AUTHORIZATION'
+export const INVALID = 'FST_TOKEN_AUTH_INVALID_TOKEN'
+export const EXPIRED = 'FST_TOKEN_AUTH_TOKEN_EXPIRED'
+export const REVOKED = 'FST_TOKEN_AUTH_SESSION_REVOKED'
+export const INVALID_REFRESH = 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN'
+
 /** WWW-Authenticate challenges (RFC 6750 §3). */
 export const CHALLENGE = 'Bearer'
 export const INVALID_REQUEST = 'Bearer error="invalid_request"'

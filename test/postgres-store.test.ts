@@ -1,10 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import pg from 'pg'
 import t, { type Test } from 'tap'
 import { migrate, PostgresStore, postgresMigrationSql, type PostgresStoreOptions } from '../lib/stores/postgres.js'
 import type { RevocationRecord, RotateRequest, RotateResult, SessionRecord, TokenStore } from '../lib/stores/types.js'
-import { defineStoreConformance } from '../lib/testing.js'
+import { defineStoreConformance, rotationRequest, sessionRecord } from '../lib/testing.js'
 import { hashTokenId } from '../lib/tokens.js'
 import { build, decodePayload, login, refresh } from './helpers.js'
 import { DATABASE_URL, postgresAvailable } from './services.js'
@@ -539,40 +539,17 @@ async function suite (): Promise<void> {
 
 let sequence = 0
 
+/** The kit's record, at T0 + n with the kit's lifetimes, numbered in its claims. */
 function record (overrides: Partial<SessionRecord> = {}): SessionRecord {
   sequence++
-  return {
-    id: randomBytes(12).toString('base64url'),
-    userId: 'user-a',
-    claims: { username: 'alice', n: sequence },
-    createdAt: T0 + sequence,
-    lastUsedAt: T0 + sequence,
-    expiresAt: T0 + 10 * MINUTE,
-    absoluteExpiresAt: T0 + 60 * MINUTE,
-    tokenHash: createHash('sha256').update(`token-${sequence}`).digest('base64url'),
-    previousTokenHash: null,
-    rotatedAt: null,
-    graceUses: 0,
-    userAgent: 'agent/1',
-    ip: '198.51.100.1',
-    ...overrides
-  }
+  return sessionRecord({ claims: { username: 'alice', n: sequence }, createdAt: T0 + sequence, expiresAt: T0 + 10 * MINUTE, absoluteExpiresAt: T0 + 60 * MINUTE, ...overrides })
 }
 
+/** The kit's rotation of the session's current token, at T0 + 1 s, from another client, grace limit 2. */
 function rotation (session: SessionRecord, overrides: Partial<RotateRequest> = {}): RotateRequest {
-  return {
-    sessionId: session.id,
-    presentedHash: session.tokenHash,
-    nextHash: `${session.tokenHash}-next`,
-    now: T0 + 1000,
-    idleTtl: 10 * MINUTE,
-    grace: 5000,
-    graceLimit: 2,
-    userAgent: 'agent/2',
-    ip: '198.51.100.2',
-    keepRevocationFor: KEEP,
-    ...overrides
-  }
+  return rotationRequest(session, session.tokenHash, `${session.tokenHash}-next`, T0 + 1000, {
+    graceLimit: 2, userAgent: 'agent/2', ip: '198.51.100.2', ...overrides
+  })
 }
 
 function tally (results: RotateResult[]): Record<string, number> {

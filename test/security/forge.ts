@@ -15,7 +15,9 @@ import Fastify from 'fastify'
 import type { Test } from 'tap'
 import type { ExampleConfig } from '../../examples/app.js'
 import tokenAuth, { type TokenAuthOptions } from '../../lib/index.js'
-import { ACCESS_SECRET, baseOptions, CHALLENGE, INVALID_TOKEN, REFRESH_SECRET } from '../helpers.js'
+import {
+  ACCESS_SECRET, baseOptions, CHALLENGE, EXPIRED, INVALID, INVALID_REFRESH, INVALID_TOKEN, MALFORMED, MISSING, REFRESH_SECRET, REVOKED
+} from '../helpers.js'
 // The harness re-exports a few of the forging helpers below; its functions are only called at
 // test time, so this two-way import is safe.
 import { type Example, login, type Reply, refused, send, startExample } from './harness.js'
@@ -218,12 +220,7 @@ export const randomId = (): string => randomBytes(16).toString('base64url')
 // ---------------------------------------------------------------------------------------------
 // Deployments under attack and the expected answers, on top of the harness (./harness.ts).
 
-export const INVALID = 'FST_TOKEN_AUTH_INVALID_TOKEN'
-export const EXPIRED = 'FST_TOKEN_AUTH_TOKEN_EXPIRED'
-export const REVOKED = 'FST_TOKEN_AUTH_SESSION_REVOKED'
-export const MISSING = 'FST_TOKEN_AUTH_MISSING_TOKEN'
-export const MALFORMED = 'FST_TOKEN_AUTH_MALFORMED_AUTHORIZATION'
-export const INVALID_REFRESH = 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN'
+export { EXPIRED, INVALID, INVALID_REFRESH, MALFORMED, MISSING, REVOKED }
 
 /** A running server plus what forging against it needs. */
 export interface Deployment extends Example {
