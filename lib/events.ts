@@ -13,12 +13,34 @@ export interface RefreshEvent extends ClientInfo {
   sessionId: string
   /** True when the immediate predecessor was answered inside the grace window. */
   grace: boolean
+  /**
+   * True when the immediate predecessor was presented after the grace window while its successor
+   * was still unused: a client that never received that successor (a lost response, or a
+   * rotation the store applied after a 503), answered with a new one that replaces it.
+   */
+  recovered: boolean
 }
 export interface ReuseDetectedEvent extends ClientInfo { userId: string, sessionId: string }
 export interface LogoutEvent { userId: string, sessionId: string }
 export interface LogoutAllEvent { userId: string, sessionIds: string[] }
 export type RevocationReason = 'logout' | 'logout-all' | 'reuse' | 'revoked' | 'user-unavailable'
 export interface SessionRevokedEvent { userId: string, sessionId: string, reason: RevocationReason }
+/** The token store stopped answering: the first failed call of an outage. */
+export interface StoreUnavailableEvent {
+  /** What the failed call threw (a timeout, a refused connection...). */
+  cause: unknown
+}
+/** The token store answers again: the first successful call after an outage. */
+export interface StoreRecoveredEvent {
+  /** Milliseconds from the first failed call to this one. */
+  unavailableMs: number
+  /** How many requests the plugin's routes answered 503 meanwhile. */
+  unavailableResponses: number
+}
+/** The plugin's routes whose 503s are counted apart. */
+export type TokenAuthRoute = 'login' | 'refresh' | 'logout' | 'sessions'
+/** A plugin route answered 503 (store unavailable): the client was told to retry. */
+export interface UnavailableResponseEvent { route: TokenAuthRoute }
 
 /** Every event and its payload, for `tokenAuth.events.on(name, listener)`. */
 export interface TokenAuthEventMap {
@@ -29,6 +51,9 @@ export interface TokenAuthEventMap {
   logout: [LogoutEvent]
   logoutAll: [LogoutAllEvent]
   sessionRevoked: [SessionRevokedEvent]
+  storeUnavailable: [StoreUnavailableEvent]
+  storeRecovered: [StoreRecoveredEvent]
+  unavailableResponse: [UnavailableResponseEvent]
 }
 
 /**

@@ -105,7 +105,17 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
 
   if (options.jwks !== false) await fastify.register(jwksRoute, { ...options.jwks, keys: options.accessKeys })
 
-  const warn = (what: string) => (error: unknown) => { fastify.log.warn({ err: error }, `fastify-token-auth: ${what} failed`) }
+  // A store outage is logged twice, when it starts and when it ends (docs/design.md, "Store
+  // outages"); what fails meanwhile, requests and background work alike, is part of it.
+  events.on('storeUnavailable', ({ cause }) => {
+    fastify.log.error({ err: cause }, 'fastify-token-auth: token store unavailable; answering 503 with Retry-After until it recovers')
+  })
+  events.on('storeRecovered', (event) => {
+    fastify.log.warn(event, `fastify-token-auth: token store available again after ${event.unavailableMs} ms; ${event.unavailableResponses} requests were answered 503 meanwhile`)
+  })
+  const warn = (what: string) => (error: unknown) => {
+    if (!sessions.health.down) fastify.log.warn({ err: error }, `fastify-token-auth: ${what} failed`)
+  }
   const sweeper = setInterval(() => { sessions.sweep().catch(warn('sweeping expired sessions')) }, options.sweepInterval).unref()
   // Revocations by other processes reach this one through the store's feed: pushed when the store
   // can, polled always (the bound, and the catch-up after any disconnect).
@@ -195,7 +205,10 @@ export const tokenAuth = fp(tokenAuthPlugin, { fastify: '5.x', name: 'fastify-to
 export default tokenAuth
 
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
-export type { RevocationContext, RevocationRecord, RotateRequest, RotateResult, SessionRecord, TokenStore } from './stores/types.js'
+export {
+  type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError,
+  type TokenStore, type WriteOptions
+} from './stores/types.js'
 export type { AuthUser, SessionInfo, TokenSet } from './sessions.js'
 export type { AccessTokenClaims, RefreshTokenClaims, SignedAccessToken } from './tokens.js'
 export type { ClearSiteDataType, CookieOptions, JwksOptions, RateLimitOptions, RefreshTokenTransport, RouteOptions, TokenAuthOptions } from './options.js'

@@ -1,5 +1,6 @@
 import type {
-  LoginEvent, LoginFailedEvent, RefreshEvent, ReuseDetectedEvent, RevocationReason, SessionRevokedEvent, TokenAuthEvents
+  LoginEvent, LoginFailedEvent, RefreshEvent, ReuseDetectedEvent, RevocationReason, SessionRevokedEvent, TokenAuthEvents,
+  TokenAuthRoute, UnavailableResponseEvent
 } from './events.js'
 
 /** The `Content-Type` of `MetricsCollector.prometheus()`: Prometheus text exposition format 0.0.4. */
@@ -39,6 +40,10 @@ const REVOCATION_REASONS = Object.keys({
   logout: true, 'logout-all': true, reuse: true, revoked: true, 'user-unavailable': true
 } satisfies Record<RevocationReason, true>) as RevocationReason[]
 
+const ROUTES = Object.keys({
+  login: true, refresh: true, logout: true, sessions: true
+} satisfies Record<TokenAuthRoute, true>) as TokenAuthRoute[]
+
 interface Counter {
   name: string
   help: string
@@ -58,6 +63,11 @@ const COUNTERS = {
     help: 'Refresh tokens exchanged for new tokens; grace="true" when the predecessor was answered inside the grace window.',
     series: [{ grace: 'false' }, { grace: 'true' }]
   },
+  recoveries: {
+    name: 'refresh_recoveries_total',
+    help: 'Refreshes that presented a predecessor whose successor was never used (a lost response, or a rotation applied after a 503), answered with a new successor.',
+    series: [{}]
+  },
   reuseDetections: {
     name: 'reuse_detections_total',
     help: 'Refresh tokens presented again after rotation (suspected theft); each ended its session.',
@@ -67,12 +77,17 @@ const COUNTERS = {
     name: 'revocations_total',
     help: 'Sessions ended, by reason: logout, logout-all, reuse (theft detection), revoked (by id or by the app), user-unavailable.',
     series: [...REVOCATION_REASONS.map((reason) => ({ reason })), { reason: 'other' }]
+  },
+  unavailableResponses: {
+    name: 'unavailable_responses_total',
+    help: 'Requests answered 503 with Retry-After because the token store was unavailable, by route.',
+    series: ROUTES.map((route) => ({ route }))
   }
 } satisfies Record<string, Counter>
 
 /**
  * Counts the plugin's events for monitoring, with no dependency: logins, failed logins,
- * refreshes, reuse detections and revocations by reason.
+ * refreshes and recoveries, reuse detections, revocations by reason and 503s by route.
  *
  * ```ts
  * const metrics = collectMetrics(app.tokenAuth.events)
@@ -108,12 +123,18 @@ export function collectMetrics (events: TokenAuthEvents, options: MetricsOptions
   const listeners = {
     login: (_event: LoginEvent) => { increment(COUNTERS.logins) },
     loginFailed: (_event: LoginFailedEvent) => { increment(COUNTERS.loginFailures) },
-    refresh: (event: RefreshEvent) => { increment(COUNTERS.refreshes, { grace: String(event.grace === true) }) },
+    refresh: (event: RefreshEvent) => {
+      increment(COUNTERS.refreshes, { grace: String(event.grace === true) })
+      if (event.recovered === true) increment(COUNTERS.recoveries)
+    },
     reuseDetected: (_event: ReuseDetectedEvent) => { increment(COUNTERS.reuseDetections) },
     sessionRevoked: (event: SessionRevokedEvent) => {
       // The events are public: anything but a known reason is folded into one series.
       const reason = REVOCATION_REASONS.includes(event.reason) ? event.reason : 'other'
       increment(COUNTERS.revocations, { reason })
+    },
+    unavailableResponse: (event: UnavailableResponseEvent) => {
+      if (ROUTES.includes(event.route)) increment(COUNTERS.unavailableResponses, { route: event.route })
     }
   }
   events.on('login', listeners.login)
@@ -121,6 +142,7 @@ export function collectMetrics (events: TokenAuthEvents, options: MetricsOptions
   events.on('refresh', listeners.refresh)
   events.on('reuseDetected', listeners.reuseDetected)
   events.on('sessionRevoked', listeners.sessionRevoked)
+  events.on('unavailableResponse', listeners.unavailableResponse)
 
   return {
     snapshot: () => Object.fromEntries(values),
@@ -142,6 +164,7 @@ export function collectMetrics (events: TokenAuthEvents, options: MetricsOptions
       events.off('refresh', listeners.refresh)
       events.off('reuseDetected', listeners.reuseDetected)
       events.off('sessionRevoked', listeners.sessionRevoked)
+      events.off('unavailableResponse', listeners.unavailableResponse)
     }
   }
 }

@@ -1,7 +1,7 @@
 import AjvCompiler from '@fastify/ajv-compiler'
 import fastifyCookie from '@fastify/cookie'
 import fastifyRateLimit from '@fastify/rate-limit'
-import {
+import Fastify, {
   errorCodes, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema, type onRequestAsyncHookHandler,
   type preHandlerAsyncHookHandler
 } from 'fastify'
@@ -10,7 +10,7 @@ import {
   AmbiguousRefreshTokenError, GraceExhaustedError, InvalidCredentialsError, LoginThrottledError,
   MissingRefreshTokenError, SessionNotFoundError, UnsupportedGrantTypeError
 } from './errors.js'
-import type { ClientInfo, TokenAuthEvents } from './events.js'
+import type { ClientInfo, TokenAuthEvents, TokenAuthRoute } from './events.js'
 import type { ResolvedKey } from './keys.js'
 import { FORM_CONTENT_TYPE, oauth2TokenBody, oauth2TokenResponses, parseForm, toOAuth2Error } from './oauth2.js'
 import type { RateLimitOptions, ResolvedOptions } from './options.js'
@@ -24,9 +24,9 @@ export interface RoutesContext {
 }
 
 /**
- * Seconds a client should wait after a 503 before retrying. Short, and well inside the default
- * reuseGrace: a refresh answered 503 that a stalled store still carried out later is retried
- * with the predecessor, which the grace window answers with the same successor.
+ * Seconds a client should wait after a 503 before retrying. Short: the retry with the token the
+ * client still holds succeeds as soon as the store answers, even when a stalled store carried
+ * out the rotation after the 503 (docs/design.md, "A 503 is the truth").
  */
 const RETRY_AFTER_SECONDS = 1
 /** Our bodies are two short strings; anything bigger is refused with 413 before parsing. */
@@ -78,10 +78,15 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   const oauth2 = options.responseFormat === 'oauth2'
   /** The body field of the refresh token: RFC 6749's name in the OAuth 2.0 format. */
   const refreshField = oauth2 ? 'refresh_token' : 'refreshToken'
-  /** Login and refresh: the routes the OAuth 2.0 format shapes. */
-  const tokenEndpoints = new Set([routes.login, routes.refresh].filter((route) => route !== false).map((route) => `${app.prefix}${route}`))
   // `{}` is the alternative of a refresh token in the body, which no security scheme describes.
   const refreshSecurity: Array<Record<string, string[]>> = [...(usesCookie ? [{ refreshCookie: [] }] : []), ...(usesBody ? [{}] : [])]
+  /** Which of our routes a URL pattern is, for the 503 metrics and the OAuth 2.0 token endpoints. */
+  const routeNames = new Map<string, TokenAuthRoute>()
+  for (const name of ['login', 'refresh', 'logout', 'sessions'] as const) {
+    const path = routes[name]
+    if (path !== false) routeNames.set(`${app.prefix}${path}`, name)
+  }
+  if (routes.sessions !== false) routeNames.set(`${app.prefix}${routes.sessions}/:id`, 'sessions')
   const logoutSecurity: Array<Record<string, string[]>> = [...(usesCookie ? [{ refreshCookie: [] }] : []), ...bearerSecurity, ...(usesBody ? [{}] : [])]
 
   if (usesCookie && !app.hasRequestDecorator('cookies')) await app.register(fastifyCookie)
@@ -112,12 +117,25 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
       }
     })
   }
-  app.setErrorHandler(async (error, request, reply) => {
-    if ((error as { statusCode?: number }).statusCode === 503) reply.header('retry-after', RETRY_AFTER_SECONDS)
-    if (oauth2 && tokenEndpoints.has(request.routeOptions.url as string)) {
-      const { statusCode, body } = toOAuth2Error(error as { statusCode?: number, code?: string, message: string })
-      if (statusCode >= 500 && statusCode !== 503) reply.log.error({ err: error }, 'fastify-token-auth: token endpoint failed')
+  // The app's own error handler formats and logs our errors too; Fastify's default one would log
+  // every 503 of an outage at error level with a stack, so those we answer ourselves.
+  const appHandlesErrors = app.errorHandler !== fastifyDefaultErrorHandler()
+  app.setErrorHandler(async (error: Error & { statusCode?: number, code?: string }, request, reply) => {
+    const route = routeNames.get(request.routeOptions.url as string) as TokenAuthRoute
+    const unavailable = error.statusCode === 503
+    if (unavailable) {
+      reply.header('retry-after', RETRY_AFTER_SECONDS)
+      events.emit('unavailableResponse', { route })
+    }
+    // Login and refresh are the routes the OAuth 2.0 format shapes.
+    if (oauth2 && (route === 'login' || route === 'refresh')) {
+      const { statusCode, body } = toOAuth2Error(error)
+      if (statusCode >= 500 && !unavailable) reply.log.error({ err: error }, 'fastify-token-auth: token endpoint failed')
       return reply.code(statusCode).send(body)
+    }
+    if (unavailable && !appHandlesErrors) {
+      // The outage is logged once when it starts and once when it ends (docs/design.md, "Store outages").
+      return reply.code(503).send({ statusCode: 503, code: error.code, error: 'Service Unavailable', message: error.message })
     }
     // Sending the error again hands it to the app's error handler, which formats it.
     reply.send(error)
@@ -360,6 +378,14 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
       ...(cookie.domain !== undefined ? { domain: cookie.domain } : {})
     }
   }
+}
+
+let defaultErrorHandler: FastifyInstance['errorHandler'] | undefined
+
+/** The error handler a Fastify instance has when the app set none. */
+function fastifyDefaultErrorHandler (): FastifyInstance['errorHandler'] {
+  defaultErrorHandler ??= Fastify({ logger: false }).errorHandler
+  return defaultErrorHandler
 }
 
 /** A route schema with the OpenAPI fields @fastify/swagger reads. */

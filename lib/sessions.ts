@@ -4,6 +4,7 @@ import {
 } from './errors.js'
 import type { ClientInfo, RevocationReason, TokenAuthEvents } from './events.js'
 import type { RevocationList } from './revocations.js'
+import { StoreHealth } from './store-health.js'
 import type { SessionRecord, TokenStore } from './stores/types.js'
 import { type AccessTokenClaims, hashTokenId, randomId, type SignedAccessToken, type TokenCodec } from './tokens.js'
 
@@ -84,6 +85,8 @@ export class SessionService {
   #feedCursor: number
   readonly #loadUser: ((userId: string) => Promise<AuthUser | null>) | undefined
   readonly now: () => number
+  /** Whether the store is answering; every store call reports to it. */
+  readonly health: StoreHealth
 
   constructor (options: SessionServiceOptions) {
     this.#store = options.store
@@ -98,6 +101,7 @@ export class SessionService {
     this.#revocationTtl = options.revocationTtl
     this.#loadUser = options.loadUser
     this.now = options.now ?? Date.now
+    this.health = new StoreHealth(options.events)
     // A process that starts late must still learn of revocations whose access tokens live on.
     this.#feedCursor = this.now() - this.#revocationTtl
   }
@@ -126,18 +130,18 @@ export class SessionService {
       userAgent: client.userAgent,
       ip: client.ip
     }
-    await this.#call(() => this.#store.createSession(session))
+    await this.#call((deadline) => this.#store.createSession(session, { deadline }))
     this.#events.emit('login', { userId: user.id, sessionId: session.id, ...client })
     return this.#tokens({ sub: user.id, sid: session.id, jti, session }, now, now)
   }
 
   /**
-   * Exchanges a refresh token for new tokens (R3–R6). Throws a coded 401 for anything but the
-   * current token or its predecessor inside the grace window; reuse ends the session.
+   * Exchanges a refresh token for new tokens (docs/design.md, "Refresh-token rotation"). Throws a
+   * coded 401 for anything but the current token or its predecessor (answered inside the grace
+   * window, recovered after it while its successor is unused); reuse ends the session.
    */
   async refresh (refreshToken: string, client: ClientInfo): Promise<TokenSet> {
     const presented = this.#codec.verifyRefreshToken(refreshToken)
-    const nextJti = this.#codec.successorId(presented.jti)
     let claims: Record<string, unknown> | undefined
     if (this.#loadUser !== undefined) {
       const user = await this.#loadUser(presented.sub)
@@ -148,7 +152,8 @@ export class SessionService {
       claims = user.claims ?? {}
     }
     const now = this.now()
-    const result = await this.#call(() => this.#store.rotate({
+    const nextJti = this.#codec.successorId(presented.jti, now)
+    const result = await this.#call((deadline) => this.#store.rotate({
       sessionId: presented.sid,
       presentedHash: hashTokenId(presented.jti),
       nextHash: hashTokenId(nextJti),
@@ -159,14 +164,21 @@ export class SessionService {
       userAgent: client.userAgent,
       ip: client.ip,
       claims,
-      keepRevocationFor: this.#revocationTtl
+      keepRevocationFor: this.#revocationTtl,
+      deadline
     }))
     switch (result.outcome) {
       case 'rotated':
+      case 'recovered':
       case 'grace': {
         const { session } = result
-        this.#events.emit('refresh', { userId: session.userId, sessionId: session.id, grace: result.outcome === 'grace', ...client })
-        return this.#tokens({ sub: session.userId, sid: session.id, jti: nextJti, session }, session.rotatedAt as number, now)
+        const mintedAt = session.rotatedAt as number
+        // A grace answer re-issues the successor minted at the rotation (or recovery) it follows.
+        const jti = result.outcome === 'grace' ? this.#codec.successorId(presented.jti, mintedAt) : nextJti
+        this.#events.emit('refresh', {
+          userId: session.userId, sessionId: session.id, grace: result.outcome === 'grace', recovered: result.outcome === 'recovered', ...client
+        })
+        return this.#tokens({ sub: session.userId, sid: session.id, jti, session }, mintedAt, now)
       }
       case 'reused':
         this.#revoked(result.session, 'reuse', now)
@@ -306,14 +318,25 @@ export class SessionService {
     }
   }
 
-  /** Runs a store call with a deadline; any failure becomes a 503 and nothing is issued (R8). */
-  async #call<T> (operation: () => Promise<T>): Promise<T> {
+  /**
+   * Runs a store call with a deadline; any failure becomes a 503 and nothing is issued. The
+   * deadline goes to the store too, on the wall clock: a write that reaches it later is dropped
+   * there (docs/design.md, "A 503 is the truth").
+   */
+  async #call<T> (operation: (deadline: number) => Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined
-    const deadline = new Promise<never>((_resolve, reject) => {
+    const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new Error(`store call exceeded ${this.#storeTimeout} ms`)), this.#storeTimeout)
     })
-    return await Promise.race([operation(), deadline])
-      .catch((cause: unknown) => { throw new StoreUnavailableError({ cause }) })
-      .finally(() => clearTimeout(timer))
+    try {
+      const result = await Promise.race([operation(Date.now() + this.#storeTimeout), timeout])
+      this.health.succeeded()
+      return result
+    } catch (cause) {
+      this.health.failed(cause)
+      throw new StoreUnavailableError({ cause })
+    } finally {
+      clearTimeout(timer)
+    }
   }
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import type { RevocationRecord, RotateRequest, SessionRecord, TokenStore } from './stores/types.js'
+import { type RevocationRecord, type RotateRequest, type SessionRecord, StoreDeadlineError, type TokenStore } from './stores/types.js'
 
 /**
  * The store conformance kit: one suite every TokenStore must pass, whatever it is built on.
@@ -119,29 +119,90 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(await store.revokedSince(0), [], 'nothing revoked')
   })
 
-  check('rotate: the predecessor after the grace window is reuse: the session is deleted and the revocation fed', async (store) => {
+  check('rotate: a lost response: the predecessor after the grace window is `recovered`, and the successor it replaces is dead', async (store) => {
     const session = record()
     await store.createSession(session)
     const rotatedAt = session.createdAt + MINUTE
+    // The client never received hash('2'): the response was lost, or the store applied the
+    // rotation after the caller had answered 503.
     await store.rotate(rotation(session, session.tokenHash, hash('2'), rotatedAt))
-    const late = rotatedAt + GRACE + 1
-    const result = await store.rotate(rotation(session, session.tokenHash, hash('2'), late))
-    assert.equal(result.outcome, 'reused')
-    assert.equal(result.outcome === 'reused' && result.session.id, session.id)
-    assert.equal(result.outcome === 'reused' && result.session.userId, session.userId)
-    assert.deepEqual(await store.listUserSessions(session.userId, late), [])
-    assert.deepEqual(await store.revokedSince(late), [{ sessionId: session.id, revokedAt: late }])
-    assert.deepEqual(await store.rotate(rotation(session, hash('2'), hash('3'), late + 1)), { outcome: 'missing' },
-      'the current token died with the session')
+    const retry = rotatedAt + GRACE + 1
+    const result = await store.rotate(rotation(session, session.tokenHash, hash('2b'), retry, { userAgent: 'agent/3', ip: '198.51.100.3' }))
+    const expected: SessionRecord = {
+      ...session,
+      tokenHash: hash('2b'),
+      previousTokenHash: session.tokenHash,
+      rotatedAt: retry,
+      graceUses: 0,
+      lastUsedAt: retry,
+      expiresAt: retry + IDLE,
+      userAgent: 'agent/3',
+      ip: '198.51.100.3'
+    }
+    assert.deepEqual(result, { outcome: 'recovered', session: expected })
+    assert.deepEqual(await store.listUserSessions(session.userId, retry), [expected])
+    assert.deepEqual(await store.revokedSince(0), [], 'nothing revoked')
+    const stolen = await store.rotate(rotation(session, hash('2'), hash('3'), retry + 1))
+    assert.equal(stolen.outcome, 'reused', 'whoever holds the replaced successor is a thief: the session ends')
+    assert.deepEqual(await store.revokedSince(retry + 1), [{ sessionId: session.id, revokedAt: retry + 1 }])
   })
 
-  check('rotate: with grace 0 the predecessor is reuse even in the same millisecond', async (store) => {
+  check('rotate: with grace 0 the predecessor is `recovered` a millisecond later, `superseded` in the same one', async (store) => {
     const session = record()
     await store.createSession(session)
     const now = session.createdAt + MINUTE
     await store.rotate(rotation(session, session.tokenHash, hash('2'), now, { grace: 0 }))
-    const result = await store.rotate(rotation(session, session.tokenHash, hash('2'), now, { grace: 0 }))
-    assert.equal(result.outcome, 'reused')
+    const same = await store.rotate(rotation(session, session.tokenHash, hash('2'), now, { grace: 0 }))
+    assert.equal(same.outcome, 'superseded', 'no successor different from the current one can be minted in the same ms')
+    assert.equal(same.outcome === 'superseded' && same.session.tokenHash, hash('2'), 'superseded changes nothing')
+    const behind = await store.rotate(rotation(session, session.tokenHash, hash('0'), now - 1, { grace: 0 }))
+    assert.equal(behind.outcome, 'superseded', 'a caller whose clock is behind the rotation mints nothing')
+    const later = await store.rotate(rotation(session, session.tokenHash, hash('2b'), now + 1, { grace: 0 }))
+    assert.equal(later.outcome, 'recovered')
+    assert.equal(later.outcome === 'recovered' && later.session.tokenHash, hash('2b'))
+    assert.equal(later.outcome === 'recovered' && later.session.previousTokenHash, session.tokenHash)
+    const again = await store.rotate(rotation(session, session.tokenHash, hash('2c'), now + 2, { grace: 0 }))
+    assert.equal(again.outcome, 'recovered', 'a predecessor stays recoverable until its successor is used')
+    const used = await store.rotate(rotation(session, hash('2c'), hash('3'), now + 3, { grace: 0 }))
+    assert.equal(used.outcome, 'rotated')
+    const theft = await store.rotate(rotation(session, session.tokenHash, hash('x'), now + 4, { grace: 0 }))
+    assert.equal(theft.outcome, 'reused', 'once its successor was used, the predecessor is theft')
+    assert.deepEqual(await store.listUserSessions(session.userId, now + 4), [])
+  })
+
+  check('rotate: a recovered successor has its own grace window; the predecessor is answered with it', async (store) => {
+    const session = record()
+    await store.createSession(session)
+    const rotatedAt = session.createdAt + MINUTE
+    await store.rotate(rotation(session, session.tokenHash, hash('2'), rotatedAt))
+    const recoveredAt = rotatedAt + GRACE + 1
+    await store.rotate(rotation(session, session.tokenHash, hash('2b'), recoveredAt))
+    const result = await store.rotate(rotation(session, session.tokenHash, hash('2c'), recoveredAt + GRACE))
+    assert.equal(result.outcome, 'grace')
+    assert.equal(result.outcome === 'grace' && result.session.tokenHash, hash('2b'))
+    assert.equal(result.outcome === 'grace' && result.session.rotatedAt, recoveredAt)
+  })
+
+  check('rotate: a deadline already past changes nothing and rejects; the retry rotates', async (store) => {
+    const session = record()
+    await store.createSession(session)
+    const now = session.createdAt + MINUTE
+    // A store that stalled past its caller's deadline (who has answered 503 meanwhile).
+    await assert.rejects(store.rotate(rotation(session, session.tokenHash, hash('2'), now, { deadline: Date.now() - 1000 })), StoreDeadlineError)
+    assert.deepEqual(await store.listUserSessions(session.userId, now), [session], 'nothing changed')
+    await assert.rejects(store.rotate(rotation(session, session.tokenHash, hash('2'), session.expiresAt, { deadline: Date.now() - 1000 })), StoreDeadlineError)
+    assert.deepEqual(await store.listUserSessions(session.userId, now), [session], 'a late call deletes nothing either')
+    const retry = await store.rotate(rotation(session, session.tokenHash, hash('2'), now + 1))
+    assert.equal(retry.outcome, 'rotated')
+  })
+
+  check('createSession: a deadline already past stores nothing and rejects', async (store) => {
+    const session = record()
+    await assert.rejects(store.createSession(session, { deadline: Date.now() - 1000 }), StoreDeadlineError)
+    assert.deepEqual(await store.listUserSessions(session.userId, session.createdAt), [])
+    assert.deepEqual(await store.rotate(rotation(session, session.tokenHash, hash('2'), session.createdAt + 1)), { outcome: 'missing' })
+    await store.createSession(session, { deadline: Date.now() + MINUTE })
+    assert.deepEqual(await store.listUserSessions(session.userId, session.createdAt), [session])
   })
 
   check('rotate: an older generation is reuse even inside the grace window', async (store) => {
@@ -180,15 +241,35 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(await store.rotate(rotation(session, session.tokenHash, hash('2'), session.createdAt)), { outcome: 'missing' })
   })
 
-  check(`rotate: ${concurrency} concurrent rotations of one token, grace 0: exactly one winner`, async (store) => {
+  check(`rotate: ${concurrency} concurrent rotations of one token, grace 0: exactly one winner, the rest mint nothing`, async (store) => {
     const session = record()
     await store.createSession(session)
     const now = session.createdAt + MINUTE
     const results = await Promise.all(Array.from({ length: concurrency }, (_, i) =>
       store.rotate(rotation(session, session.tokenHash, hash(`next-${i}`), now, { grace: 0 }))))
-    const outcomes = results.map((result) => result.outcome)
-    assert.equal(outcomes.filter((outcome) => outcome === 'rotated').length, 1, `one rotated, got ${JSON.stringify(count(outcomes))}`)
-    assert.ok(outcomes.every((outcome) => outcome === 'rotated' || outcome === 'reused' || outcome === 'missing'), JSON.stringify(count(outcomes)))
+    const tally = count(results.map((result) => result.outcome))
+    assert.deepEqual(tally, { rotated: 1, superseded: concurrency - 1 }, `one rotated, the rest superseded; got ${JSON.stringify(tally)}`)
+    const winner = results.find((result) => result.outcome === 'rotated')
+    const [alive] = await store.listUserSessions(session.userId, now)
+    assert.equal(alive?.tokenHash, winner?.outcome === 'rotated' && winner.session.tokenHash)
+  })
+
+  check(`rotate: ${concurrency} concurrent retries of one predecessor, a ms apart, grace 0: each recovery replaces the last`, async (store) => {
+    const session = record()
+    await store.createSession(session)
+    const now = session.createdAt + MINUTE
+    await store.rotate(rotation(session, session.tokenHash, hash('lost'), now, { grace: 0 }))
+    const results = await Promise.all(Array.from({ length: concurrency }, (_, i) =>
+      store.rotate(rotation(session, session.tokenHash, hash(`retry-${i}`), now + 1 + i, { grace: 0 }))))
+    const tally = count(results.map((result) => result.outcome))
+    assert.equal((tally.recovered ?? 0) + (tally.superseded ?? 0), concurrency, JSON.stringify(tally))
+    assert.ok((tally.recovered ?? 0) >= 1, JSON.stringify(tally))
+    const [alive] = await store.listUserSessions(session.userId, now + concurrency)
+    const last = results.filter((result) => result.outcome === 'recovered')
+      .map((result) => result.outcome === 'recovered' ? result.session : session)
+      .sort((a, b) => (b.rotatedAt as number) - (a.rotatedAt as number))[0]
+    assert.equal(alive?.tokenHash, last?.tokenHash, 'one live successor: the latest recovery\'s')
+    assert.deepEqual(await store.revokedSince(0), [], 'nothing revoked')
   })
 
   check(`rotate: ${concurrency} concurrent rotations of one token with grace: one winner, the rest grace or superseded`, async (store) => {
@@ -334,6 +415,7 @@ export function rotationRequest (session: SessionRecord, presentedHash: string, 
     userAgent: session.userAgent,
     ip: session.ip,
     keepRevocationFor: KEEP,
+    deadline: Date.now() + MINUTE,
     ...overrides
   }
 }

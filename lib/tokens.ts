@@ -161,12 +161,14 @@ export class TokenCodec {
   }
 
   /**
-   * The id of the token that replaces `jti` at rotation. Derived, not random, so a client that
-   * presents the predecessor inside the grace window gets the very same successor back, and a
-   * session never has two live branches.
+   * The id of the token that replaces `jti` when it is minted at `mintedAt` (ms). Derived, not
+   * random: a client that presents the predecessor inside the grace window gets the very same
+   * successor back (the store keeps when it was minted), so a session never has two live
+   * branches; and a recovery, minted later, gets a different one (docs/design.md, "A 503 is the
+   * truth").
    */
-  successorId (jti: string): string {
-    return createHmac('sha256', this.#successorKey).update(jti).digest('base64url')
+  successorId (jti: string, mintedAt: number): string {
+    return createHmac('sha256', this.#successorKey).update(`${jti}.${mintedAt}`).digest('base64url')
   }
 }
 

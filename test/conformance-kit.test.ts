@@ -70,6 +70,43 @@ t.test('the kit catches a store that ignores the grace window', async (t) => {
   t.ok(failed(results).some((name) => name.includes('with grace: one winner, the rest grace or superseded')))
 })
 
+/** Applies whatever reaches it, however late: the plugin has answered 503 by then. */
+class DeadlineBlindStore extends MemoryStore {
+  override async createSession (...[session]: Parameters<MemoryStore['createSession']>): Promise<void> {
+    await super.createSession(session)
+  }
+
+  override async rotate (request: RotateRequest): Promise<RotateResult> {
+    return await super.rotate({ ...request, deadline: undefined })
+  }
+}
+
+t.test('the kit catches a store that applies changes after their deadline', async (t) => {
+  const results = await runKit(() => new DeadlineBlindStore())
+  t.same(failed(results), [
+    'rotate: a deadline already past changes nothing and rejects; the retry rotates',
+    'createSession: a deadline already past stores nothing and rejects'
+  ])
+})
+
+/** The old rule: a predecessor outside the grace window is theft, even when its successor was never used. */
+class UnforgivingStore extends MemoryStore {
+  override async rotate (request: RotateRequest): Promise<RotateResult> {
+    const result = await super.rotate(request)
+    if (result.outcome !== 'recovered') return result
+    await this.revokeSession(request.sessionId, undefined, { now: request.now, keepFor: request.keepRevocationFor })
+    return { outcome: 'reused', session: result.session }
+  }
+}
+
+t.test('the kit catches a store that ends a session whose client never received its successor', async (t) => {
+  const results = await runKit(() => new UnforgivingStore())
+  const names = failed(results)
+  t.ok(names.some((name) => name.startsWith('rotate: a lost response')), names.join('\n'))
+  t.ok(names.some((name) => name.startsWith('rotate: with grace 0 the predecessor is `recovered`')), names.join('\n'))
+  t.ok(names.some((name) => name.includes('concurrent retries of one predecessor')), names.join('\n'))
+})
+
 t.test('a store without push passes: the push test has nothing to check', async (t) => {
   const results = await runKit(() => pollOnly(new MemoryStore()))
   t.same(failed(results), [])

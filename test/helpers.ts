@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream'
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import type { Test } from 'tap'
 import tokenAuth, { type MemoryStore, type TokenAuthOptions, type TokenStore } from '../lib/index.js'
@@ -64,6 +65,20 @@ export function me (app: FastifyInstance, accessToken: string) {
   return app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${accessToken}` } })
 }
 
+export interface LogLine { level: number, msg: string, [key: string]: unknown }
+
+/** A pino destination that keeps every line, parsed. */
+export function logCapture (): { stream: Writable, lines: LogLine[] } {
+  const lines: LogLine[] = []
+  const stream = new Writable({
+    write (chunk, _encoding, callback) {
+      for (const line of chunk.toString().split('\n')) if (line !== '') lines.push(JSON.parse(line))
+      callback()
+    }
+  })
+  return { stream, lines }
+}
+
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** The JSON payload of a JWT, unverified: for asserting what a token carries. */
@@ -87,7 +102,7 @@ export const INVALID_TOKEN = 'Bearer error="invalid_token"'
 /** A MemoryStore without push: revocations travel only through the polled feed. */
 export function pollOnly (store: MemoryStore): TokenStore {
   return {
-    createSession: (session) => store.createSession(session),
+    createSession: (session, options) => store.createSession(session, options),
     rotate: (request) => store.rotate(request),
     revokeSession: (id, userId, context) => store.revokeSession(id, userId, context),
     revokeUserSessions: (userId, context) => store.revokeUserSessions(userId, context),

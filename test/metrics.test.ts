@@ -13,13 +13,18 @@ const ZERO = {
   [`${P}login_failures_total`]: 0,
   [`${P}refreshes_total{grace="false"}`]: 0,
   [`${P}refreshes_total{grace="true"}`]: 0,
+  [`${P}refresh_recoveries_total`]: 0,
   [`${P}reuse_detections_total`]: 0,
   [`${P}revocations_total{reason="logout"}`]: 0,
   [`${P}revocations_total{reason="logout-all"}`]: 0,
   [`${P}revocations_total{reason="reuse"}`]: 0,
   [`${P}revocations_total{reason="revoked"}`]: 0,
   [`${P}revocations_total{reason="user-unavailable"}`]: 0,
-  [`${P}revocations_total{reason="other"}`]: 0
+  [`${P}revocations_total{reason="other"}`]: 0,
+  [`${P}unavailable_responses_total{route="login"}`]: 0,
+  [`${P}unavailable_responses_total{route="refresh"}`]: 0,
+  [`${P}unavailable_responses_total{route="logout"}`]: 0,
+  [`${P}unavailable_responses_total{route="sessions"}`]: 0
 }
 
 const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*'

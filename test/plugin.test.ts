@@ -1,26 +1,11 @@
 import { EventEmitter } from 'node:events'
-import { Writable } from 'node:stream'
 import fastifyCookie from '@fastify/cookie'
 import fastifyJwt from '@fastify/jwt'
 import fastifyRateLimit from '@fastify/rate-limit'
 import Fastify, { type FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import tokenAuth, { MemoryStore, type TokenAuthOptions } from '../lib/index.js'
-import { baseOptions, login, me, PASSWORD, refresh, refreshCookie, sleep, USER_ID, USERNAME } from './helpers.js'
-
-interface LogLine { level: number, msg: string, [key: string]: unknown }
-
-/** A pino destination that keeps every line. */
-function logCapture (): { stream: Writable, lines: LogLine[] } {
-  const lines: LogLine[] = []
-  const stream = new Writable({
-    write (chunk, _encoding, callback) {
-      for (const line of chunk.toString().split('\n')) if (line !== '') lines.push(JSON.parse(line))
-      callback()
-    }
-  })
-  return { stream, lines }
-}
+import { baseOptions, logCapture, login, me, PASSWORD, refresh, refreshCookie, sleep, USER_ID, USERNAME } from './helpers.js'
 
 /** A MemoryStore that counts calls and can be made to fail its sweeps. */
 class SpyStore extends MemoryStore {
@@ -302,7 +287,7 @@ t.test('the sweep timer calls store.sweep and onClose clears it', async (t) => {
   t.equal(store.sweeps, sweepsAtClose, 'no sweep after close: the timer was cleared')
 })
 
-t.test('a failing sweep is logged at warn, not thrown', async (t) => {
+t.test('a failing sweep opens a store incident, logged once at error, not thrown; it ends with the next success', async (t) => {
   const store = new SpyStore()
   store.failSweep = true
   const logs = logCapture()
@@ -311,15 +296,20 @@ t.test('a failing sweep is logged at warn, not thrown', async (t) => {
   process.on('unhandledRejection', onUnhandled)
   t.teardown(() => { process.off('unhandledRejection', onUnhandled) })
   const server = await app(t, (instance) => instance.register(tokenAuth, baseOptions({ store, sweepInterval: 1000 })), { level: 'warn', stream: logs.stream })
-  await sleep(1100)
-  t.ok(store.sweeps >= 1, 'the sweep ran')
-  const warnings = logs.lines.filter((line) => line.msg === 'fastify-token-auth: sweeping expired sessions failed')
-  t.equal(warnings.length, store.sweeps, 'every failed sweep is logged')
-  t.equal(warnings[0]?.level, 40, 'at warn level')
-  t.match((warnings[0]?.err as { message: string }).message, /Token store unavailable/)
+  await sleep(2100)
+  t.ok(store.sweeps >= 2, 'the sweep ran more than once')
+  const incident = logs.lines.filter((line) => /token store unavailable/.test(line.msg as string))
+  t.equal(incident.length, 1, 'the outage is logged once, however many sweeps fail')
+  t.equal(incident[0]?.level, 50, 'at error level')
+  t.match((incident[0]?.err as { message: string }).message, /sweep exploded/, 'with its cause')
+  t.same(logs.lines.filter((line) => /sweeping expired sessions failed/.test(line.msg as string)), [], 'no line per failed sweep')
   t.same(unhandled, [], 'no unhandled rejection')
   const response = await server.inject({ method: 'POST', url: '/auth/login', payload: { username: USERNAME, password: PASSWORD } })
   t.equal(response.statusCode, 200, 'the app keeps working')
+  const recovered = logs.lines.filter((line) => /token store available again/.test(line.msg as string))
+  t.equal(recovered.length, 1, 'the first call that succeeds ends the incident')
+  t.equal(recovered[0]?.level, 40)
+  t.equal(recovered[0]?.unavailableResponses, 0, 'no request was answered 503')
 })
 
 t.test('registering with routes: false still decorates and protects', async (t) => {

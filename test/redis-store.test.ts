@@ -1,10 +1,12 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
+import { once } from 'node:events'
 import net from 'node:net'
 import { Redis } from 'ioredis'
 import { createClient } from 'redis'
 import t, { type Test } from 'tap'
 import { type IoredisLike, type NodeRedisClientLike, RedisStore, type RedisStoreOptions } from '../lib/stores/redis.js'
-import type { RevocationRecord } from '../lib/stores/types.js'
+import { type RevocationRecord, StoreDeadlineError } from '../lib/stores/types.js'
 import { defineStoreConformance, rotationRequest as rotation, sessionRecord as session } from '../lib/testing.js'
 import { hashTokenId } from '../lib/tokens.js'
 import { build, decodePayload, login, refresh, refreshCookie } from './helpers.js'
@@ -14,6 +16,8 @@ import { REDIS_URL, redisAvailable } from './services.js'
 const MINUTE = 60_000
 const IDLE = 10 * MINUTE
 const KEEP = 15 * MINUTE
+/** The grace window of the kit's `rotationRequest`. */
+const GRACE = 5000
 
 const skip = await redisAvailable()
 if (skip !== undefined) {
@@ -62,6 +66,16 @@ async function suite (): Promise<void> {
   async function expiresWithin (t: Test, key: string, window: [number, number], ttl: number, message = `${key} expires ${ttl} ms after its write`): Promise<void> {
     const at = Number(await client.pExpireTime(key))
     t.ok(at >= window[0] + ttl && at <= window[1] + ttl, `${message} (${at - window[0] - ttl} ms into the window)`)
+  }
+
+  /** Every key under `prefix` with its value (a string, or a sorted set with scores) and its expiry time. */
+  async function snapshot (prefix: string): Promise<Record<string, unknown>> {
+    const state: Record<string, unknown> = {}
+    for (const key of await keysOf(prefix)) {
+      const value = await client.type(key) === 'string' ? await client.get(key) : await client.zRangeWithScores(key, 0, -1)
+      state[key] = [value, await client.pExpireTime(key)]
+    }
+    return state
   }
 
   // ---- The conformance kit, once per client kind, each test on a prefix of its own. ----
@@ -279,9 +293,17 @@ async function suite (): Promise<void> {
       await stores[i % 2]?.rotate(rotation(original, original.tokenHash, hash(`next-${i}`), now, { grace: 0 }))))
     const outcomes = results.map((result) => result?.outcome)
     t.equal(outcomes.filter((outcome) => outcome === 'rotated').length, 1)
-    t.equal(outcomes.filter((outcome) => outcome === 'reused').length, 1, 'the second one found the token spent and ended the session')
-    t.equal(outcomes.filter((outcome) => outcome === 'missing').length, 98)
-    t.strictSame(await stores[1]?.revokedSince(0), [{ sessionId: original.id, revokedAt: now }])
+    t.equal(outcomes.filter((outcome) => outcome === 'superseded').length, 99,
+      'the others found the token spent by a successor they cannot replace in the same ms: nothing minted')
+    const winner = results.find((result) => result?.outcome === 'rotated')
+    const next = winner?.outcome === 'rotated' ? winner.session.tokenHash : ''
+    t.equal((await stores[1]?.listUserSessions(original.userId, now))?.[0]?.tokenHash, next, 'the winner\'s successor is current')
+    t.strictSame(await stores[1]?.revokedSince(0), [])
+    // Theft across clients: the successor used through one, the predecessor presented through the other.
+    t.equal((await stores[0]?.rotate(rotation(original, next, hash('3'), now + 1, { grace: 0 })))?.outcome, 'rotated')
+    t.equal((await stores[1]?.rotate(rotation(original, original.tokenHash, hash('x'), now + 2, { grace: 0 })))?.outcome, 'reused',
+      'a predecessor whose successor was used ends the session')
+    t.strictSame(await stores[0]?.revokedSince(0), [{ sessionId: original.id, revokedAt: now + 2 }])
   })
 
   t.test('scripts are reloaded after SCRIPT FLUSH (NOSCRIPT falls back to EVAL)', async (t) => {
@@ -305,6 +327,157 @@ async function suite (): Promise<void> {
     const [key] = (await keysOf(prefixOf(store))).filter((key) => key.includes(':s:'))
     await client.set(key as string, 'not json', { KEEPTTL: true })
     await t.rejects(store.rotate(rotation(original, original.tokenHash, hash('2'), original.createdAt + 1)), /cjson|JSON|Expected/i)
+  })
+
+  // ---- Deadlines (a 503 never costs a session) and recovery ----
+
+  t.test('a late createSession stores nothing and rejects, through node-redis and ioredis; in time it stores', async (t) => {
+    for (const [name, base] of [['node-redis', client], ['ioredis', io]] as const) {
+      const prefix = freshPrefix(t)
+      const store = new RedisStore({ client: base, prefix })
+      t.teardown(() => store.close())
+      const tagged = session({ id: store.sessionIdFor('user-a') })
+      await rejectsLate(t, store.createSession(tagged, { deadline: Date.now() - 1000 }), 'createSession', `${name}: late`)
+      t.strictSame(await keysOf(prefix), [], `${name}: no record, no index`)
+      const pointed = session({ createdAt: tagged.createdAt + 1 }) // listed after it
+      await rejectsLate(t, store.createSession(pointed, { deadline: Date.now() - 1000 }), 'createSession', `${name}: late, an id with a pointer`)
+      t.strictSame(await keysOf(prefix), [`${prefix}p:${pointed.id}`], `${name}: only the pointer written before the script, pointing to nothing`)
+      t.strictSame(await store.rotate(rotation(pointed, pointed.tokenHash, hash('2'), pointed.createdAt + 1)), { outcome: 'missing' })
+      await store.createSession(tagged, { deadline: Date.now() + MINUTE })
+      await store.createSession(pointed, { deadline: Date.now() + MINUTE })
+      t.strictSame(await store.listUserSessions('user-a', tagged.createdAt), [tagged, pointed], `${name}: stored in time`)
+    }
+  })
+
+  t.test('a late rotate changes nothing (no rotation, expiry, grace use or revocation) and rejects; in time it rotates', async (t) => {
+    for (const [name, base] of [['node-redis', client], ['ioredis', io]] as const) {
+      const prefix = freshPrefix(t)
+      const store = new RedisStore({ client: base, prefix })
+      t.teardown(() => store.close())
+      const original = session()
+      await store.createSession(original)
+      const rotatedAt = original.createdAt + MINUTE
+      t.equal((await store.rotate(rotation(original, original.tokenHash, hash('2'), rotatedAt))).outcome, 'rotated')
+      const before = await snapshot(prefix)
+      const late = { deadline: Date.now() - 1000 }
+      const calls: Array<[string, string, number]> = [
+        ['current', hash('2'), rotatedAt + 1],
+        ['predecessor in the grace window', original.tokenHash, rotatedAt + 1],
+        ['predecessor after it', original.tokenHash, rotatedAt + GRACE + 1],
+        ['unknown hash', hash('never'), rotatedAt + 1],
+        ['at expiry', hash('2'), rotatedAt + IDLE]
+      ]
+      for (const [what, presented, now] of calls) {
+        await rejectsLate(t, store.rotate(rotation(original, presented, hash('3'), now, late)), 'rotate', `${name}: ${what}, late`)
+      }
+      t.strictSame(await snapshot(prefix), before, `${name}: record, index and their TTLs as before; no feed`)
+      t.equal((await store.rotate(rotation(original, hash('2'), hash('3'), rotatedAt + 2, { deadline: Date.now() + MINUTE }))).outcome, 'rotated',
+        `${name}: in time, it rotates`)
+      t.equal((await store.rotate(rotation(original, hash('3'), hash('4'), rotatedAt + 3, { deadline: undefined }))).outcome, 'rotated',
+        `${name}: without a deadline, no check`)
+    }
+  })
+
+  t.test('the deadline is met or missed on Redis\'s clock when the script runs: writes queued behind a frozen Redis are dropped', async (t) => {
+    const skip = privateRedisUnavailable()
+    if (skip !== undefined) {
+      t.plan(0, skip)
+      return
+    }
+    const port = await deadPort()
+    const server = await startRedisServer(port)
+    const nodeRedis = createClient({ url: `redis://127.0.0.1:${port}` })
+    nodeRedis.on('error', () => {})
+    const ioredis = new Redis({ port })
+    ioredis.on('error', () => {})
+    t.teardown(async () => {
+      nodeRedis.destroy()
+      ioredis.disconnect()
+      server.kill('SIGCONT')
+      await kill(server)
+    })
+    await nodeRedis.connect()
+    for (const [name, base] of [['node-redis', nodeRedis], ['ioredis', ioredis]] as const) {
+      const store = new RedisStore({ client: base, prefix: `fta-test:${name}:` })
+      t.teardown(() => store.close())
+      const make = (userId: string): ReturnType<typeof session> => session({ id: store.sessionIdFor(userId), userId })
+      const kept = make('user-kept')
+      const patient = make('user-patient')
+      const fresh = make('user-fresh')
+      await store.createSession(kept)
+      await store.createSession(patient)
+
+      // Sent well within their deadlines, run by Redis only after them (as after a storeTimeout).
+      server.kill('SIGSTOP')
+      const deadline = Date.now() + 200
+      const settled = async (call: Promise<unknown>): Promise<unknown> => await call.then((value) => value, (error: unknown) => error)
+      const login = settled(store.createSession(fresh, { deadline }))
+      const refresh = settled(store.rotate(rotation(kept, kept.tokenHash, hash('2'), kept.createdAt + 1, { deadline })))
+      const slow = settled(store.rotate(rotation(patient, patient.tokenHash, hash('2'), patient.createdAt + 1, { deadline: deadline + MINUTE })))
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      server.kill('SIGCONT')
+
+      t.ok(await login instanceof StoreDeadlineError, `${name}: the login queued past its deadline was dropped`)
+      t.ok(await refresh instanceof StoreDeadlineError, `${name}: so was the refresh`)
+      t.match(await slow, { outcome: 'rotated' }, `${name}: a write whose deadline Redis had not reached was applied`)
+      t.strictSame(await store.listUserSessions(fresh.userId, fresh.createdAt), [], `${name}: no session from the dropped login`)
+      t.strictSame(await store.listUserSessions(kept.userId, kept.createdAt), [kept], `${name}: the dropped refresh rotated nothing`)
+      t.equal((await store.rotate(rotation(kept, kept.tokenHash, hash('2'), kept.createdAt + 2))).outcome, 'rotated',
+        `${name}: the client's retry with the token it kept rotates`)
+    }
+  })
+
+  t.test('recovered and superseded, through node-redis and ioredis: recovery renews as a rotation does; superseded writes nothing', async (t) => {
+    for (const [name, base] of [['node-redis', client], ['ioredis', io]] as const) {
+      const prefix = freshPrefix(t)
+      const store = new RedisStore({ client: base, prefix })
+      t.teardown(() => store.close())
+      const original = session({ id: store.sessionIdFor('user-a'), claims: { role: 'user' } })
+      const [recordKey, indexKey] = [`${prefix}{${tagOf(store, 'user-a')}}:s:${original.id}`, `${prefix}{${tagOf(store, 'user-a')}}:i`]
+      await store.createSession(original)
+      const rotatedAt = original.createdAt + MINUTE
+      const rotated = await store.rotate(rotation(original, original.tokenHash, hash('2'), rotatedAt))
+      t.equal(rotated.outcome, 'rotated')
+      const before = await snapshot(prefix)
+      const asBefore = { outcome: 'superseded', session: rotated.outcome === 'rotated' ? rotated.session : original }
+      t.strictSame(await store.rotate(rotation(original, original.tokenHash, hash('2x'), rotatedAt, { grace: 0 })), asBefore,
+        `${name}: grace 0, the same ms: superseded`)
+      t.strictSame(await store.rotate(rotation(original, original.tokenHash, hash('2x'), rotatedAt - 1, { grace: 0 })), asBefore,
+        `${name}: grace 0, a caller behind the rotation: superseded`)
+      t.strictSame(await store.rotate(rotation(original, original.tokenHash, hash('2'), rotatedAt + 1, { graceLimit: 0 })), asBefore,
+        `${name}: in the window, over the limit: superseded`)
+      t.strictSame(await snapshot(prefix), before, `${name}: superseded wrote nothing, TTLs included`)
+
+      const retry = rotatedAt + GRACE + 1
+      let result: Awaited<ReturnType<RedisStore['rotate']>> | undefined
+      const window = await timed(async () => {
+        result = await store.rotate({ ...rotation(original, original.tokenHash, hash('2b'), retry, { userAgent: 'agent/3', ip: null }), claims: { role: 'admin' } })
+      })
+      const expected = {
+        ...original,
+        claims: { role: 'admin' },
+        tokenHash: hash('2b'),
+        previousTokenHash: original.tokenHash,
+        rotatedAt: retry,
+        graceUses: 0,
+        lastUsedAt: retry,
+        expiresAt: retry + IDLE,
+        userAgent: 'agent/3',
+        ip: null
+      }
+      t.strictSame(result, { outcome: 'recovered', session: expected }, `${name}: recovered, the predecessor kept`)
+      t.strictSame(await store.listUserSessions('user-a', retry), [expected], `${name}: as stored`)
+      await expiresWithin(t, recordKey, window, IDLE, `${name}: the record's TTL is renewed from the recovery's now`)
+      await expiresWithin(t, indexKey, window, IDLE, `${name}: and the index's`)
+      t.equal(await client.zScore(indexKey, original.id), retry + IDLE, `${name}: the index score is the new expiresAt`)
+      t.equal((await store.rotate(rotation(original, original.tokenHash, hash('2c'), retry + 1))).outcome, 'grace',
+        `${name}: the recovery opened a grace window of its own`)
+
+      const stolen = await store.rotate(rotation(original, hash('2'), hash('3'), retry + 2))
+      t.equal(stolen.outcome, 'reused', `${name}: the successor the recovery replaced is theft`)
+      t.strictSame(await store.revokedSince(0), [{ sessionId: original.id, revokedAt: retry + 2 }])
+      t.strictSame(await keysOf(prefix), [`${prefix}{feed}:at`, `${prefix}{feed}:until`], `${name}: the session is gone`)
+    }
   })
 
   // ---- Session ids from sessionIdFor, and ids that only look like them ----
@@ -337,8 +510,11 @@ async function suite (): Promise<void> {
     await store.createSession(lookalike)
     t.equal((await keysOf(prefixOf(store))).filter((key) => key.includes(':p:')).length, 1, 'it got a pointer')
     t.equal((await store.rotate(rotation(lookalike, lookalike.tokenHash, hash('2'), lookalike.createdAt + 1))).outcome, 'rotated')
-    t.equal((await store.rotate(rotation(lookalike, lookalike.tokenHash, hash('3'), lookalike.createdAt + MINUTE))).outcome, 'reused')
-    t.strictSame(await store.rotate(rotation(lookalike, hash('2'), hash('3'), lookalike.createdAt + MINUTE)), { outcome: 'missing' })
+    t.equal((await store.rotate(rotation(lookalike, lookalike.tokenHash, hash('3'), lookalike.createdAt + MINUTE))).outcome, 'recovered',
+      'the predecessor of an unused successor, after the grace window')
+    t.equal((await store.rotate(rotation(lookalike, hash('2'), hash('4'), lookalike.createdAt + MINUTE + 1))).outcome, 'reused',
+      'the successor the recovery replaced is theft')
+    t.strictSame(await store.rotate(rotation(lookalike, hash('3'), hash('4'), lookalike.createdAt + MINUTE + 2)), { outcome: 'missing' })
     t.equal(await store.revokeSession(randomBytes(30).toString('base64url').slice(0, 30), undefined, { now: 1, keepFor: KEEP }), null,
       'an unknown id of that length is missing in both places')
     t.equal((await keysOf(prefixOf(store))).filter((key) => key.includes(':p:')).length, 0, 'the pointer went with the session')
@@ -669,6 +845,52 @@ function prefixOf (store: RedisStore): string {
 /** The slot tag the store gives a user (the first 8 characters of its sessionIdFor ids). */
 function tagOf (store: RedisStore, userId: string): string {
   return store.sessionIdFor(userId).slice(0, 8)
+}
+
+/** Asserts that `call` rejects with the StoreDeadlineError of `what`. */
+async function rejectsLate (t: Test, call: Promise<unknown>, what: 'createSession' | 'rotate', message: string): Promise<void> {
+  const error = await call.then(() => undefined, (error: unknown) => error)
+  t.ok(error instanceof StoreDeadlineError, message)
+  t.match(error, { name: 'StoreDeadlineError', message: `${what} reached the store after its deadline: nothing was changed` })
+}
+
+/** Why a private redis-server cannot be started here, if it cannot (a failure under CI). */
+function privateRedisUnavailable (): string | undefined {
+  const found = spawnSync('redis-server', ['--version'])
+  if (found.error === undefined) return undefined
+  const message = `redis-server is not installed (${found.error.message}); install it to run this test`
+  if (process.env.CI === 'true') throw new Error(`${message}. Under CI=true this is a failure, not a skip.`)
+  return message
+}
+
+/** A redis-server of this test's own on `port`, without persistence, resolved once it accepts connections. */
+async function startRedisServer (port: number): Promise<ChildProcess> {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stderr?.on('data', (chunk: Buffer) => { output += String(chunk) })
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start on port ${port}: ${output}`)), 10_000)
+    const onExit = (code: number | null): void => {
+      clearTimeout(timer)
+      reject(new Error(`redis-server exited (${code}) on port ${port}: ${output}`))
+    }
+    child.stdout?.on('data', (chunk: Buffer) => {
+      output += String(chunk)
+      if (!output.includes('Ready to accept connections')) return
+      clearTimeout(timer)
+      child.removeListener('exit', onExit)
+      resolve()
+    })
+    child.once('exit', onExit)
+  })
+  return child
+}
+
+async function kill (child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  child.kill('SIGKILL')
+  await exited
 }
 
 /** Runs `body` and returns the wall-clock window it ran in. */

@@ -1,9 +1,9 @@
 import Fastify, { type FastifyError, type LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
-import tokenAuth from '../lib/index.js'
+import tokenAuth, { collectMetrics } from '../lib/index.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 import type { RevocationContext, RevocationRecord, RotateRequest, RotateResult, SessionRecord } from '../lib/stores/types.js'
-import { baseOptions, build, login, me, PASSWORD, refresh, refreshCookie, USERNAME } from './helpers.js'
+import { baseOptions, build, logCapture, login, me, PASSWORD, refresh, refreshCookie, USERNAME } from './helpers.js'
 
 const OUTAGE = 'connect ECONNREFUSED 127.0.0.1:6379'
 
@@ -236,4 +236,48 @@ t.test('the body an app error handler sends from our routes reaches the client u
   t.equal(missing.statusCode, 401)
   t.same(missing.json(), { custom: true, code: 'FST_TOKEN_AUTH_MISSING_REFRESH_TOKEN', detail: 'added by the app' },
     'nor does the 4xx one')
+})
+
+t.test('an outage under concurrent traffic is logged twice, not once per 503; metrics count the 503s by route', async (t) => {
+  const store = new FlakyStore()
+  const logs = logCapture()
+  const app = Fastify({ logger: { level: 'info', stream: logs.stream } })
+  t.teardown(() => app.close())
+  // Sixteen logins of one account in a moment: the login limits are not what this test is about.
+  await app.register(tokenAuth, baseOptions({ store, loginRateLimit: false, accountRateLimit: false }))
+  app.get('/me', { onRequest: app.authenticate }, async (request) => ({ id: request.user.sub }))
+  const metrics = collectMetrics(app.tokenAuth.events)
+  const sessions = await Promise.all(Array.from({ length: 8 }, () => login(app)))
+
+  store.down = true
+  const answers = await Promise.all([
+    ...sessions.map((session) => refresh(app, session.refreshToken)),
+    ...sessions.map(() => app.inject({ method: 'POST', url: '/auth/login', payload: { username: USERNAME, password: PASSWORD } })),
+    app.inject({ method: 'POST', url: '/auth/logout', cookies: { refresh_token: sessions[0]?.refreshToken as string } }),
+    app.inject({ method: 'GET', url: '/auth/sessions', headers: { authorization: `Bearer ${sessions[0]?.accessToken as string}` } })
+  ])
+  for (const [i, answer] of answers.entries()) assertUnavailable(t, answer, `request ${i}`)
+  t.equal((await me(app, sessions[1]?.accessToken as string)).statusCode, 200, 'protected routes still answer')
+
+  const errors = logs.lines.filter((line) => line.level >= 50)
+  t.equal(errors.length, 1, 'one error line for the whole outage')
+  t.match(errors[0]?.msg, /token store unavailable/)
+  t.equal((errors[0]?.err as { message: string }).message, OUTAGE, 'with the cause')
+  t.notOk(logs.lines.some((line) => line.level >= 50 && line.msg === 'Token store unavailable, retry later'), 'no error line per 503')
+
+  store.down = false
+  t.equal((await refresh(app, sessions[2]?.refreshToken as string)).statusCode, 200, 'the same token refreshes after recovery')
+  const recovered = logs.lines.filter((line) => /token store available again/.test(line.msg))
+  t.equal(recovered.length, 1, 'one line when it ends')
+  t.equal(recovered[0]?.level, 40)
+  t.equal(recovered[0]?.unavailableResponses, answers.length, 'with the count of requests answered 503')
+  t.ok(typeof recovered[0]?.unavailableMs === 'number' && recovered[0].unavailableMs >= 0)
+  t.equal(logs.lines.filter((line) => line.level >= 50).length, 1, 'still one error line')
+
+  const counts = metrics.snapshot()
+  t.equal(counts['fastify_token_auth_unavailable_responses_total{route="refresh"}'], 8)
+  t.equal(counts['fastify_token_auth_unavailable_responses_total{route="login"}'], 8)
+  t.equal(counts['fastify_token_auth_unavailable_responses_total{route="logout"}'], 1)
+  t.equal(counts['fastify_token_auth_unavailable_responses_total{route="sessions"}'], 1)
+  metrics.close()
 })

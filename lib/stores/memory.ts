@@ -1,5 +1,8 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
-import type { RevocationContext, RevocationRecord, RotateRequest, RotateResult, SessionRecord, TokenStore } from './types.js'
+import {
+  type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError,
+  type TokenStore, type WriteOptions
+} from './types.js'
 
 export interface MemoryStoreOptions {
   /**
@@ -42,7 +45,9 @@ export class MemoryStore implements TokenStore {
     return this.#sessions.size
   }
 
-  async createSession (session: SessionRecord): Promise<void> {
+  async createSession (session: SessionRecord, options: WriteOptions = {}): Promise<void> {
+    // In process, a call runs when it is made: only a deadline already past can be missed.
+    if (isPast(options.deadline)) throw new StoreDeadlineError('createSession')
     this.#delete(session.id)
     if (this.#sessions.size >= this.#maxSessions) {
       // Map iteration order is insertion order: the first key is the oldest session.
@@ -58,6 +63,7 @@ export class MemoryStore implements TokenStore {
   }
 
   async rotate (request: RotateRequest): Promise<RotateResult> {
+    if (isPast(request.deadline)) throw new StoreDeadlineError('rotate')
     // No await between the read and the write: in one process this is atomic.
     const session = this.#sessions.get(request.sessionId)
     if (session === undefined) return { outcome: 'missing' }
@@ -67,21 +73,17 @@ export class MemoryStore implements TokenStore {
     }
     if (request.presentedHash === session.tokenHash) {
       session.previousTokenHash = session.tokenHash
-      session.tokenHash = request.nextHash
-      session.rotatedAt = request.now
-      session.graceUses = 0
-      session.lastUsedAt = request.now
-      session.expiresAt = Math.min(request.now + request.idleTtl, session.absoluteExpiresAt)
-      session.userAgent = request.userAgent
-      session.ip = request.ip
-      if (request.claims !== undefined) session.claims = copyClaims(request.claims)
-      return { outcome: 'rotated', session: copy(session) }
+      return { outcome: 'rotated', session: renew(session, request) }
     }
-    if (request.presentedHash === session.previousTokenHash && request.grace > 0 &&
-        request.now - (session.rotatedAt as number) <= request.grace) {
-      if (session.graceUses >= request.graceLimit) return { outcome: 'superseded', session: copy(session) }
-      session.graceUses++
-      return { outcome: 'grace', session: copy(session) }
+    if (request.presentedHash === session.previousTokenHash) {
+      const rotatedAt = session.rotatedAt as number
+      if (request.grace > 0 && request.now - rotatedAt <= request.grace) {
+        if (session.graceUses >= request.graceLimit) return { outcome: 'superseded', session: copy(session) }
+        session.graceUses++
+        return { outcome: 'grace', session: copy(session) }
+      }
+      if (request.now <= rotatedAt) return { outcome: 'superseded', session: copy(session) }
+      return { outcome: 'recovered', session: renew(session, request) }
     }
     this.#revoke(session.id, { now: request.now, keepFor: request.keepRevocationFor })
     return { outcome: 'reused', session: copy(session) }
@@ -153,6 +155,23 @@ export class MemoryStore implements TokenStore {
     ids.delete(sessionId)
     if (ids.size === 0) this.#byUser.delete(session.userId)
   }
+}
+
+/** Makes `nextHash` current, as a rotation and a recovery both do, and returns a copy. */
+function renew (session: SessionRecord, request: RotateRequest): SessionRecord {
+  session.tokenHash = request.nextHash
+  session.rotatedAt = request.now
+  session.graceUses = 0
+  session.lastUsedAt = request.now
+  session.expiresAt = Math.min(request.now + request.idleTtl, session.absoluteExpiresAt)
+  session.userAgent = request.userAgent
+  session.ip = request.ip
+  if (request.claims !== undefined) session.claims = copyClaims(request.claims)
+  return copy(session)
+}
+
+function isPast (deadline: number | undefined): boolean {
+  return deadline !== undefined && Date.now() > deadline
 }
 
 function isExpired (session: SessionRecord, now: number): boolean {

@@ -1,5 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto'
-import type { RevocationContext, RevocationRecord, RotateRequest, RotateResult, SessionRecord, TokenStore } from './types.js'
+import {
+  type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError,
+  type TokenStore, type WriteOptions
+} from './types.js'
 
 /*
  * RedisStore: sessions in Redis (standalone or Cluster), shared by every process of an app.
@@ -44,6 +47,14 @@ import type { RevocationContext, RevocationRecord, RotateRequest, RotateResult, 
  * clock and Redis's differ. The scripts still compare times themselves. Once Redis has expired a
  * record, calls answer `missing` rather than `expired`, as after a sweep (the plugin has refused
  * the refresh token by its own `exp` by then).
+ * The one place the store reads Redis's clock is a write's deadline (types.ts): CREATE and ROTATE
+ * read `TIME` first thing, so the clock is read when the change would be applied, however long
+ * the command waited in a socket, a queue or a frozen Redis, and a late script writes nothing.
+ * (Redis ≥ 5 replicates a script's effects, not the script, so TIME before a write is allowed.)
+ * The deadline is on the app's clock: a Redis clock ahead of it refuses in-time changes a little
+ * early (a 503, nothing applied); one behind it widens the window in which a change the plugin
+ * answered 503 still applies, and then the client's retry with the token it kept finds it the
+ * predecessor of an unused successor: `grace` or `recovered`, never theft.
  */
 
 export interface RedisStoreOptions {
@@ -148,6 +159,14 @@ const LUA_PRELUDE = `
 local USER, CLAIMS, CREATED, LAST_USED, EXPIRES, ABSOLUTE = 1, 2, 3, 4, 5, 6
 local TOKEN, PREVIOUS, ROTATED, GRACE_USES, AGENT, IP = 7, 8, 9, 10, 11, 12
 
+-- True once Redis's clock (ms) has passed the caller's deadline ('' for none): the caller has
+-- answered 503, so the change must not be applied.
+local function late(deadline)
+  if deadline == '' then return false end
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) > tonumber(deadline)
+end
+
 -- Milliseconds from now until at, as the integer PEXPIRE wants, never below the minimum.
 local function ttl(at, now)
   return math.max(math.ceil(tonumber(at) - tonumber(now)), ${MIN_TTL})
@@ -167,10 +186,12 @@ end
 `
 
 /**
- * Stores a record and adds it to its user's index.
- * KEYS: record, index. ARGV: session id, record, expiresAt, now (the record's lastUsedAt).
+ * Stores a record and adds it to its user's index; returns 1, or 0 when late (nothing stored).
+ * KEYS: record, index. ARGV: session id, record, expiresAt, now (the record's lastUsedAt),
+ * deadline ('' for none).
  */
 const CREATE = `${LUA_PRELUDE}
+if late(ARGV[5]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl(ARGV[3], ARGV[4]))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 expireIndex(KEYS[2], ARGV[4])
@@ -179,13 +200,16 @@ return 1
 
 /**
  * The rotate state machine of types.ts (`RotateResult`), step for step as MemoryStore.rotate:
- * expiry first, then the current hash, then the predecessor inside the grace window, and
- * anything else is reuse. Returns false (missing) or {outcome, record}, where the record is the
- * new one for rotated/grace and the one as it was otherwise.
+ * the deadline first (a late call changes nothing, not even an expired record), then expiry,
+ * the current hash, the predecessor (grace, superseded or recovered), and anything else is
+ * reuse. Returns {'late'}, false (missing) or {outcome, record}, where the record is the new one
+ * for rotated/recovered/grace and the one as it was otherwise.
  * KEYS: record, index. ARGV: session id, presented hash, next hash, now, now + idleTtl, grace,
- * graceLimit, JSON [userAgent, ip, claims JSON text or null to keep the stored claims].
+ * graceLimit, JSON [userAgent, ip, claims JSON text or null to keep the stored claims],
+ * deadline ('' for none).
  */
 const ROTATE = `${LUA_PRELUDE}
+if late(ARGV[9]) then return {'late'} end
 local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
 local s = cjson.decode(raw)
@@ -194,9 +218,10 @@ if now >= tonumber(s[EXPIRES]) then
   deleteSession(KEYS[1], KEYS[2], ARGV[1], now)
   return {'expired', raw}
 end
-if ARGV[2] == s[TOKEN] then
+
+-- The next hash becomes current, as a rotation and a recovery both do (they differ in PREVIOUS).
+local function renew(outcome)
   local client = cjson.decode(ARGV[8])
-  s[PREVIOUS] = s[TOKEN]
   s[TOKEN] = ARGV[3]
   s[ROTATED] = ARGV[4]
   s[GRACE_USES] = '0'
@@ -209,16 +234,27 @@ if ARGV[2] == s[TOKEN] then
   redis.call('SET', KEYS[1], raw, 'PX', ttl(s[EXPIRES], now))
   redis.call('ZADD', KEYS[2], 'XX', s[EXPIRES], ARGV[1])
   expireIndex(KEYS[2], now)
-  return {'rotated', raw}
+  return {outcome, raw}
 end
-local grace = tonumber(ARGV[6])
-if ARGV[2] == s[PREVIOUS] and grace > 0 and now - tonumber(s[ROTATED]) <= grace then
-  local uses = tonumber(s[GRACE_USES])
-  if uses >= tonumber(ARGV[7]) then return {'superseded', raw} end
-  s[GRACE_USES] = tostring(uses + 1)
-  raw = cjson.encode(s)
-  redis.call('SET', KEYS[1], raw, 'KEEPTTL')
-  return {'grace', raw}
+
+if ARGV[2] == s[TOKEN] then
+  s[PREVIOUS] = s[TOKEN]
+  return renew('rotated')
+end
+if ARGV[2] == s[PREVIOUS] then
+  -- Its successor was never used: a retry of a response that never arrived, not a theft.
+  local grace, rotatedAt = tonumber(ARGV[6]), tonumber(s[ROTATED])
+  if grace > 0 and now - rotatedAt <= grace then
+    local uses = tonumber(s[GRACE_USES])
+    if uses >= tonumber(ARGV[7]) then return {'superseded', raw} end
+    s[GRACE_USES] = tostring(uses + 1)
+    raw = cjson.encode(s)
+    redis.call('SET', KEYS[1], raw, 'KEEPTTL')
+    return {'grace', raw}
+  end
+  -- No successor but the current one can be minted at its rotation's ms (or a clock behind it).
+  if now <= rotatedAt then return {'superseded', raw} end
+  return renew('recovered')
 end
 deleteSession(KEYS[1], KEYS[2], ARGV[1], now)
 return {'reused', raw}
@@ -559,7 +595,12 @@ function globEscape (text: string): string {
   return text.replace(/[*?[\]\\]/g, '\\$&')
 }
 
-type RotateOutcome = 'rotated' | 'grace' | 'superseded' | 'reused' | 'expired'
+type RotateOutcome = 'rotated' | 'recovered' | 'grace' | 'superseded' | 'reused' | 'expired'
+
+/** A deadline as the scripts take it: '' for none. */
+function deadlineArg (deadline: number | undefined): string {
+  return deadline === undefined ? '' : String(deadline)
+}
 
 /**
  * The production store for Redis, standalone or Cluster. Every change to a user's sessions is
@@ -605,17 +646,18 @@ export class RedisStore implements TokenStore {
     return userTag(userId) + randomBytes(16).toString('base64url')
   }
 
-  async createSession (session: SessionRecord): Promise<void> {
+  async createSession (session: SessionRecord, options: WriteOptions = {}): Promise<void> {
     const redis = await this.#use()
     const tag = userTag(session.userId)
     if (embeddedTag(session.id) !== tag) {
-      // Written first: a failure here leaves no session behind, and a crash after it leaves a
-      // pointer to nothing, which answers `missing` and expires with the session's lifetime.
+      // Written first: a failure here leaves no session behind, and a crash (or a late script)
+      // after it leaves a pointer to nothing, which answers `missing` and expires with the session.
       const pointer = this.#pointerKey(session.id)
       await redis.send(pointer, ['SET', pointer, tag, 'PX', ttl(session.absoluteExpiresAt, session.lastUsedAt)])
     }
-    await this.#run(redis, SCRIPTS.create, [this.#recordKey(tag, session.id), this.#indexKey(tag)],
-      [session.id, encodeRecord(session), String(session.expiresAt), String(session.lastUsedAt)])
+    const stored = await this.#run(redis, SCRIPTS.create, [this.#recordKey(tag, session.id), this.#indexKey(tag)],
+      [session.id, encodeRecord(session), String(session.expiresAt), String(session.lastUsedAt), deadlineArg(options.deadline)])
+    if (stored === 0) throw new StoreDeadlineError('createSession')
   }
 
   async rotate (request: RotateRequest): Promise<RotateResult> {
@@ -623,11 +665,12 @@ export class RedisStore implements TokenStore {
     const { sessionId, now } = request
     const update = JSON.stringify([request.userAgent, request.ip, request.claims === undefined ? null : JSON.stringify(request.claims)])
     const args = [sessionId, request.presentedHash, request.nextHash, String(now), String(now + request.idleTtl),
-      String(request.grace), String(request.graceLimit), update]
+      String(request.grace), String(request.graceLimit), update, deadlineArg(request.deadline)]
     const found = await this.#inSessionSlot(redis, sessionId, async (tag) =>
-      await this.#run(redis, SCRIPTS.rotate, [this.#recordKey(tag, sessionId), this.#indexKey(tag)], args) as [RotateOutcome, string] | null)
+      await this.#run(redis, SCRIPTS.rotate, [this.#recordKey(tag, sessionId), this.#indexKey(tag)], args) as [RotateOutcome | 'late', string] | null)
     if (found === null) return { outcome: 'missing' }
     const [outcome, raw] = found.reply
+    if (outcome === 'late') throw new StoreDeadlineError('rotate')
     if (outcome === 'reused') await this.#recordRevocations(redis, [sessionId], { now, keepFor: request.keepRevocationFor })
     if (outcome === 'reused' || outcome === 'expired') await this.#dropPointers(redis, found.tag, [sessionId])
     return { outcome, session: decodeRecord(sessionId, raw) }

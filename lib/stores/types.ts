@@ -8,7 +8,28 @@
  * Strings are well-formed Unicode without U+0000 (PostgreSQL refuses it in text and jsonb).
  * Every method may reject when the backing service is unreachable; the plugin turns any
  * rejection into a 503 and issues nothing.
+ *
+ * The one exception to "stores never read the clock" is a write's `deadline` (docs/design.md,
+ * "A 503 is the truth"): a wall-clock time in ms after which the plugin has already answered 503,
+ * so the change must not be applied. The store compares it with its own clock at the moment the
+ * change would be applied (Redis `TIME` inside the script, PostgreSQL `clock_timestamp()` inside
+ * the statement, `Date.now()` in process), and then rejects with `StoreDeadlineError` having
+ * changed nothing. A stalled store that wakes up therefore drops the work the plugin gave up on.
  */
+
+/** What a store rejects with when a write reached it after its caller's deadline: nothing was changed. */
+export class StoreDeadlineError extends Error {
+  constructor (what: string) {
+    super(`${what} reached the store after its deadline: nothing was changed`)
+    this.name = 'StoreDeadlineError'
+  }
+}
+
+/** Options of a write that the plugin may have given up on. */
+export interface WriteOptions {
+  /** Wall-clock ms after which the write must not be applied (see the notes above); the plugin always sets it. */
+  deadline?: number
+}
 
 /** One login: a refresh-token family. Plain JSON values only, so a store may serialise it. */
 export interface SessionRecord {
@@ -25,9 +46,12 @@ export interface SessionRecord {
   absoluteExpiresAt: number
   /** SHA-256 (base64url) of the `jti` of the refresh token accepted now. */
   tokenHash: string
-  /** Hash of the immediate predecessor, kept for the grace window and for theft detection. */
+  /** Hash of the immediate predecessor, kept for the grace window, recovery and theft detection. */
   previousTokenHash: string | null
-  /** When `previousTokenHash` was replaced: the grace window starts here and never slides. */
+  /**
+   * When the current token replaced `previousTokenHash` (by rotation or recovery): the grace
+   * window starts here and never slides, and the current token is derived from it.
+   */
   rotatedAt: number | null
   /** How many times the predecessor was answered within the current grace window. */
   graceUses: number
@@ -35,11 +59,14 @@ export interface SessionRecord {
   ip: string | null
 }
 
-export interface RotateRequest {
+export interface RotateRequest extends WriteOptions {
   sessionId: string
   /** Hash of the refresh token the client presented. */
   presentedHash: string
-  /** Hash of the successor the caller will hand out if the rotation succeeds. */
+  /**
+   * Hash of the successor the caller will hand out if the rotation (or a recovery) succeeds. It
+   * is derived from the presented token and `now`, so a later recovery mints a different one.
+   */
   nextHash: string
   now: number
   /** Idle lifetime in ms: the new `expiresAt` is `min(now + idleTtl, absoluteExpiresAt)`. */
@@ -74,19 +101,30 @@ export interface RevocationRecord {
 }
 
 /**
- * What one atomic rotation decided:
- * - `rotated`: the presented hash was current; it is now the predecessor and `nextHash` current.
- * - `grace`: the presented hash is the immediate predecessor, inside the grace window and under
- *   its limit; nothing changed but `graceUses` (the caller re-issues the current successor).
- * - `superseded`: the immediate predecessor inside the window, but over the limit; nothing changed.
- * - `reused`: any other hash (older generation, or predecessor after the window): the session was
- *   deleted in the same operation (theft detection) and its revocation recorded in the feed.
- *   `session` is the record as it was.
- * - `expired`: idle or absolute expiry passed; the session was deleted.
+ * What one atomic rotation decided (docs/design.md, "Refresh-token rotation"), checked in this
+ * order:
  * - `missing`: no such session (never existed, revoked, or swept).
+ * - `expired`: idle or absolute expiry passed; the session was deleted.
+ * - `rotated`: the presented hash was current; it is now the predecessor and `nextHash` current,
+ *   `rotatedAt` is `now`, `graceUses` 0, the idle expiry renewed.
+ * - the presented hash is the immediate predecessor (so its successor has never been used):
+ *   - `grace`: inside the grace window (`grace > 0` and `now - rotatedAt <= grace`) and under
+ *     the limit; nothing changed but `graceUses` (the caller re-issues the current successor).
+ *   - `superseded`: inside the window but over the limit; or, outside it, `now <= rotatedAt`
+ *     (grace 0 in the same millisecond, or a caller whose clock is behind), when no successor
+ *     different from the current one can be minted. Nothing changed.
+ *   - `recovered`: otherwise: the successor was never used, so the client that holds the
+ *     predecessor may never have received it (a response lost, or a rotation the store applied
+ *     after the caller gave up). The record changes as for `rotated` (`rotatedAt`, `graceUses`,
+ *     `lastUsedAt`, idle expiry, client, claims) except that `previousTokenHash` stays: `nextHash`
+ *     replaces the unused successor, which is dead from then on.
+ * - `reused`: any other hash (an older generation, or a predecessor whose successor was used):
+ *   the session was deleted in the same operation (theft detection) and its revocation recorded
+ *   in the feed. `session` is the record as it was.
+ * `session` is the record after the change for rotated/recovered/grace and as it was otherwise.
  */
 export type RotateResult =
-  | { outcome: 'rotated' | 'grace', session: SessionRecord }
+  | { outcome: 'rotated' | 'recovered' | 'grace', session: SessionRecord }
   | { outcome: 'reused' | 'expired' | 'superseded', session: SessionRecord }
   | { outcome: 'missing' }
 
@@ -99,12 +137,16 @@ export interface TokenStore {
    */
   sessionIdFor? (userId: string): string
 
-  /** Stores a new session. Ids are random; a collision may overwrite. */
-  createSession (session: SessionRecord): Promise<void>
+  /**
+   * Stores a new session. Ids are random; a collision may overwrite. Rejects with
+   * `StoreDeadlineError`, storing nothing, once `options.deadline` has passed.
+   */
+  createSession (session: SessionRecord, options?: WriteOptions): Promise<void>
 
   /**
    * The refresh state machine, in one atomic step across all processes sharing the store
    * (check-and-set; never two `rotated` answers for one presented hash). See `RotateResult`.
+   * Rejects with `StoreDeadlineError`, changing nothing, once `request.deadline` has passed.
    */
   rotate (request: RotateRequest): Promise<RotateResult>
 

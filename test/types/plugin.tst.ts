@@ -145,7 +145,10 @@ describe('events', () => {
   })
 
   test('the event names', () => {
-    expect<keyof TokenAuthEventMap>().type.toBe<'login' | 'loginFailed' | 'refresh' | 'reuseDetected' | 'logout' | 'logoutAll' | 'sessionRevoked'>()
+    expect<keyof TokenAuthEventMap>().type.toBe<
+      'login' | 'loginFailed' | 'refresh' | 'reuseDetected' | 'logout' | 'logoutAll' | 'sessionRevoked' |
+      'storeUnavailable' | 'storeRecovered' | 'unavailableResponse'
+    >()
     expect<RevocationReason>().type.toBe<'logout' | 'logout-all' | 'reuse' | 'revoked' | 'user-unavailable'>()
   })
 

@@ -52,7 +52,7 @@ describe('TokenStore', () => {
     } else {
       expect(result.session).type.toBe<SessionRecord>()
     }
-    expect<RotateResult['outcome']>().type.toBe<'rotated' | 'grace' | 'reused' | 'expired' | 'superseded' | 'missing'>()
+    expect<RotateResult['outcome']>().type.toBe<'rotated' | 'recovered' | 'grace' | 'reused' | 'expired' | 'superseded' | 'missing'>()
   })
 
   test('SessionRecord holds plain JSON values', () => {
