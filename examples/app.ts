@@ -214,6 +214,10 @@ async function createStore (config: ExampleConfig, app: FastifyInstance): Promis
   }
   if (config.tokenStore === 'postgres') {
     const pool = new pg.Pool({ connectionString: config.databaseUrl })
+    // An idle connection the server drops (a restart, a failover, pg_terminate_backend, an idle
+    // timeout) makes the Pool emit 'error'; unhandled, that ends the process. The Pool replaces
+    // the connection by itself, and a query that was running fails and is answered 503.
+    pool.on('error', (error) => { app.log.warn({ err: error }, 'PostgreSQL pool: an idle connection was dropped') })
     app.addHook('onClose', async () => { await pool.end() })
     await migrate(pool)
     return new PostgresStore({ pool })
