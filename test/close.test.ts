@@ -280,6 +280,7 @@ async function scenario (name: string): Promise<void> {
     release = async () => { await client.quit() }
   } else if (kind === 'postgres') {
     const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 })
+    pool.on('error', () => {}) // as every app should: a dropped idle connection must not end the process
     await pool.query(`CREATE SCHEMA ${schema}`)
     await migrate(pool, { schema })
     store = new PostgresStore({ pool, schema })

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import t, { type Test } from 'tap'
 import { migrate, PostgresStore, postgresMigrationSql, type PostgresStoreOptions } from '../lib/stores/postgres.js'
-import type { RevocationRecord, RotateRequest, RotateResult, SessionRecord, TokenStore } from '../lib/stores/types.js'
+import { type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError, type TokenStore } from '../lib/stores/types.js'
 import { defineStoreConformance, rotationRequest, sessionRecord } from '../lib/testing.js'
 import { hashTokenId } from '../lib/tokens.js'
 import { build, decodePayload, login, refresh } from './helpers.js'
@@ -26,8 +27,11 @@ async function suite (): Promise<void> {
   const pool = newPool()
   t.teardown(() => pool.end())
 
+  /** A pool as an application should have it: with an 'error' listener (the store warns otherwise). */
   function newPool (config: pg.PoolConfig = {}): pg.Pool {
-    return new pg.Pool({ connectionString: DATABASE_URL, max: 20, ...config })
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 20, ...config })
+    pool.on('error', () => {}) // an idle connection the server dropped; the pool replaces it
+    return pool
   }
 
   /** A schema of its own for one test (so runs never collide), dropped at teardown. */
@@ -223,16 +227,17 @@ async function suite (): Promise<void> {
         store.rotate(rotation(session, { nextHash: `next-${i}`, now, grace, graceLimit: 3 }))))
       const winners = results.flatMap((result, i) => result.outcome === 'rotated' ? [i] : [])
       t.equal(winners.length, 1, `grace ${grace}: one rotated`)
+      const [stored] = (await store.listUserSessions(session.userId, now)).filter((alive) => alive.id === session.id)
+      t.equal(stored?.tokenHash, `next-${winners[0] as number}`, 'the winner\'s successor is the current hash')
       if (grace === 0) {
-        t.same(tally(results), { rotated: 1, reused: 1, missing: 98 }, 'the first loser is theft; the rest find the session gone')
-        t.same(await store.revokedSince(0).then((feed) => feed.map((entry) => entry.sessionId)), [session.id], 'revoked once')
+        t.same(tally(results), { rotated: 1, superseded: 99 }, 'the losers hold the predecessor in the rotation\'s ms: they mint nothing')
+        t.equal(stored?.graceUses, 0)
       } else {
         t.same(tally(results), { rotated: 1, grace: 3, superseded: 96 })
-        const [stored] = await store.listUserSessions(session.userId, now)
-        t.equal(stored?.tokenHash, `next-${winners[0] as number}`, 'the winner\'s successor is the current hash')
         t.equal(stored?.graceUses, 3)
       }
     }
+    t.same(await store.revokedSince(0), [], 'a predecessor whose successor is unused is no theft')
     t.ok(pool.totalCount >= 10, `the pool opened ${pool.totalCount} connections`)
   })
 
@@ -269,6 +274,134 @@ async function suite (): Promise<void> {
     t.ok(['rotated', 'missing'].includes(rotated.outcome))
     t.ok(['reused', 'missing'].includes(reused.outcome))
     t.same(await store.listUserSessions(session.userId, now), [])
+  })
+
+  t.test('rotate: a recovery rewrites the row as a rotation does but keeps previous_token_hash; an older generation is still reuse', async (t) => {
+    const store = await freshStore(t)
+    const session = record()
+    await store.createSession(session)
+    t.equal((await store.rotate(rotation(session, { nextHash: 'lost', grace: 0 }))).outcome, 'rotated', 'a response the client never got')
+    const retry = rotation(session, { nextHash: 'recovered', now: T0 + 2000, grace: 0, claims: { username: 'alice', role: 'admin' } })
+    const expected: SessionRecord = {
+      ...session,
+      claims: { username: 'alice', role: 'admin' },
+      tokenHash: 'recovered',
+      previousTokenHash: session.tokenHash,
+      rotatedAt: T0 + 2000,
+      graceUses: 0,
+      lastUsedAt: T0 + 2000,
+      expiresAt: T0 + 2000 + retry.idleTtl,
+      userAgent: 'agent/2',
+      ip: '198.51.100.2'
+    }
+    t.same(await store.rotate(retry), { outcome: 'recovered', session: expected })
+    t.same(await store.listUserSessions(session.userId, T0), [expected], 'stored so')
+    const used = await store.rotate(rotation(expected, { nextHash: 'third', now: T0 + 3000, grace: 0 }))
+    t.equal(used.outcome, 'rotated', 'the recovered successor is used')
+    const older = await store.rotate(rotation(session, { nextHash: 'again', now: T0 + 4000, grace: 0 }))
+    t.equal(older.outcome, 'reused', 'its predecessor is an older generation now: theft')
+    t.same(await store.listUserSessions(session.userId, T0), [])
+    t.same((await store.revokedSince(0)).map((entry) => entry.sessionId), [session.id])
+  })
+
+  t.test('deadline: a write that waited behind a lock past its deadline changes nothing and rejects; in time it applies', async (t) => {
+    const schema = await freshSchema(t)
+    await migrate(pool, { schema })
+    const sessions = `"${schema}".token_auth_sessions`
+    const stored = async (id: string): Promise<string | undefined> =>
+      (await pool.query(`SELECT row_to_json(s)::text AS row FROM ${sessions} s WHERE id = $1`, [id])).rows[0]?.row
+    /** Runs `write` while another connection holds a lock it needs, released `hold` ms after the write started. */
+    async function behind (lock: [string, unknown[]], hold: number, write: () => Promise<unknown>): Promise<PromiseSettledResult<unknown>> {
+      const locker = await pool.connect()
+      try {
+        await locker.query('BEGIN')
+        await locker.query(...lock)
+        const started = Date.now()
+        const result = Promise.allSettled([write()])
+        await blockedOn(schema)
+        await sleep(Math.max(started + hold - Date.now(), 0))
+        await locker.query('COMMIT')
+        return (await result)[0]
+      } finally {
+        locker.release()
+      }
+    }
+    const late = { status: 'rejected', reason: { name: 'StoreDeadlineError', message: /after its deadline: nothing was changed/ } }
+
+    for (const preparedStatements of [true, false]) {
+      const single = newPool({ max: 1 }) // one connection, on which the first calls below prepare the statements
+      t.teardown(() => single.end())
+      const store = new PostgresStore({ pool: single, schema, preparedStatements })
+      const session = record()
+      await store.createSession(session, { deadline: Date.now() + MINUTE })
+      const first = await store.rotate(rotation(session))
+      t.equal(first.outcome, 'rotated')
+      const current = (first as { session: SessionRecord }).session
+      const before = await stored(session.id)
+      const table: [string, unknown[]] = [`LOCK TABLE ${sessions} IN ACCESS EXCLUSIVE MODE`, []]
+      const row: [string, unknown[]] = [`SELECT id FROM ${sessions} WHERE id = $1 FOR UPDATE`, [session.id]]
+      const next = rotation(current, { nextHash: 'next', now: T0 + 2000 })
+
+      for (const [what, lock] of [['a table lock', table], ['the row lock', row]] as const) {
+        const result = await behind(lock, 800, async () => await store.rotate({ ...next, deadline: Date.now() + 300 }))
+        t.match(result, late, `rotate behind ${what}, prepared: ${preparedStatements}`)
+        t.ok(result.status === 'rejected' && result.reason instanceof StoreDeadlineError)
+        t.equal(await stored(session.id), before, 'the row is unchanged')
+      }
+      const fresh = record()
+      t.match(await behind(table, 800, async () => await store.createSession(fresh, { deadline: Date.now() + 300 })), late, 'createSession behind a table lock')
+      t.equal(await stored(fresh.id), undefined, 'nothing stored')
+
+      t.match(await behind(table, 800, async () => await store.rotate({ ...next, deadline: undefined })),
+        { status: 'fulfilled', value: { outcome: 'rotated', session: { tokenHash: 'next' } } }, 'no deadline, no check: rotated after the wait')
+      t.match(await behind(table, 0, async () => await store.createSession(fresh, { deadline: Date.now() + MINUTE })), { status: 'fulfilled' },
+        'in time: stored after the wait')
+      t.same(await store.listUserSessions(fresh.userId, T0).then((list) => list.find((alive) => alive.id === fresh.id)), fresh)
+      t.same(await store.revokedSince(0), [])
+    }
+  })
+
+  t.test('a rotation whose connection is terminated mid-statement rejects and changes nothing; the retry rotates', async (t) => {
+    const schema = (await freshStore(t)).channel.split('.')[0] as string
+    const errors: Error[] = []
+    const guarded = newPool({ max: 2 })
+    guarded.on('error', (error) => errors.push(error))
+    t.teardown(() => guarded.end())
+    const store = new PostgresStore({ pool: guarded, schema })
+    const session = record()
+    await store.createSession(session)
+    const locker = await pool.connect()
+    t.teardown(() => locker.release())
+    await locker.query('BEGIN')
+    await locker.query(`SELECT id FROM "${schema}".token_auth_sessions WHERE id = $1 FOR UPDATE`, [session.id])
+    const pending = store.rotate(rotation(session))
+    await pool.query('SELECT pg_terminate_backend($1)', [await blockedOn(schema)])
+    await t.rejects(pending, { code: '57P01' }, 'rejects: the plugin answers 503')
+    await locker.query('ROLLBACK')
+    t.same(await store.listUserSessions(session.userId, T0), [session], 'nothing changed')
+    t.equal((await store.rotate(rotation(session))).outcome, 'rotated', 'the retry, on a new connection')
+    t.same(errors, [], 'nothing reached the pool\'s error listener')
+  })
+
+  t.test('a Pool without an \'error\' listener is warned about, once per pool; one with a listener, or a pool-like object, is not', async (t) => {
+    const warnings: unknown[][] = []
+    const emitWarning = process.emitWarning
+    process.emitWarning = ((...args: unknown[]) => { warnings.push(args) }) as typeof process.emitWarning
+    t.teardown(() => { process.emitWarning = emitWarning })
+    const bare = new pg.Pool({ connectionString: DATABASE_URL, max: 1 })
+    t.teardown(() => bare.end())
+    t.equal(bare.listenerCount('error'), 0)
+    t.ok(new PostgresStore({ pool: bare }))
+    t.ok(new PostgresStore({ pool: bare, tablePrefix: 'other_' }))
+    t.match(warnings, [[/has no 'error' listener.*ends the process.*pool\.on\('error'/, { code: 'FST_TOKEN_AUTH_PG_POOL_NO_ERROR_LISTENER' }]])
+    t.equal(warnings.length, 1, 'once for two stores on one pool')
+    t.equal(bare.listenerCount('error'), 0, 'the store added no listener: the pool\'s errors are the application\'s')
+
+    const guarded = newPool({ max: 1 })
+    t.teardown(() => guarded.end())
+    t.ok(new PostgresStore({ pool: guarded }))
+    t.ok(new PostgresStore({ pool: { query: pool.query.bind(pool), connect: pool.connect.bind(pool) } as unknown as pg.Pool }))
+    t.equal(warnings.length, 1, 'no further warning')
   })
 
   t.test('LISTEN/NOTIFY: a revocation made through another store on another pool arrives within a second', async (t) => {
@@ -327,13 +460,23 @@ async function suite (): Promise<void> {
     await store.close()
   })
 
-  t.test('LISTEN: a terminated connection is reopened', async (t) => {
-    const store = await freshStore(t)
+  t.test('LISTEN: a terminated connection is reopened; its error reaches neither the pool nor the process', async (t) => {
+    const schema = (await freshStore(t)).channel.split('.')[0] as string
+    const emitWarning = process.emitWarning
+    process.emitWarning = () => {} // the warning about `bare`
+    t.teardown(() => { process.emitWarning = emitWarning })
+    // No 'error' listener: an error the store let through would end this process (and fail the file).
+    const bare = new pg.Pool({ connectionString: DATABASE_URL, max: 2 })
+    t.teardown(() => bare.end())
+    const store = new PostgresStore({ pool: bare, schema })
     const heard: RevocationRecord[] = []
     await store.subscribeRevocations((record) => heard.push(record))
-    const killed = await pool.query('SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE query = $1', [`LISTEN "${store.channel}"`])
+    const killed = await pool.query("SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND query LIKE $1",
+      [`%"${store.channel}"`])
     t.same(killed.rows, [{ ok: true }])
     await waitUntilHeard(t, store, heard)
+    await store.close()
+    t.pass('the process lived through it')
   })
 
   t.test('LISTEN: while the server is unreachable, reopening backs off; afterwards it listens again', async (t) => {
@@ -342,8 +485,7 @@ async function suite (): Promise<void> {
     t.teardown(() => proxy.close())
     const url = new URL(DATABASE_URL)
     url.host = proxy.url
-    const proxiedPool = newPool({ connectionString: url.href, max: 2 })
-    proxiedPool.on('error', () => {}) // idle connections die with the proxy; the pool replaces them
+    const proxiedPool = newPool({ connectionString: url.href, max: 2 }) // its idle connections die with the proxy
     t.teardown(() => proxiedPool.end())
     const attempts: number[] = []
     const counting = {
@@ -519,6 +661,17 @@ async function suite (): Promise<void> {
   async function listeners (channel: string): Promise<number> {
     const result = await pool.query('SELECT count(*) AS n FROM pg_stat_activity WHERE query = $1 AND state = $2', [`LISTEN "${channel}"`, 'idle'])
     return Number(result.rows[0].n)
+  }
+
+  /** The pid of a statement on `schema`'s tables, once it waits for a lock. */
+  async function blockedOn (schema: string): Promise<number> {
+    let pid: number | undefined
+    await waitFor(async () => {
+      const { rows } = await pool.query("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1", [`%"${schema}".%`])
+      pid = rows[0]?.pid
+      return pid !== undefined
+    }, 5000)
+    return pid as number
   }
 
   /** Revokes a fresh session every 50 ms until the listener hears one: proof it listens again. */

@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto'
 import type { CustomTypesConfig, Pool, PoolClient, QueryConfig, QueryResult } from 'pg'
-import type { RevocationContext, RevocationRecord, RotateRequest, RotateResult, SessionRecord, TokenStore } from './types.js'
+import {
+  type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError,
+  type TokenStore, type WriteOptions
+} from './types.js'
 
 /** Where the store's tables live. Both default so one database can hold one store without options. */
 export interface PostgresNamingOptions {
@@ -22,7 +25,9 @@ export interface PostgresStoreOptions extends PostgresNamingOptions {
   /**
    * A `pg` Pool the application owns: the store borrows connections and never ends it. Run
    * `migrate(pool, options)` (or the SQL of `postgresMigrationSql(options)`) once beforehand;
-   * the store itself never runs DDL.
+   * the store itself never runs DDL. Give it an 'error' listener before creating the store: pg
+   * emits 'error' on the Pool when the server drops an idle connection, and without a listener
+   * that ends the process (the store warns, `FST_TOKEN_AUTH_PG_POOL_NO_ERROR_LISTENER`).
    */
   pool: Pool
   /**
@@ -73,8 +78,9 @@ const RECONNECT_MAX_DELAY = 5000
  *   expires_at           bigint   idle expiry (never after absolute_expires_at); indexed for the sweep
  *   absolute_expires_at  bigint
  *   token_hash           text     hash of the refresh-token id accepted now
- *   previous_token_hash  text     hash of its immediate predecessor (grace window, theft detection)
- *   rotated_at           bigint   when previous_token_hash was replaced: start of the grace window
+ *   previous_token_hash  text     hash of its immediate predecessor (grace window, recovery, theft detection)
+ *   rotated_at           bigint   when token_hash replaced previous_token_hash (by rotation or recovery):
+ *                                 start of the grace window, and what token_hash was derived from
  *   grace_uses           integer  grace answers given in the current window
  *   user_agent, ip       text     last client seen
  *
@@ -124,11 +130,27 @@ const COLUMNS = 'id, user_id, claims, created_at, last_used_at, expires_at, abso
   'token_hash, previous_token_hash, rotated_at, grace_uses, user_agent, ip'
 
 /**
+ * The database's clock in ms, read when evaluated: `clock_timestamp()` is volatile, so inside a
+ * statement it is read at execution, after every lock the statement waited for (`now()` would be
+ * the transaction's start). A write's deadline is compared with it (types.ts): a statement that
+ * waited behind a lock past its caller's deadline applies nothing, since the caller has answered
+ * 503. The deadline is on the app's clock: a database clock behind it widens the window in which a
+ * change answered 503 still applies; the client's retry then meets `grace` or `recovered`, never
+ * theft.
+ */
+const CLOCK_MS = 'floor(extract(epoch FROM clock_timestamp()) * 1000)'
+
+/**
  * Inserts a session, or overwrites every field of the one with the same id (ids are random; the
- * contract lets a collision overwrite). $1..$13: the record's fields in `COLUMNS` order.
+ * contract lets a collision overwrite), unless the database's clock is past the deadline: then
+ * nothing is written and no row counted. The clock is read after any table lock wait (only a
+ * collision could make the statement wait for a row afterwards). $1..$13: the record's fields in `COLUMNS` order (cast,
+ * as a SELECT does not take its types from the target columns), $14 deadline or null.
  */
 const CREATE_SESSION = `INSERT INTO {sessions} (${COLUMNS})
-VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+SELECT $1::text, $2::text, $3::jsonb, $4::bigint, $5::bigint, $6::bigint, $7::bigint, $8::text, $9::text,
+  $10::bigint, $11::integer, $12::text, $13::text
+WHERE $14::bigint IS NULL OR ${CLOCK_MS} <= $14::bigint
 ON CONFLICT (id) DO UPDATE SET
   user_id = EXCLUDED.user_id, claims = EXCLUDED.claims, created_at = EXCLUDED.created_at,
   last_used_at = EXCLUDED.last_used_at, expires_at = EXCLUDED.expires_at,
@@ -143,43 +165,57 @@ ON CONFLICT (id) DO UPDATE SET
  *   on that lock; each, once it holds the lock, reads the latest committed version of the row
  *   (or nothing, if the previous holder deleted it). So the decision below is always taken on
  *   fresh data, and exactly one rotation can see `token_hash = presented` for a given hash.
- * - `decision` is the state machine, in the order of MemoryStore.rotate: expired, rotated,
- *   grace/superseded (inclusive window, grace > 0 only), otherwise reused. No row: missing.
- * - `rotated`, `graced` and `removed` apply it; at most one of them matches. They target the
+ * - `decision` is the state machine, in the order of MemoryStore.rotate: late (the database's
+ *   clock past the deadline: first, so a late call deletes nothing either), expired, rotated,
+ *   then for the predecessor grace/superseded inside the window (inclusive, grace > 0 only),
+ *   recovered after its rotation's ms, superseded in it (or before: a caller whose clock is
+ *   behind); otherwise reused. No row: missing, late or not. The decision reads the clock after
+ *   `current` holds the row lock, itself taken after any table lock wait (the plan's locks are
+ *   acquired before execution), so a statement stuck behind a lock drops what its caller gave up.
+ *   It is evaluated once (a CTE referenced several times is materialised), so all the parts
+ *   below see the same outcome.
+ * - `renewed`, `graced` and `removed` apply it; at most one of them matches. They target the
  *   row this statement already locks, so nothing can change it in between (PostgreSQL re-reads
- *   the locked version for them).
+ *   the locked version for them). `renewed` is rotated and recovered alike, except that a
+ *   recovery keeps previous_token_hash: the unused successor it replaces is dead from then on.
  * - `recorded` writes the revocation of a reused session to the feed and queues its NOTIFY;
  *   both take effect when the statement commits, together with the delete, or not at all.
- * The result is one row (outcome + the record, after the change for rotated/grace and as it was
- * otherwise) or no row (missing).
+ * The result is one row (outcome + the record, after the change for rotated/recovered/grace and
+ * as it was otherwise) or no row (missing).
  * $1 session id, $2 presented hash, $3 next hash, $4 now, $5 idle TTL, $6 grace, $7 grace
  * limit, $8 user agent, $9 ip, $10 replacement claims or null, $11 keep revocation until,
- * $12 notification channel.
+ * $12 notification channel, $13 deadline or null.
  */
 const ROTATE = `WITH request AS (
   SELECT $2::text AS presented_hash, $3::text AS next_hash, $4::bigint AS now,
     $5::bigint AS idle_ttl, $6::bigint AS grace, $7::bigint AS grace_limit,
-    $8::text AS user_agent, $9::text AS ip, $10::jsonb AS claims, $11::bigint AS keep_until
+    $8::text AS user_agent, $9::text AS ip, $10::jsonb AS claims, $11::bigint AS keep_until,
+    $13::bigint AS deadline
 ), current AS (
   SELECT ${COLUMNS} FROM {sessions} WHERE id = $1::text FOR UPDATE
 ), decision AS (
   SELECT c.*, CASE
+      WHEN ${CLOCK_MS} > r.deadline THEN 'late'
       WHEN r.now >= c.expires_at THEN 'expired'
       WHEN c.token_hash = r.presented_hash THEN 'rotated'
-      WHEN c.previous_token_hash = r.presented_hash AND r.grace > 0 AND r.now - c.rotated_at <= r.grace
-        THEN CASE WHEN c.grace_uses >= r.grace_limit THEN 'superseded' ELSE 'grace' END
+      WHEN c.previous_token_hash = r.presented_hash THEN CASE
+          WHEN r.grace > 0 AND r.now - c.rotated_at <= r.grace
+            THEN CASE WHEN c.grace_uses >= r.grace_limit THEN 'superseded' ELSE 'grace' END
+          WHEN r.now > c.rotated_at THEN 'recovered'
+          ELSE 'superseded'
+        END
       ELSE 'reused'
     END AS outcome
   FROM current c CROSS JOIN request r
-), rotated AS (
+), renewed AS (
   UPDATE {sessions} s SET
-    previous_token_hash = s.token_hash, token_hash = r.next_hash, rotated_at = r.now,
-    grace_uses = 0, last_used_at = r.now,
+    previous_token_hash = CASE WHEN d.outcome = 'rotated' THEN s.token_hash ELSE s.previous_token_hash END,
+    token_hash = r.next_hash, rotated_at = r.now, grace_uses = 0, last_used_at = r.now,
     expires_at = LEAST(r.now + r.idle_ttl, s.absolute_expires_at),
     user_agent = r.user_agent, ip = r.ip, claims = COALESCE(r.claims, s.claims)
   FROM decision d CROSS JOIN request r
-  WHERE s.id = d.id AND d.outcome = 'rotated'
-  RETURNING ${prefixed('s', COLUMNS)}
+  WHERE s.id = d.id AND d.outcome IN ('rotated', 'recovered')
+  RETURNING d.outcome, ${prefixed('s', COLUMNS)}
 ), graced AS (
   UPDATE {sessions} s SET grace_uses = s.grace_uses + 1
   FROM decision d
@@ -194,9 +230,9 @@ const ROTATE = `WITH request AS (
   SELECT m.id, r.now, r.keep_until FROM removed m CROSS JOIN request r WHERE m.outcome = 'reused'
   RETURNING pg_notify($12::text, json_build_object('sessionId', session_id, 'revokedAt', revoked_at)::text)
 )
-SELECT 'rotated' AS outcome, ${COLUMNS} FROM rotated
+SELECT outcome, ${COLUMNS} FROM renewed
 UNION ALL SELECT 'grace', ${COLUMNS} FROM graced
-UNION ALL SELECT outcome, ${COLUMNS} FROM decision WHERE outcome IN ('superseded', 'reused', 'expired')`
+UNION ALL SELECT outcome, ${COLUMNS} FROM decision WHERE outcome IN ('superseded', 'reused', 'expired', 'late')`
 
 /**
  * Revokes one session: deletes it (only if it belongs to the given user, when one is given),
@@ -315,6 +351,7 @@ export class PostgresStore implements TokenStore {
   constructor (options: PostgresStoreOptions) {
     checkPool(options?.pool, 'PostgresStore')
     this.#pool = options.pool
+    warnIfUnguarded(options.pool)
     this.#names = resolveNames(options, 'PostgresStore')
     this.#sweepBatchSize = positiveInteger(options.sweepBatchSize ?? DEFAULT_SWEEP_BATCH, 'sweepBatchSize')
     this.#sweepMaxBatches = positiveInteger(options.sweepMaxBatches ?? DEFAULT_SWEEP_MAX_BATCHES, 'sweepMaxBatches')
@@ -344,12 +381,13 @@ export class PostgresStore implements TokenStore {
     return this.#names.channel
   }
 
-  async createSession (session: SessionRecord): Promise<void> {
-    await this.#query(this.#sql.createSession, [
+  async createSession (session: SessionRecord, options: WriteOptions = {}): Promise<void> {
+    const { rowCount } = await this.#query(this.#sql.createSession, [
       session.id, session.userId, JSON.stringify(session.claims), session.createdAt, session.lastUsedAt,
       session.expiresAt, session.absoluteExpiresAt, session.tokenHash, session.previousTokenHash,
-      session.rotatedAt, session.graceUses, session.userAgent, session.ip
+      session.rotatedAt, session.graceUses, session.userAgent, session.ip, options.deadline ?? null
     ])
+    if (rowCount === 0) throw new StoreDeadlineError('createSession')
   }
 
   async rotate (request: RotateRequest): Promise<RotateResult> {
@@ -357,10 +395,11 @@ export class PostgresStore implements TokenStore {
       request.sessionId, request.presentedHash, request.nextHash, request.now, request.idleTtl,
       request.grace, request.graceLimit, request.userAgent, request.ip,
       request.claims === undefined ? null : JSON.stringify(request.claims),
-      request.now + request.keepRevocationFor, this.#names.channel
+      request.now + request.keepRevocationFor, this.#names.channel, request.deadline ?? null
     ])
     const row = rows[0]
     if (row === undefined) return { outcome: 'missing' }
+    if (row.outcome === 'late') throw new StoreDeadlineError('rotate')
     return { outcome: row.outcome, session: toRecord(row) }
   }
 
@@ -391,9 +430,10 @@ export class PostgresStore implements TokenStore {
 
   /**
    * Listens for revocations on a connection of its own, taken from the pool and held until
-   * unsubscribed (so it counts against the pool's size). If that connection breaks, it is
-   * reopened with a doubling delay (100 ms up to 5 s); revocations announced meanwhile reach
-   * this process through `revokedSince` polling. Rejects if the first connection fails.
+   * unsubscribed (so it counts against the pool's size). If that connection breaks (its 'error'
+   * is handled here, never left to end the process), it is reopened with a doubling delay
+   * (100 ms up to 5 s); revocations announced meanwhile reach this process through
+   * `revokedSince` polling. Rejects if the first connection fails.
    */
   async subscribeRevocations (listener: (record: RevocationRecord) => void): Promise<() => Promise<void>> {
     const subscription = new RevocationSubscription(this.#pool, this.#names.channelIdentifier, listener)
@@ -640,6 +680,25 @@ function checkPool (pool: unknown, owner: string): void {
   if (typeof (pool as Pool | undefined)?.query !== 'function' || typeof (pool as Pool).connect !== 'function') {
     throw new TypeError(`${owner} option "pool" must be a pg Pool`)
   }
+}
+
+/** Pools already warned about: one warning per pool, however many stores share it. */
+const warnedPools = new WeakSet<Pool>()
+
+/**
+ * The pool's errors are the application's, so the store never listens to them (that would hide
+ * them); but pg emits 'error' on the Pool when the server drops an idle connection (a failover,
+ * a restart, `pg_terminate_backend`), and an 'error' without a listener ends the process. So a
+ * Pool without one is pointed out, once. Pool-like objects that are no EventEmitter never emit.
+ */
+function warnIfUnguarded (pool: Pool): void {
+  if (typeof pool.listenerCount !== 'function' || pool.listenerCount('error') > 0 || warnedPools.has(pool)) return
+  warnedPools.add(pool)
+  process.emitWarning(
+    'The pg Pool given to PostgresStore has no \'error\' listener. When the server drops an idle connection ' +
+    '(a failover, a restart, pg_terminate_backend), pg emits \'error\' on the Pool, and an unhandled \'error\' ' +
+    'ends the process. Add pool.on(\'error\', ...) (log it; the pool replaces the connection).',
+    { code: 'FST_TOKEN_AUTH_PG_POOL_NO_ERROR_LISTENER' })
 }
 
 function positiveInteger (value: number, name: string): number {
