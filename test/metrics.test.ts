@@ -233,6 +233,28 @@ t.test('a revocation reason the collector does not know is counted as "other", n
   t.notMatch(metrics.prometheus(), 'alice@example.com')
 })
 
+t.test('a recovered refresh counts as a refresh and as a recovery', async (t) => {
+  const app = await build(t, { reuseGrace: 0 })
+  const metrics = collectMetrics(app.tokenAuth.events)
+  t.teardown(() => metrics.close())
+  const { refreshToken } = await login(app)
+  t.equal((await refresh(app, refreshToken)).statusCode, 200)
+  await new Promise((resolve) => setTimeout(resolve, 2))
+  // The client never saw that answer: it retries with the token it holds.
+  t.equal((await refresh(app, refreshToken)).statusCode, 200)
+  t.same(metrics.snapshot(), { ...ZERO, [`${P}logins_total`]: 1, [`${P}refreshes_total{grace="false"}`]: 2, [`${P}refresh_recoveries_total`]: 1 })
+})
+
+t.test('a 503 on a route the collector does not know is not counted: no new series from an event', async (t) => {
+  const app = await build(t)
+  const metrics = collectMetrics(app.tokenAuth.events)
+  t.teardown(() => metrics.close())
+  app.tokenAuth.events.emit('unavailableResponse', { route: '/api/alice@example.com' as 'login' })
+  app.tokenAuth.events.emit('unavailableResponse', { route: 'refresh' })
+  t.same(metrics.snapshot(), { ...ZERO, [`${P}unavailable_responses_total{route="refresh"}`]: 1 })
+  t.notMatch(metrics.prometheus(), 'alice@example.com')
+})
+
 t.test('options: a custom prefix names every metric; a bad prefix or callback is refused', async (t) => {
   const app = await build(t)
   const metrics = collectMetrics(app.tokenAuth.events, { prefix: 'myapp_auth_' })
