@@ -134,8 +134,10 @@ interface TokenAuthBaseOptions {
    */
   sessionMaxAge?: number
   /**
-   * Seconds during which the refresh token just rotated away is still answered (two tabs, a
-   * retry after a lost response). 0 makes every refresh token strictly single-use.
+   * Seconds during which the refresh token just rotated away is answered with the *same*
+   * successor (two tabs racing). After the window, or with 0, it is answered with a new
+   * successor only while the last one was never used (a lost response, a 503), and is theft
+   * once it was (docs/design.md, «Refresh-token rotation»).
    * @default 5
    */
   reuseGrace?: number

@@ -30,7 +30,7 @@ t.test('token responses carry RFC 6749 §5.1 fields; refresh_token only when it 
   t.equal(me.statusCode, 200)
 })
 
-t.test('a form-encoded refresh (RFC 6749 §6) rotates; the old refresh_token is then invalid_grant', async (t) => {
+t.test('a form-encoded refresh (RFC 6749 §6) rotates; a refresh_token whose successor was used is then invalid_grant', async (t) => {
   const app = await build(t, { responseFormat: 'oauth2', refreshTokenTransport: 'body', reuseGrace: 0 })
   const login = await app.inject({
     method: 'POST', url: '/auth/login', headers: { 'content-type': FORM }, payload: form({ grant_type: 'password', username: USERNAME, password: PASSWORD, client_id: 'cli' })
@@ -43,6 +43,12 @@ t.test('a form-encoded refresh (RFC 6749 §6) rotates; the old refresh_token is 
   t.equal(refreshed.statusCode, 200)
   t.not(refreshed.json().refresh_token, first)
   t.equal(refreshed.json().token_type, 'Bearer')
+  // The successor is used too: `first` is now two generations old, which is theft (a predecessor
+  // whose successor was never used would be recovered instead).
+  const second = await app.inject({
+    method: 'POST', url: '/auth/refresh', headers: { 'content-type': FORM }, payload: form({ grant_type: 'refresh_token', refresh_token: refreshed.json().refresh_token })
+  })
+  t.equal(second.statusCode, 200)
 
   const replay = await app.inject({ method: 'POST', url: '/auth/refresh', payload: { grant_type: 'refresh_token', refresh_token: first } })
   t.equal(replay.statusCode, 400, '§5.2: invalid grants are 400')
@@ -52,6 +58,9 @@ t.test('a form-encoded refresh (RFC 6749 §6) rotates; the old refresh_token is 
     code: 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED'
   })
   t.equal(replay.headers['cache-control'], 'no-store')
+  const after = await app.inject({ method: 'POST', url: '/auth/refresh', payload: { grant_type: 'refresh_token', refresh_token: second.json().refresh_token } })
+  t.equal(after.statusCode, 400, 'the session ended: its newest refresh_token is invalid_grant too')
+  t.match(after.json(), { error: 'invalid_grant', code: 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN' })
 })
 
 t.test('§5.2 errors: invalid_grant, invalid_request, unsupported_grant_type; other statuses keep theirs', async (t) => {

@@ -1,7 +1,13 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
-import type { AuthUser, RefreshEvent, ReuseDetectedEvent, SessionRevokedEvent } from '../lib/index.js'
-import { build, decodePayload, login, me, PASSWORD, refresh, refreshCookie, sleep, USER_ID, USERNAME } from './helpers.js'
+import { type AuthUser, MemoryStore, type RefreshEvent, type ReuseDetectedEvent, type SessionRevokedEvent } from '../lib/index.js'
+import { hashTokenId } from '../lib/tokens.js'
+import { build, decodePayload, INVALID_TOKEN, login, me, PASSWORD, refresh, refreshCookie, sleep, USER_ID, USERNAME } from './helpers.js'
+
+const REUSED = 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED'
+const SUPERSEDED = 'FST_TOKEN_AUTH_REFRESH_TOKEN_SUPERSEDED'
+/** The default reuseGrace, in ms. */
+const DEFAULT_GRACE_MS = 5000
 
 /** A 200 from /refresh: a new access token and a rotated refresh cookie; returns the new refresh token. */
 function assertRotated (t: Test, response: LightMyRequestResponse, previous: string, label = ''): string {
@@ -31,6 +37,62 @@ function assertCleared (t: Test, response: LightMyRequestResponse, label = '') {
   t.equal(cookie?.maxAge, 0, `${label} Max-Age=0`)
   t.equal(cookie?.path, '/auth', `${label} same Path`)
   t.equal(cookie?.httpOnly, true, `${label} HttpOnly`)
+}
+
+/**
+ * A hand-driven clock for one test: `Date.now` is frozen at the current time and moves only with
+ * `advance`, so "the same millisecond" and "1 ms later" are exact. Install it before `build`: the
+ * plugin's session service takes `Date.now` as its clock when it is created, and the JWT checks
+ * read it too. Restored at teardown; timers stay real.
+ */
+function handClock (t: Test) {
+  let clock = Date.now()
+  const realNow = Date.now
+  Date.now = () => clock
+  t.teardown(() => { Date.now = realNow })
+  return { advance: (ms: number) => { clock += ms } }
+}
+
+/** Records the plugin's refresh, reuseDetected and sessionRevoked events. */
+function recordEvents (app: FastifyInstance) {
+  const refreshes: RefreshEvent[] = []
+  const reuse: ReuseDetectedEvent[] = []
+  const revoked: SessionRevokedEvent[] = []
+  app.tokenAuth.events.on('refresh', (event) => refreshes.push(event))
+  app.tokenAuth.events.on('reuseDetected', (event) => reuse.push(event))
+  app.tokenAuth.events.on('sessionRevoked', (event) => revoked.push(event))
+  return { refreshes, reuse, revoked }
+}
+
+/** A `refresh` event payload of alice's session `sid`, from inject's default client. */
+function refreshEvent (sid: unknown, kind: 'rotated' | 'grace' | 'recovered', userAgent = 'lightMyRequest'): RefreshEvent {
+  return { userId: USER_ID, sessionId: sid as string, grace: kind === 'grace', recovered: kind === 'recovered', ip: '127.0.0.1', userAgent }
+}
+
+/** A refresh as a thief sends it (its own User-Agent, for the reuseDetected event). */
+function thiefRefresh (app: FastifyInstance, refreshToken: string) {
+  return app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: refreshToken }, headers: { 'user-agent': 'Thief/1.0' } })
+}
+
+/**
+ * Theft detected: 401 REUSED with the cookie cleared, both events naming the thief, and every
+ * token of the session refused afterwards (refresh tokens as unknown, access tokens as revoked).
+ */
+async function assertTheft (t: Test, app: FastifyInstance, response: LightMyRequestResponse, events: ReturnType<typeof recordEvents>,
+  session: { sid: unknown, accessTokens: string[], refreshTokens: string[] }, label: string) {
+  assertRefused(t, response, REUSED, label)
+  assertCleared(t, response, 'REUSED')
+  t.same(events.reuse, [{ userId: USER_ID, sessionId: session.sid, ip: '127.0.0.1', userAgent: 'Thief/1.0' }], 'reuseDetected event')
+  t.same(events.revoked, [{ userId: USER_ID, sessionId: session.sid, reason: 'reuse' }], 'sessionRevoked event')
+  for (const token of session.refreshTokens) {
+    assertRefused(t, await refresh(app, token), 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN', 'a refresh token of the ended session')
+  }
+  for (const token of session.accessTokens) {
+    const meResponse = await me(app, token)
+    t.equal(meResponse.statusCode, 401, 'an access token of the ended session is refused at once')
+    t.equal(meResponse.json().code, 'FST_TOKEN_AUTH_SESSION_REVOKED')
+    t.equal(meResponse.headers['www-authenticate'], INVALID_TOKEN)
+  }
 }
 
 function refreshBody (app: FastifyInstance, refreshToken: string) {
@@ -155,32 +217,79 @@ t.test('reuseGraceLimit: 0 allows no grace answer at all', async (t) => {
   assertRotated(t, await refresh(app, rt2), rt2, 'session alive')
 })
 
-t.test('the predecessor after the grace window is theft: the whole session ends', async (t) => {
-  const app = await build(t, { reuseGrace: 1 })
-  const reuse: ReuseDetectedEvent[] = []
-  const revoked: SessionRevokedEvent[] = []
-  app.tokenAuth.events.on('reuseDetected', (event) => reuse.push(event))
-  app.tokenAuth.events.on('sessionRevoked', (event) => revoked.push(event))
-  const { refreshToken: rt1 } = await login(app)
-  const rotated = await refresh(app, rt1)
-  const rt2 = assertRotated(t, rotated, rt1)
-  const at2 = rotated.json().accessToken
-  const sid = decodePayload(at2).sid
-  await sleep(1200)
+t.test('a lost response with the default grace: a retry after the window is recovered with a new successor; the one it replaced is then theft', async (t) => {
+  const clock = handClock(t)
+  const app = await build(t)
+  const events = recordEvents(app)
+  const { refreshToken: rt1, accessToken: at1 } = await login(app)
+  const sid = decodePayload(at1).sid
+  const lost = await refresh(app, rt1)
+  const rt2 = assertRotated(t, lost, rt1, 'rotation (its answer is lost)')
 
-  const reused = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: rt1 }, headers: { 'user-agent': 'Thief/1.0' } })
-  assertRefused(t, reused, 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'predecessor after the window')
-  assertCleared(t, reused, 'REUSED')
-  t.same(reuse, [{ userId: USER_ID, sessionId: sid, ip: '127.0.0.1', userAgent: 'Thief/1.0' }], 'reuseDetected event')
-  t.same(revoked, [{ userId: USER_ID, sessionId: sid, reason: 'reuse' }], 'sessionRevoked event')
+  // The last millisecond of the window (inclusive): a grace answer, the same successor.
+  clock.advance(DEFAULT_GRACE_MS)
+  const grace = await refresh(app, rt1)
+  t.equal(grace.statusCode, 200, 'a retry at the end of the window: 200')
+  t.equal(refreshCookie(grace)!.value, rt2, 'inside the window: the same successor')
 
-  const current = await refresh(app, rt2)
-  t.equal(current.statusCode, 401, 'the current token is dead too')
-  t.match(current.json().code, /^FST_TOKEN_AUTH_(INVALID_REFRESH_TOKEN|REFRESH_TOKEN_REUSED)$/)
-  const meResponse = await me(app, at2)
-  t.equal(meResponse.statusCode, 401, 'the last access token is refused at once')
-  t.equal(meResponse.json().code, 'FST_TOKEN_AUTH_SESSION_REVOKED')
-  t.equal(meResponse.headers['www-authenticate'], 'Bearer error="invalid_token"')
+  // That answer is lost too. One millisecond later the successor has still never been used: recovered.
+  clock.advance(1)
+  const retry = await refresh(app, rt1)
+  const rt2b = assertRotated(t, retry, rt1, 'a retry after the window')
+  t.not(rt2b, rt2, 'a new successor, not the one it replaces')
+  t.same(events.refreshes, [refreshEvent(sid, 'rotated'), refreshEvent(sid, 'grace'), refreshEvent(sid, 'recovered')], 'refresh events: rotated, grace, recovered')
+  t.same(events.revoked, [], 'the session lives on')
+  t.equal((await me(app, retry.json().accessToken)).statusCode, 200, 'the recovered access token works')
+
+  // The replaced successor is dead: whoever presents it later is a thief, and the session ends.
+  clock.advance(1000)
+  const stolen = await thiefRefresh(app, rt2)
+  await assertTheft(t, app, stolen, events, {
+    sid, accessTokens: [at1, lost.json().accessToken, grace.json().accessToken, retry.json().accessToken], refreshTokens: [rt2b, rt1]
+  }, 'the replaced successor')
+})
+
+t.test('reuseGrace 0, a lost response: a retry 1 ms later is recovered with a new successor; the lost one is then theft', async (t) => {
+  const clock = handClock(t)
+  const app = await build(t, { reuseGrace: 0 })
+  const events = recordEvents(app)
+  const { refreshToken: rt1, accessToken: at1 } = await login(app)
+  const sid = decodePayload(at1).sid
+  const lost = await refresh(app, rt1)
+  const rt2 = assertRotated(t, lost, rt1, 'rotation (its answer is lost)')
+
+  clock.advance(1)
+  const retry = await refresh(app, rt1)
+  const rt2b = assertRotated(t, retry, rt1, 'a retry 1 ms later')
+  t.not(rt2b, rt2, 'a new successor, not the lost one')
+  t.same(events.refreshes, [refreshEvent(sid, 'rotated'), refreshEvent(sid, 'recovered')], 'refresh events: rotated, then recovered')
+  t.same(events.revoked, [], 'the session lives on')
+  t.equal((await me(app, retry.json().accessToken)).statusCode, 200, 'the recovered access token works')
+
+  clock.advance(1)
+  const stolen = await thiefRefresh(app, rt2)
+  await assertTheft(t, app, stolen, events, {
+    sid, accessTokens: [at1, lost.json().accessToken, retry.json().accessToken], refreshTokens: [rt2b, rt1]
+  }, 'the lost successor')
+})
+
+t.test('two generations back is theft after the grace window too, where an unused successor would be recovered (RT1 -> RT2 -> RT3, then RT1)', async (t) => {
+  const clock = handClock(t)
+  const app = await build(t)
+  const events = recordEvents(app)
+  const { refreshToken: rt1, accessToken: at1 } = await login(app)
+  const sid = decodePayload(at1).sid
+  const second = await refresh(app, rt1)
+  const rt2 = assertRotated(t, second, rt1)
+  clock.advance(1000)
+  const third = await refresh(app, rt2)
+  const rt3 = assertRotated(t, third, rt2)
+  clock.advance(DEFAULT_GRACE_MS + 1)
+
+  const stolen = await thiefRefresh(app, rt1)
+  await assertTheft(t, app, stolen, events, {
+    sid, accessTokens: [at1, second.json().accessToken, third.json().accessToken], refreshTokens: [rt3, rt2]
+  }, 'RT1 after RT3, past the window')
 })
 
 t.test('an older generation inside the window is theft (RT1 -> RT2 -> RT3, then RT1)', async (t) => {
@@ -204,52 +313,94 @@ t.test('an older generation inside the window is theft (RT1 -> RT2 -> RT3, then 
   t.equal(meResponse.json().code, 'FST_TOKEN_AUTH_SESSION_REVOKED')
 })
 
-t.test('theft order: the attacker spends RT1 first, the victim then sends RT1', async (t) => {
+t.test('theft order: the attacker spends RT1 first; the victim\'s later RT1 is recovered, and the attacker\'s next refresh ends the session', async (t) => {
+  const clock = handClock(t)
   const app = await build(t, { reuseGrace: 0 })
-  const { refreshToken: rt1 } = await login(app)
-  const attacker = await refresh(app, rt1)
+  const events = recordEvents(app)
+  const { refreshToken: rt1, accessToken: at1 } = await login(app)
+  const sid = decodePayload(at1).sid
+  const attacker = await thiefRefresh(app, rt1)
   const attackerRt2 = assertRotated(t, attacker, rt1, 'attacker')
 
+  // The victim cannot tell a theft from a lost response: it is answered, with a successor of its own.
+  clock.advance(1)
   const victim = await refresh(app, rt1)
-  assertRefused(t, victim, 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'victim')
-  assertCleared(t, victim, 'victim')
+  const victimRt2 = assertRotated(t, victim, rt1, 'victim')
+  t.not(victimRt2, attackerRt2, 'the victim gets a successor of its own')
+  t.same(events.refreshes, [refreshEvent(sid, 'rotated', 'Thief/1.0'), refreshEvent(sid, 'recovered')], 'rotated for the attacker, recovered for the victim')
+  t.same(events.revoked, [])
 
-  const attackerAgain = await refresh(app, attackerRt2)
-  t.equal(attackerAgain.statusCode, 401, "the attacker's RT2 is dead")
-  t.equal(attackerAgain.headers['set-cookie']?.includes('Max-Age=0'), true, 'and cleared')
-  const meResponse = await me(app, attacker.json().accessToken)
-  t.equal(meResponse.statusCode, 401)
-  t.equal(meResponse.json().code, 'FST_TOKEN_AUTH_SESSION_REVOKED', "the attacker's access token is refused")
+  // The attacker's RT2 was replaced: its next use is theft and ends the session, the victim's tokens with it.
+  clock.advance(1)
+  const attackerAgain = await thiefRefresh(app, attackerRt2)
+  await assertTheft(t, app, attackerAgain, events, {
+    sid, accessTokens: [attacker.json().accessToken, victim.json().accessToken, at1], refreshTokens: [victimRt2]
+  }, "the attacker's RT2")
 })
 
-t.test('reuseGrace: 0 makes a refresh token strictly single-use, even in the same millisecond', async (t) => {
-  // Two refreshes of one token started together usually share `now`; with no grace window the
-  // second must still be refused (the store must not answer it as a 0 ms "grace").
+t.test('reuseGrace: 0 answers no grace, even in the same millisecond: the second of two refreshes is SUPERSEDED, the session lives on', async (t) => {
+  // Two refreshes of one token started together may share `now`. With no grace window the second
+  // must not get the successor again (no 0 ms "grace"), nor a new one (no other successor can be
+  // minted in that millisecond): 401 SUPERSEDED, and nothing changes.
+  handClock(t)
   const app = await build(t, { reuseGrace: 0 })
-  const events: RefreshEvent[] = []
-  app.tokenAuth.events.on('refresh', (event) => events.push(event))
+  const events = recordEvents(app)
   for (let round = 0; round < 5; round++) {
     const { refreshToken } = await login(app, 'bob')
     const responses = await Promise.all([refresh(app, refreshToken), refresh(app, refreshToken)])
     t.same(responses.map((r) => r.statusCode).sort(), [200, 401], `round ${round}: one 200, one 401`)
+    const refused = responses.find((r) => r.statusCode === 401)!
+    t.equal(refused.json().code, SUPERSEDED, `round ${round}: SUPERSEDED`)
+    t.equal(refused.headers['set-cookie'], undefined, `round ${round}: the cookie is left alone`)
+    const successor = refreshCookie(responses.find((r) => r.statusCode === 200)!)!.value
+    assertRotated(t, await refresh(app, successor), successor, `round ${round}: the one successor rotates`)
   }
-  t.equal(events.filter((event) => event.grace).length, 0, 'no grace answer with reuseGrace: 0')
+  t.same(events.refreshes.map((event) => [event.grace, event.recovered]), Array.from({ length: 10 }, () => [false, false]), 'rotations only: no grace answer, no recovery')
+  t.same(events.revoked, [], 'no session ended')
 })
 
-t.test('50 concurrent refreshes of one token with reuseGrace: 0: exactly one 200', async (t) => {
-  const app = await build(t, { reuseGrace: 0 })
+t.test('50 concurrent refreshes of one token with reuseGrace: 0: one rotation, recoveries or SUPERSEDED, and one live successor', async (t) => {
+  // Each refresh that reaches the store at a later millisecond than the last answer is recovered
+  // (a new successor replaces the previous one); one in the same millisecond is SUPERSEDED.
+  const store = new MemoryStore()
+  const app = await build(t, { reuseGrace: 0, store })
+  const events = recordEvents(app)
   const { refreshToken } = await login(app)
   const responses = await Promise.all(Array.from({ length: 50 }, () => refresh(app, refreshToken)))
   const statuses = responses.map((r) => r.statusCode)
   t.equal(statuses.filter((s) => s >= 500).length, 0, 'no 5xx')
-  t.equal(statuses.filter((s) => s === 200).length, 1, `exactly one 200 (got ${statuses.filter((s) => s === 200).length})`)
-  t.equal(statuses.filter((s) => s === 401).length, 49, 'all others 401')
-  for (const response of responses.filter((r) => r.statusCode === 401)) {
-    t.match(response.json().code, /^FST_TOKEN_AUTH_(REFRESH_TOKEN_REUSED|INVALID_REFRESH_TOKEN)$/)
+  const ok = responses.filter((r) => r.statusCode === 200)
+  const refused = responses.filter((r) => r.statusCode !== 200)
+  t.ok(ok.length >= 1, `at least one 200 (got ${ok.length})`)
+  for (const response of refused) {
+    t.equal(response.statusCode, 401)
+    t.equal(response.json().code, SUPERSEDED)
+    t.equal(response.headers['set-cookie'], undefined, 'SUPERSEDED leaves the cookie alone')
   }
-  // The reuse ended the session: nothing issued here survives.
-  for (const response of responses.filter((r) => r.statusCode === 200)) {
-    t.equal((await refresh(app, refreshCookie(response)!.value)).statusCode, 401, 'the single successor died with the session')
+  const kinds = events.refreshes.map((event) => event.grace ? 'grace' : event.recovered ? 'recovered' : 'rotated')
+  t.equal(kinds.filter((kind) => kind === 'rotated').length, 1, 'exactly one rotation')
+  t.equal(kinds.filter((kind) => kind === 'recovered').length, ok.length - 1, 'every other 200 is a recovery')
+  t.equal(kinds.length, ok.length, 'no grace answer')
+  t.same(events.reuse, [], 'no reuse detected')
+  t.same(events.revoked, [], 'the session survives')
+
+  // Every 200 carries a successor of its own; the store accepts exactly one of them, the newest
+  // (each recovery replaced the one before), with the presented token as its predecessor.
+  const successors = ok.map((r) => refreshCookie(r)!.value)
+  t.equal(new Set(successors).size, ok.length, 'no two 200s share a successor')
+  const [session, ...others] = await store.listUserSessions(USER_ID, Date.now())
+  t.equal(others.length, 0)
+  const hashOf = (token: string) => hashTokenId(decodePayload(token).jti as string)
+  const live = successors.filter((token) => hashOf(token) === session?.tokenHash)
+  t.equal(live.length, 1, 'exactly one successor is live')
+  t.equal(session?.previousTokenHash, hashOf(refreshToken), 'the presented token is its predecessor')
+  const [current] = live as [string]
+  const rt3 = assertRotated(t, await refresh(app, current), current, 'the live successor rotates')
+  // Any other successor was replaced by a recovery: presenting it is theft.
+  const dead = successors.find((token) => token !== current)
+  if (dead !== undefined) {
+    assertRefused(t, await refresh(app, dead), REUSED, 'a replaced successor')
+    assertRefused(t, await refresh(app, rt3), 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN', 'and the session ended')
   }
 })
 
@@ -273,7 +424,8 @@ t.test('50 concurrent refreshes with the default grace: no 5xx, one successor', 
   assertRotated(t, await refresh(app, successor as string), successor as string, 'the one successor chain continues')
 })
 
-t.test('refresh events', async (t) => {
+t.test('refresh events: grace and recovered say how the token presented was answered', async (t) => {
+  const clock = handClock(t)
   const app = await build(t)
   const events: RefreshEvent[] = []
   app.tokenAuth.events.on('refresh', (event) => events.push(event))
@@ -284,10 +436,15 @@ t.test('refresh events', async (t) => {
   t.equal(rotated.statusCode, 200)
   const grace = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: rt1 }, headers })
   t.equal(grace.statusCode, 200)
+  clock.advance(DEFAULT_GRACE_MS + 1)
+  const recovered = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: rt1 }, headers })
+  t.equal(recovered.statusCode, 200)
   t.same(events, [
-    { userId: USER_ID, sessionId: sid, grace: false, ip: '127.0.0.1', userAgent: 'RefreshTest/1.0' },
-    { userId: USER_ID, sessionId: sid, grace: true, ip: '127.0.0.1', userAgent: 'RefreshTest/1.0' }
+    refreshEvent(sid, 'rotated', 'RefreshTest/1.0'),
+    refreshEvent(sid, 'grace', 'RefreshTest/1.0'),
+    refreshEvent(sid, 'recovered', 'RefreshTest/1.0')
   ])
+  t.same(events[0], { userId: USER_ID, sessionId: sid, grace: false, recovered: false, ip: '127.0.0.1', userAgent: 'RefreshTest/1.0' }, 'the payload, spelled out')
   const serialized = JSON.stringify(events)
   t.notOk(serialized.includes('eyJ'), 'no token in events')
   t.notOk(serialized.includes(rt1))
@@ -370,6 +527,8 @@ t.test("refreshTokenTransport 'body'", async (t) => {
 
 t.test("'both': a cookie AND a body token is ambiguous, and neither is rotated", async (t) => {
   const app = await build(t, { refreshTokenTransport: 'both', reuseGrace: 0 })
+  const events: RefreshEvent[] = []
+  app.tokenAuth.events.on('refresh', (event) => events.push(event))
   const cookieLogin = await login(app)
   const bodyLogin = await app.inject({ method: 'POST', url: '/auth/login', payload: { username: 'bob', password: 'bob-password-123', refreshTokenTransport: 'body' } })
   t.equal(bodyLogin.statusCode, 200)
@@ -383,7 +542,9 @@ t.test("'both': a cookie AND a body token is ambiguous, and neither is rotated",
   t.equal(ambiguous.headers['set-cookie'], undefined, 'no Set-Cookie')
   t.notMatch(ambiguous.body, /eyJ/)
 
-  // With reuseGrace 0 a rotated token would now be theft: both must still be current.
+  t.same(events, [], 'nothing was refreshed')
+
+  // Both are still current: each is rotated now, neither recovered (as a rotated one would be).
   const viaCookie = await refresh(app, cookieLogin.refreshToken)
   assertRotated(t, viaCookie, cookieLogin.refreshToken, 'the cookie token was not rotated')
   const viaBody = await refreshBody(app, bodyToken)
@@ -391,6 +552,7 @@ t.test("'both': a cookie AND a body token is ambiguous, and neither is rotated",
   t.equal(viaBody.headers['set-cookie'], undefined, 'a body refresh answers in the body')
   t.type(viaBody.json().refreshToken, 'string')
   t.equal(decodePayload(viaBody.json().accessToken).sub, 'user-2')
+  t.same(events.map((event) => [event.userId, event.grace, event.recovered]), [[USER_ID, false, false], ['user-2', false, false]], 'two rotations')
 
   // An empty cookie next to a body token is not ambiguous.
   const emptyCookie = await app.inject({

@@ -160,7 +160,7 @@ t.test('access and refresh tokens never verify as each other', async (t) => {
   await t.rejects(service.issue(null as unknown as AuthUser, CLIENT), TypeError)
 })
 
-t.test('rotate -> grace -> grace exhausted -> window end is theft', async (t) => {
+t.test('rotate -> grace -> grace exhausted -> after the window: recovered; the successor it replaced is theft', async (t) => {
   const { service, store, emitted, revocations, record, advance, now } = setup(t)
   const first = await service.issue(ALICE, CLIENT)
   const firstJti = decodePart(first.refreshToken, 1).jti as string
@@ -181,7 +181,7 @@ t.test('rotate -> grace -> grace exhausted -> window end is theft', async (t) =>
   t.equal(session?.lastUsedAt, rotatedAt)
   t.equal(session?.ip, '198.51.100.1')
   t.equal(session?.userAgent, 'other-agent')
-  t.same(emitted.at(-1), { event: 'refresh', payload: { userId: ALICE.id, sessionId: first.sessionId, grace: false, ip: '198.51.100.1', userAgent: 'other-agent' } })
+  t.same(emitted.at(-1), { event: 'refresh', payload: { userId: ALICE.id, sessionId: first.sessionId, grace: false, recovered: false, ip: '198.51.100.1', userAgent: 'other-agent' } })
 
   // Grace: the predecessor gets the very same successor, at most GRACE_LIMIT times.
   for (let use = 1; use <= GRACE_LIMIT; use++) {
@@ -193,7 +193,7 @@ t.test('rotate -> grace -> grace exhausted -> window end is theft', async (t) =>
     ;[session] = await record()
     t.equal(session?.graceUses, use, 'graceUses counts the answers')
     t.equal(session?.tokenHash, sha256(secondJti), 'grace changes nothing but graceUses')
-    t.same(emitted.at(-1), { event: 'refresh', payload: { userId: ALICE.id, sessionId: first.sessionId, grace: true, ...CLIENT } })
+    t.same(emitted.at(-1), { event: 'refresh', payload: { userId: ALICE.id, sessionId: first.sessionId, grace: true, recovered: false, ...CLIENT } })
   }
   advance(1000)
   await t.rejects(service.refresh(first.refreshToken, CLIENT), GraceExhaustedError, 'over the limit: superseded')
@@ -206,30 +206,60 @@ t.test('rotate -> grace -> grace exhausted -> window end is theft', async (t) =>
   advance(rotatedAt + GRACE * 1000 - now())
   await t.rejects(service.refresh(first.refreshToken, CLIENT), GraceExhaustedError, 'window end is inclusive and does not slide')
 
-  // One millisecond later: theft.
+  // One millisecond later the successor has still never been used: the predecessor is recovered
+  // (its holder may never have received it), with a new successor that replaces it.
   advance(1)
+  const recoveredAt = now()
+  const recovered = await service.refresh(first.refreshToken, { ip: '198.51.100.2', userAgent: 'retry-agent' })
+  const recoveredJti = decodePart(recovered.refreshToken, 1).jti as string
+  t.not(recovered.refreshToken, second.refreshToken, 'a new successor, not the one it replaces')
+  t.not(recoveredJti, secondJti)
+  t.equal(recovered.sessionId, first.sessionId, 'same session')
+  t.equal(recovered.refreshTokenExpiresAt, recoveredAt + IDLE * 1000, 'idle expiry slides as on a rotation')
+  t.equal(decodePart(recovered.refreshToken, 1).iat, Math.floor(recoveredAt / 1000))
+  ;[session] = await record()
+  t.equal(session?.tokenHash, sha256(recoveredJti), 'the new successor is current')
+  t.equal(session?.previousTokenHash, sha256(firstJti), 'the predecessor stays')
+  t.equal(session?.rotatedAt, recoveredAt, 'a new grace window starts')
+  t.equal(session?.graceUses, 0)
+  t.equal(session?.lastUsedAt, recoveredAt)
+  t.equal(session?.ip, '198.51.100.2')
+  t.equal(session?.userAgent, 'retry-agent')
+  t.same(emitted.at(-1), {
+    event: 'refresh', payload: { userId: ALICE.id, sessionId: first.sessionId, grace: false, recovered: true, ip: '198.51.100.2', userAgent: 'retry-agent' }
+  })
+  t.equal(service.verifyAccessToken(recovered.accessToken).sid, first.sessionId, 'its access token works')
+  t.equal(revocations.has(first.sessionId), false)
+
+  // The replaced successor is dead: whoever presents it is a thief.
+  advance(1000)
   const before = emitted.length
-  await t.rejects(service.refresh(first.refreshToken, { ip: '192.0.2.66', userAgent: 'thief' }), RefreshTokenReusedError)
+  await t.rejects(service.refresh(second.refreshToken, { ip: '192.0.2.66', userAgent: 'thief' }), RefreshTokenReusedError)
   t.equal(store.size, 0, 'the whole session is deleted')
   t.same(await record(), [])
   t.equal(revocations.has(first.sessionId), true, 'the session id is on the revocation list')
-  t.throws(() => service.verifyAccessToken(second.accessToken), SessionRevokedError, 'its access tokens fail at once')
+  t.throws(() => service.verifyAccessToken(recovered.accessToken), SessionRevokedError, 'its access tokens fail at once')
+  t.throws(() => service.verifyAccessToken(second.accessToken), SessionRevokedError)
   t.throws(() => service.verifyAccessToken(first.accessToken), { code: 'FST_TOKEN_AUTH_SESSION_REVOKED', statusCode: 401 })
   t.same(emitted.slice(before), [
     { event: 'sessionRevoked', payload: { userId: ALICE.id, sessionId: first.sessionId, reason: 'reuse' } },
     { event: 'reuseDetected', payload: { userId: ALICE.id, sessionId: first.sessionId, ip: '192.0.2.66', userAgent: 'thief' } }
   ])
-  await t.rejects(service.refresh(second.refreshToken, CLIENT), InvalidRefreshTokenError, 'the current token died with the session')
+  await t.rejects(service.refresh(recovered.refreshToken, CLIENT), InvalidRefreshTokenError, 'the current token died with the session')
+  await t.rejects(service.refresh(first.refreshToken, CLIENT), InvalidRefreshTokenError, 'and so did the predecessor')
 })
 
 t.test('grace answers inside the window do not extend it', async (t) => {
-  const { service, advance } = setup(t, { reuseGraceLimit: 100 })
+  const { service, advance, emitted } = setup(t, { reuseGraceLimit: 100 })
   const first = await service.issue(ALICE, CLIENT)
-  await service.refresh(first.refreshToken, CLIENT)
+  const second = await service.refresh(first.refreshToken, CLIENT)
   advance(GRACE * 1000 - 1)
-  await service.refresh(first.refreshToken, CLIENT)
+  const grace = await service.refresh(first.refreshToken, CLIENT)
+  t.equal(grace.refreshToken, second.refreshToken, 'inside the window: the same successor')
   advance(2)
-  await t.rejects(service.refresh(first.refreshToken, CLIENT), RefreshTokenReusedError, 'the window starts at the rotation, not at the last grace answer')
+  const late = await service.refresh(first.refreshToken, CLIENT)
+  t.not(late.refreshToken, second.refreshToken, 'the window starts at the rotation, not at the last grace answer: a recovery, not a grace answer')
+  t.match(emitted.at(-1), { event: 'refresh', payload: { grace: false, recovered: true } })
 })
 
 t.test('an older generation is theft even inside the grace window', async (t) => {
@@ -247,22 +277,38 @@ t.test('an older generation is theft even inside the grace window', async (t) =>
   await t.rejects(service.refresh(third.refreshToken, CLIENT), InvalidRefreshTokenError)
 })
 
-t.test('reuseGrace 0: the predecessor is theft straight away', async (t) => {
-  t.test('one millisecond after the rotation', async (t) => {
-    const { service, store, advance } = setup(t, { reuseGrace: 0 })
+t.test('reuseGrace 0: no grace; the predecessor is recovered a millisecond later, superseded in the same one', async (t) => {
+  t.test('one millisecond after the rotation: recovered, and the replaced successor is theft', async (t) => {
+    const { service, store, emitted, record, advance, now } = setup(t, { reuseGrace: 0 })
     const first = await service.issue(ALICE, CLIENT)
-    await service.refresh(first.refreshToken, CLIENT)
+    const second = await service.refresh(first.refreshToken, CLIENT)
     advance(1)
-    await t.rejects(service.refresh(first.refreshToken, CLIENT), RefreshTokenReusedError)
+    const recovered = await service.refresh(first.refreshToken, CLIENT)
+    t.not(recovered.refreshToken, second.refreshToken, 'a new successor')
+    t.same(emitted.at(-1), { event: 'refresh', payload: { userId: ALICE.id, sessionId: first.sessionId, grace: false, recovered: true, ...CLIENT } })
+    const [session] = await record()
+    t.equal(session?.tokenHash, sha256(decodePart(recovered.refreshToken, 1).jti as string))
+    t.equal(session?.rotatedAt, now())
+    t.equal(store.size, 1, 'the session lives on')
+    advance(1)
+    await t.rejects(service.refresh(second.refreshToken, CLIENT), RefreshTokenReusedError, 'the replaced successor is theft')
     t.equal(store.size, 0)
+    t.throws(() => service.verifyAccessToken(recovered.accessToken), SessionRevokedError)
   })
 
-  t.test('in the same millisecond as the rotation (strictly single-use)', async (t) => {
-    const { service, store } = setup(t, { reuseGrace: 0 })
+  t.test('in the same millisecond as the rotation: SUPERSEDED, nothing changes (no 0 ms grace)', async (t) => {
+    const { service, store, emitted, record } = setup(t, { reuseGrace: 0 })
     const first = await service.issue(ALICE, CLIENT)
-    await service.refresh(first.refreshToken, CLIENT)
-    await t.rejects(service.refresh(first.refreshToken, CLIENT), RefreshTokenReusedError, 'reuseGrace 0 "makes every refresh token strictly single-use"')
-    t.equal(store.size, 0)
+    const second = await service.refresh(first.refreshToken, CLIENT)
+    const before = await record()
+    const eventsBefore = emitted.length
+    await t.rejects(service.refresh(first.refreshToken, CLIENT), GraceExhaustedError, 'no grace answer and no other successor in that millisecond')
+    await t.rejects(service.refresh(first.refreshToken, CLIENT), { code: 'FST_TOKEN_AUTH_REFRESH_TOKEN_SUPERSEDED', statusCode: 401 })
+    t.equal(store.size, 1)
+    t.same(await record(), before, 'the record is unchanged')
+    t.same(emitted.slice(eventsBefore), [], 'no event')
+    const third = await service.refresh(second.refreshToken, CLIENT)
+    t.equal(third.sessionId, first.sessionId, 'the successor still rotates')
   })
 })
 

@@ -36,30 +36,44 @@ t.test('D1 a refresh rotates: new access token, a different refresh token of >= 
   t.equal((await get(example, '/me', second.accessToken)).status, 200)
 })
 
-t.test('D2 reuse after the grace window: 401 REUSED, then the whole session is dead (RT2 and AT2 too)', async (t) => {
+t.test('D2 reuse after the grace window of a token whose successor was used: 401 REUSED, then the whole session is dead (RT3 and AT3 too)', async (t) => {
   const first = await login(example)
   const second = await refresh(example, first.refreshToken)
+  const third = await refresh(example, second.refreshToken) // the victim used the successor
   await pastGrace()
   const mark = example.events.length
   const reuse = await refreshRequest(example, first.refreshToken)
-  await refused(t, example, reuse, { status: 401, code: REUSED, sent: [first.refreshToken, second.refreshToken] })
+  await refused(t, example, reuse, { status: 401, code: REUSED, sent: [first.refreshToken, second.refreshToken, third.refreshToken] })
   t.ok(clearsCookie(reuse), 'the dead cookie is cleared')
   t.same(eventsSince(example, mark), ['sessionRevoked', 'reuseDetected'], 'the session is revoked and reuse reported')
 
+  await refused(t, example, await refreshRequest(example, third.refreshToken), { status: 401, code: INVALID, sent: [third.refreshToken] })
   await refused(t, example, await refreshRequest(example, second.refreshToken), { status: 401, code: INVALID, sent: [second.refreshToken] })
-  const access = await get(example, '/me', second.accessToken)
+  const access = await get(example, '/me', third.accessToken)
   await refused(t, example, access, { status: 401, code: 'FST_TOKEN_AUTH_SESSION_REVOKED', challenge: 'Bearer error="invalid_token"' })
 })
 
-t.test('D3 theft order: the attacker rotates first, the victim replays later; the attacker\'s branch dies', async (t) => {
+t.test('D3 theft order: the attacker rotates first, the victim\'s later refresh is recovered; the attacker\'s next refresh ends the session', async (t) => {
   const victim = await login(example)
-  const attacker = await refresh(example, victim.refreshToken) // RT2' and an access token, the attacker's
+  const attacker = await refresh(example, victim.refreshToken) // RT2 and an access token, the attacker's
   await pastGrace()
-  const replay = await refreshRequest(example, victim.refreshToken)
-  await refused(t, example, replay, { status: 401, code: REUSED, sent: [victim.refreshToken] })
-  await refused(t, example, await refreshRequest(example, attacker.refreshToken), { status: 401, code: INVALID, sent: [attacker.refreshToken] })
-  const stolenAccess = await get(example, '/me', attacker.accessToken)
-  await refused(t, example, stolenAccess, { status: 401, code: 'FST_TOKEN_AUTH_SESSION_REVOKED' })
+  // The victim's RT1 looks like a lost response (RT2 was never used): answered with an RT2' of its own.
+  let mark = example.events.length
+  const recovered = await refresh(example, victim.refreshToken)
+  t.not(recovered.refreshToken, attacker.refreshToken, 'the victim gets a successor of its own')
+  t.same(example.events.slice(mark).map((event) => [event.name, event.payload.grace, event.payload.recovered]), [['refresh', false, true]], 'answered as a recovery')
+  t.equal((await get(example, '/me', recovered.accessToken)).status, 200, 'the victim is served')
+
+  // The attacker's RT2 was replaced: its next use is theft, and the victim's tokens die with the session.
+  mark = example.events.length
+  const replay = await refreshRequest(example, attacker.refreshToken)
+  await refused(t, example, replay, { status: 401, code: REUSED, sent: [attacker.refreshToken] })
+  t.ok(clearsCookie(replay), 'the dead cookie is cleared')
+  t.same(eventsSince(example, mark), ['sessionRevoked', 'reuseDetected'], 'the session is revoked and reuse reported')
+  await refused(t, example, await refreshRequest(example, recovered.refreshToken), { status: 401, code: INVALID, sent: [recovered.refreshToken] })
+  for (const accessToken of [attacker.accessToken, recovered.accessToken]) {
+    await refused(t, example, await get(example, '/me', accessToken), { status: 401, code: 'FST_TOKEN_AUTH_SESSION_REVOKED', challenge: 'Bearer error="invalid_token"' })
+  }
 })
 
 t.test('D4 grace applies only to the immediate predecessor: RT1 after RT1->RT2->RT3 is theft, even inside the window', async (t) => {
@@ -96,18 +110,33 @@ t.test('D5 race: 10 parallel refreshes of one token yield one successor and no f
   await alive(t, example)
 })
 
-t.test('D6 lost response: a retry inside the grace window gets the same successor; after it, reuse is detected', async (t) => {
+t.test('D6 lost response: a retry inside the grace window gets the same successor; after it, a new one, and the lost one is then theft', async (t) => {
   const first = await login(example)
   const lost = await refreshRequest(example, first.refreshToken) // the client never saw this answer
-  const lostSuccessor = cookieOf(lost)?.value
-  const mark = example.events.length
-  const retry = await refresh(example, first.refreshToken)
-  t.equal(retry.refreshToken, lostSuccessor, 'the retry gets the very successor that was lost')
+  const lostSuccessor = cookieOf(lost)?.value as string
+  example.secrets.push(lostSuccessor, lost.json.accessToken)
+  let mark = example.events.length
+  const retry = await refreshRequest(example, first.refreshToken) // lost too
+  t.equal(retry.status, 200)
+  example.secrets.push(retry.json.accessToken)
+  t.equal(cookieOf(retry)?.value, lostSuccessor, 'the retry gets the very successor that was lost')
   t.same(example.events.slice(mark).map((event) => [event.name, event.payload.grace]), [['refresh', true]], 'answered as grace')
-  t.equal((await get(example, '/me', retry.accessToken)).status, 200, 'the session is intact')
+  t.equal((await get(example, '/me', retry.json.accessToken)).status, 200, 'the session is intact')
   await pastGrace()
-  const late = await refreshRequest(example, first.refreshToken)
-  await refused(t, example, late, { status: 401, code: REUSED, sent: [first.refreshToken] })
+  // The successor was never used: the client is answered after the window too, with a new one.
+  mark = example.events.length
+  const late = await refresh(example, first.refreshToken)
+  t.not(late.refreshToken, lostSuccessor, 'a new successor replaces the lost one')
+  t.same(example.events.slice(mark).map((event) => [event.name, event.payload.grace, event.payload.recovered]), [['refresh', false, true]], 'answered as a recovery')
+  t.equal((await get(example, '/me', late.accessToken)).status, 200, 'the session is intact')
+  // Whoever presents the lost successor now is a thief: the session ends.
+  mark = example.events.length
+  const stolen = await refreshRequest(example, lostSuccessor)
+  await refused(t, example, stolen, { status: 401, code: REUSED, sent: [lostSuccessor] })
+  t.ok(clearsCookie(stolen), 'the dead cookie is cleared')
+  t.same(eventsSince(example, mark), ['sessionRevoked', 'reuseDetected'], 'the session is revoked and reuse reported')
+  await refused(t, example, await refreshRequest(example, late.refreshToken), { status: 401, code: INVALID, sent: [late.refreshToken] })
+  await refused(t, example, await get(example, '/me', late.accessToken), { status: 401, code: 'FST_TOKEN_AUTH_SESSION_REVOKED', challenge: 'Bearer error="invalid_token"' })
 })
 
 t.test('D7 tampered, garbage, empty, forged, never-issued and oversized refresh tokens: invalid, never reuse', async (t) => {
