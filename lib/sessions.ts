@@ -328,15 +328,14 @@ export class SessionService {
     const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new Error(`store call exceeded ${this.#storeTimeout} ms`)), this.#storeTimeout)
     })
-    try {
-      const result = await Promise.race([operation(Date.now() + this.#storeTimeout), timeout])
-      this.health.succeeded()
-      return result
-    } catch (cause) {
-      this.health.failed(cause)
-      throw new StoreUnavailableError({ cause })
-    } finally {
-      clearTimeout(timer)
-    }
+    return await Promise.race([operation(Date.now() + this.#storeTimeout), timeout])
+      .then((result) => {
+        this.health.succeeded()
+        return result
+      }, (cause: unknown) => {
+        this.health.failed(cause)
+        throw new StoreUnavailableError({ cause })
+      })
+      .finally(() => clearTimeout(timer))
   }
 }
