@@ -105,8 +105,8 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
 
   if (options.jwks !== false) await fastify.register(jwksRoute, { ...options.jwks, keys: options.accessKeys })
 
-  // A store outage is logged twice, when it starts and when it ends (docs/design.md, "Store
-  // outages"); what fails meanwhile, requests and background work alike, is part of it.
+  // A store outage is logged twice, when it starts and when it ends (docs/design.md, «Store
+  // outages»); what fails meanwhile, requests and background work alike, is part of it.
   events.on('storeUnavailable', ({ cause }) => {
     fastify.log.error({ err: cause }, 'fastify-token-auth: token store unavailable; answering 503 with Retry-After until it recovers')
   })

@@ -1,5 +1,5 @@
 /**
- * Ended sessions whose access tokens may still be unexpired (R7). Checked on every protected
+ * Ended sessions whose access tokens may still be unexpired (docs/design.md, «Revocation reaches access tokens»). Checked on every protected
  * request, so it lives in memory: one Map lookup, no store round trip. An entry is only needed
  * until the last access token of that session expires, i.e. `accessTokenTtl` after revocation.
  */

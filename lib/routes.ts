@@ -26,7 +26,7 @@ export interface RoutesContext {
 /**
  * Seconds a client should wait after a 503 before retrying. Short: the retry with the token the
  * client still holds succeeds as soon as the store answers, even when a stalled store carried
- * out the rotation after the 503 (docs/design.md, "A 503 is the truth").
+ * out the rotation after the 503 (docs/design.md, «A 503 is the truth»).
  */
 const RETRY_AFTER_SECONDS = 1
 /** Our bodies are two short strings; anything bigger is refused with 413 before parsing. */
@@ -134,7 +134,7 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
       return reply.code(statusCode).send(body)
     }
     if (unavailable && !appHandlesErrors) {
-      // The outage is logged once when it starts and once when it ends (docs/design.md, "Store outages").
+      // The outage is logged once when it starts and once when it ends (docs/design.md, «Store outages»).
       return reply.code(503).send({ statusCode: 503, code: error.code, error: 'Service Unavailable', message: error.message })
     }
     // Sending the error again hands it to the app's error handler, which formats it.
@@ -238,7 +238,7 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
       const tokens = await sessions.refresh(presented.token, clientInfo(request))
       return sendTokens(reply, tokens, presented.inBody)
     } catch (error) {
-      // A dead refresh token is dropped from the browser; on 503 it is kept (R8), and a
+      // A dead refresh token is dropped from the browser; on 503 it is kept («Fail closed»), and a
       // superseded one is left alone because a parallel response is setting its successor.
       const status = (error as { statusCode?: number }).statusCode
       if (status === 401 && !(error instanceof GraceExhaustedError) && !presented.inBody) clearRefreshCookie(reply)

@@ -67,7 +67,7 @@ const FEED_OVERLAP = 10_000
 type Grant = { sub: string, sid: string, jti: string, session: SessionRecord }
 
 /**
- * The token state machine (R2–R7): issue, rotate with grace and theft detection, revoke, list.
+ * The token state machine (docs/design.md, «Token model»): issue, rotate with grace and theft detection, revoke, list.
  * No Fastify types: routes and helpers call it, stores persist it, events report it.
  */
 export class SessionService {
@@ -136,7 +136,7 @@ export class SessionService {
   }
 
   /**
-   * Exchanges a refresh token for new tokens (docs/design.md, "Refresh-token rotation"). Throws a
+   * Exchanges a refresh token for new tokens (docs/design.md, «Refresh-token rotation»). Throws a
    * coded 401 for anything but the current token or its predecessor (answered inside the grace
    * window, recovered after it while its successor is unused); reuse ends the session.
    */
@@ -251,7 +251,7 @@ export class SessionService {
   }
 
   /**
-   * Verifies an access token: signature, type and claims, then the revoked-session check (R7),
+   * Verifies an access token: signature, type and claims, then the revoked-session check («Revocation reaches access tokens»),
    * which is a Map lookup, so protected requests never wait for the store.
    */
   verifyAccessToken<Claims extends AccessTokenClaims> (token: string): Claims {
@@ -262,7 +262,7 @@ export class SessionService {
 
   /**
    * Reads the store's revocation feed from where the last read stopped, so revocations made by
-   * other processes reach this one's denylist (R7). The cursor overlaps the previous read by
+   * other processes reach this one's denylist («Revocation reaches access tokens»). The cursor overlaps the previous read by
    * `FEED_OVERLAP` to tolerate clock skew between processes and late-visible writes; re-adding
    * a known revocation is harmless.
    */
@@ -321,7 +321,7 @@ export class SessionService {
   /**
    * Runs a store call with a deadline; any failure becomes a 503 and nothing is issued. The
    * deadline goes to the store too, on the wall clock: a write that reaches it later is dropped
-   * there (docs/design.md, "A 503 is the truth").
+   * there (docs/design.md, «A 503 is the truth»).
    */
   async #call<T> (operation: (deadline: number) => Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined

@@ -2,8 +2,8 @@ import type { TokenAuthEvents } from './events.js'
 
 /**
  * Tells outages of the token store apart from single failed calls, so an incident is reported
- * twice, when it starts and when it ends, instead of once per 503 (docs/design.md, "Store
- * outages"). An outage starts with the first failed store call and ends with the first call
+ * twice, when it starts and when it ends, instead of once per 503 (docs/design.md, «Store
+ * outages»). An outage starts with the first failed store call and ends with the first call
  * that succeeds; meanwhile every 503 a plugin route answers is counted.
  */
 export class StoreHealth {

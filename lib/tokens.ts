@@ -78,7 +78,7 @@ const RESERVED_CLAIMS = ['sub', 'sid', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud']
 
 /**
  * Access and refresh token codec. Access and refresh tokens use distinct keys and distinct
- * `typ` headers, so neither ever verifies as the other (R1). Every failure is a coded 401.
+ * `typ` headers, so neither ever verifies as the other (docs/design.md, «Separate keys and explicit types»). Every failure is a coded 401.
  */
 export class TokenCodec {
   readonly #signer: AccessKeyPair
@@ -164,15 +164,15 @@ export class TokenCodec {
    * The id of the token that replaces `jti` when it is minted at `mintedAt` (ms). Derived, not
    * random: a client that presents the predecessor inside the grace window gets the very same
    * successor back (the store keeps when it was minted), so a session never has two live
-   * branches; and a recovery, minted later, gets a different one (docs/design.md, "A 503 is the
-   * truth").
+   * branches; and a recovery, minted later, gets a different one (docs/design.md, «A 503 is the
+   * truth»).
    */
   successorId (jti: string, mintedAt: number): string {
     return createHmac('sha256', this.#successorKey).update(`${jti}.${mintedAt}`).digest('base64url')
   }
 }
 
-/** What a store keeps of a refresh token: SHA-256 of its id, never the token (R2). */
+/** What a store keeps of a refresh token: SHA-256 of its id, never the token (docs/design.md, «Hashed at rest»). */
 export function hashTokenId (jti: string): string {
   return hash('sha256', jti, 'base64url')
 }

@@ -35,7 +35,7 @@ import {
  *   its user out, but an evicted user index makes logout-everywhere miss sessions, and an evicted
  *   feed entry lets other processes keep accepting a revoked session's access tokens. With
  *   noeviction a full Redis refuses writes instead: the plugin answers 503 and issues nothing
- *   (R8). The store warns (`process.emitWarning`) at first use when it sees another policy.
+ *   (docs/design.md, «Fail closed»). The store warns (`process.emitWarning`) at first use when it sees another policy.
  * - Persistence (`appendonly yes`, with `appendfsync everysec` or stricter) or a replica that is
  *   promoted on failure: a Redis restarted from an old snapshot (or empty) forgets rotations, so
  *   a refresh token already spent could be accepted again, and forgets revocations.

@@ -101,7 +101,7 @@ export interface RevocationRecord {
 }
 
 /**
- * What one atomic rotation decided (docs/design.md, "Refresh-token rotation"), checked in this
+ * What one atomic rotation decided (docs/design.md, «Refresh-token rotation»), checked in this
  * order:
  * - `missing`: no such session (never existed, revoked, or swept).
  * - `expired`: idle or absolute expiry passed; the session was deleted.
@@ -164,7 +164,7 @@ export interface TokenStore {
   listUserSessions (userId: string, now: number): Promise<SessionRecord[]>
 
   /**
-   * The revocation feed (R7): sessions revoked at or after `since` by any process sharing the
+   * The revocation feed (docs/design.md, «Revocation reaches access tokens»): sessions revoked at or after `since` by any process sharing the
    * store, oldest first, for as long as each was asked to be kept. Every process polls it, so a
    * revocation reaches all of them within the poll interval, and after a reconnect too.
    */
