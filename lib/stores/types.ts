@@ -10,7 +10,7 @@
  * rejection into a 503 and issues nothing.
  *
  * The one exception to "stores never read the clock" is a write's `deadline` (docs/design.md,
- * "A 503 is the truth"): a wall-clock time in ms after which the plugin has already answered 503,
+ * «A 503 is the truth»): a wall-clock time in ms after which the plugin has already answered 503,
  * so the change must not be applied. The store compares it with its own clock at the moment the
  * change would be applied (Redis `TIME` inside the script, PostgreSQL `clock_timestamp()` inside
  * the statement, `Date.now()` in process), and then rejects with `StoreDeadlineError` having
