@@ -64,17 +64,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     const now = session.createdAt + MINUTE
     const next = hash('next')
     const result = await store.rotate(rotation(session, session.tokenHash, next, now, { userAgent: 'agent/2', ip: '198.51.100.2' }))
-    const expected: SessionRecord = {
-      ...session,
-      tokenHash: next,
-      previousTokenHash: session.tokenHash,
-      rotatedAt: now,
-      graceUses: 0,
-      lastUsedAt: now,
-      expiresAt: now + IDLE,
-      userAgent: 'agent/2',
-      ip: '198.51.100.2'
-    }
+    const expected = renewed(session, next, now, { userAgent: 'agent/2', ip: '198.51.100.2' })
     assert.deepEqual(result, { outcome: 'rotated', session: expected })
     assert.deepEqual(await store.listUserSessions(session.userId, now), [expected])
   })
@@ -128,17 +118,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     await store.rotate(rotation(session, session.tokenHash, hash('2'), rotatedAt))
     const retry = rotatedAt + GRACE + 1
     const result = await store.rotate(rotation(session, session.tokenHash, hash('2b'), retry, { userAgent: 'agent/3', ip: '198.51.100.3' }))
-    const expected: SessionRecord = {
-      ...session,
-      tokenHash: hash('2b'),
-      previousTokenHash: session.tokenHash,
-      rotatedAt: retry,
-      graceUses: 0,
-      lastUsedAt: retry,
-      expiresAt: retry + IDLE,
-      userAgent: 'agent/3',
-      ip: '198.51.100.3'
-    }
+    const expected = renewed(session, hash('2b'), retry, { userAgent: 'agent/3', ip: '198.51.100.3' })
     assert.deepEqual(result, { outcome: 'recovered', session: expected })
     assert.deepEqual(await store.listUserSessions(session.userId, retry), [expected])
     assert.deepEqual(await store.revokedSince(0), [], 'nothing revoked')
@@ -418,6 +398,14 @@ export function rotationRequest (session: SessionRecord, presentedHash: string, 
     deadline: Date.now() + MINUTE,
     ...overrides
   }
+}
+
+/**
+ * `session` (never rotated) once `tokenHash` became current at `now` by a rotation or a
+ * recovery of its first token: the record every store must then hold.
+ */
+function renewed (session: SessionRecord, tokenHash: string, now: number, client: { userAgent: string, ip: string }): SessionRecord {
+  return { ...session, ...client, tokenHash, previousTokenHash: session.tokenHash, rotatedAt: now, graceUses: 0, lastUsedAt: now, expiresAt: now + IDLE }
 }
 
 /** A record whose id the store under test made, as the plugin has it make them. */

@@ -1,10 +1,4 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
-import net from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import pg from 'pg'
 import { createClient } from 'redis'
@@ -14,6 +8,7 @@ import { migrate, PostgresStore } from '../lib/stores/postgres.js'
 import { RedisStore } from '../lib/stores/redis.js'
 import type { TokenStore } from '../lib/stores/types.js'
 import { baseOptions, login, me, PASSWORD, refresh, refreshCookie, sleep, USERNAME } from './helpers.js'
+import { PrivateRedis, privateRedisUnavailable } from './private-servers/redis.js'
 import { DATABASE_URL, postgresAvailable, REDIS_URL, redisAvailable } from './services.js'
 import { TcpProxy } from './tcp-proxy.js'
 
@@ -180,6 +175,46 @@ async function timed (request: Promise<LightMyRequestResponse>): Promise<{ respo
   return { response, elapsed: Date.now() - started }
 }
 
+/** An app started for a scenario, and what to check its answers with. */
+interface Started {
+  app: FastifyInstance
+  serverErrors: string[]
+  /** Where the store listens: no response may mention it. */
+  addresses: string[]
+  /** statusWithCause of the app. */
+  status: (response: LightMyRequestResponse) => string
+}
+
+/**
+ * A login, a refresh and a logout answered 503 while the store is down (`outage.down` to
+ * `outage.up`) leave no trace once it is back: no session created or ended, the refresh token
+ * the client kept still current. The app's reuseGrace must be 1 s: the client comes back after it.
+ */
+async function assertNoTraceOf503s (t: Test, { app, serverErrors, addresses, status }: Started, outage: { down: () => unknown, up: () => unknown }): Promise<void> {
+  const refreshing = await login(app)
+  const leaving = await login(app)
+  const ids = await Promise.all([refreshing, leaving].map(async (session) => (await me(app, session.accessToken)).json().sid as string))
+
+  await outage.down()
+  assertUnavailable(t, await postLogin(app), 'login', addresses)
+  assertUnavailable(t, await refresh(app, refreshing.refreshToken), 'refresh', addresses)
+  assertUnavailable(t, await logout(app, leaving.refreshToken), 'logout', addresses)
+  await outage.up()
+
+  const { response: back, elapsed } = await recovery(app, refreshing.accessToken)
+  t.equal(status(back), '200', `the store answers again (after ${elapsed} ms)`)
+  await sleep(1500) // the client waits, as Retry-After tells it to, beyond the 1 s grace window
+  const listed = await listSessions(app, refreshing.accessToken)
+  t.strictSame(listed.statusCode === 200 ? listed.json().sessions.map((session: { id: string }) => session.id).sort() : null, [...ids].sort(),
+    'exactly the two sessions from before: the login answered 503 created none, the logout answered 503 ended none')
+  const retried = await refresh(app, refreshing.refreshToken)
+  t.equal(status(retried), '200', 'the refresh answered 503 was not carried out later: the token the client kept is still current')
+  t.not(retried.json().code, 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'no false theft detection ending the session')
+  const stillIn = await refresh(app, leaving.refreshToken)
+  t.equal(status(stillIn), '200', 'the logout answered 503 did not end its session later')
+  t.strictSame(serverErrors, [], 'never a 500')
+}
+
 /** One way of reaching a store through a proxy: a store plus everything it needs, undone at teardown. */
 interface Setup {
   name: string
@@ -194,7 +229,7 @@ function targetOf (url: string, defaultPort: number): { host: string, port: numb
 
 /** The outage scenarios, for one setup. */
 function outageSuite (t: Test, setup: Setup): void {
-  async function start (t: Test, overrides: Partial<TokenAuthOptions> = {}) {
+  async function start (t: Test, overrides: Partial<TokenAuthOptions> = {}): Promise<Started & { proxy: TcpProxy }> {
     const defer = cleanup(t)
     const proxy = await TcpProxy.start(setup.target.port, setup.target.host)
     defer(() => proxy.close())
@@ -311,28 +346,8 @@ function outageSuite (t: Test, setup: Setup): void {
     // Through TcpProxy.refuse(); for node-redis's offline queue the telling case is a server that
     // refuses the TCP connection itself: see the private redis-server with persistence below.
     // A short grace window, so a client that honours Retry-After comes back after it.
-    const { app, proxy, serverErrors, addresses, status } = await start(t, { reuseGrace: 1 })
-    const refreshing = await login(app)
-    const leaving = await login(app)
-    const ids = await Promise.all([refreshing, leaving].map(async (session) => (await me(app, session.accessToken)).json().sid as string))
-
-    proxy.refuse()
-    assertUnavailable(t, await postLogin(app), 'login', addresses)
-    assertUnavailable(t, await refresh(app, refreshing.refreshToken), 'refresh', addresses)
-    assertUnavailable(t, await logout(app, leaving.refreshToken), 'logout', addresses)
-    proxy.forward()
-
-    const { response: listed } = await recovery(app, refreshing.accessToken)
-    t.equal(status(listed), '200', 'the store answers again')
-    t.strictSame(listed.statusCode === 200 ? listed.json().sessions.map((session: { id: string }) => session.id).sort() : null, [...ids].sort(),
-      'exactly the two sessions from before: the 503 login created none, the 503 logout ended none')
-    await sleep(1500) // the client waits, as Retry-After tells it to, beyond the 1 s grace window
-    const retried = await refresh(app, refreshing.refreshToken)
-    t.equal(status(retried), '200', 'the refresh answered 503 was not carried out behind the client\'s back: its token is still current')
-    t.not(retried.json().code, 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'no false theft detection')
-    const stillIn = await refresh(app, leaving.refreshToken)
-    t.equal(status(stillIn), '200', 'the logout answered 503 did not end its session later')
-    t.strictSame(serverErrors, [], 'never a 500')
+    const started = await start(t, { reuseGrace: 1 })
+    await assertNoTraceOf503s(t, started, { down: () => started.proxy.refuse(), up: () => started.proxy.forward() })
   })
 }
 
@@ -472,83 +487,33 @@ t.test('PostgreSQL', async (t) => {
 // A private redis-server, killed and started again
 // ---------------------------------------------------------------------------------------------
 
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
+/** Why the tests on a private redis-server cannot run here, if they cannot (a throw under CI). */
+const noPrivateRedis = privateRedisUnavailable()
 
 /**
- * A redis-server on `port`, resolved once it accepts connections. Without `dir`, no persistence
- * at all; with it, an append-only file there, fsynced on every write, so SIGKILL loses nothing.
+ * A private redis-server and an app whose store talks to it directly, no proxy in between: a
+ * stopped server refuses connections, a stalled one keeps them. All undone by `defer`.
  */
-async function startRedisServer (port: number, dir?: string): Promise<ChildProcess> {
-  const persistence = dir === undefined ? ['--appendonly', 'no'] : ['--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always']
-  const child = spawn('redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--daemonize', 'no'
-  ], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start on port ${port}: ${output}`)), 10_000)
-    const done = (error?: Error) => {
-      clearTimeout(timer)
-      child.stdout?.removeListener('data', onData)
-      child.removeListener('exit', onExit)
-      if (error === undefined) resolve()
-      else reject(error)
-    }
-    const onData = (chunk: Buffer) => {
-      output += String(chunk)
-      if (output.includes('Ready to accept connections')) done()
-    }
-    const onExit = (code: number | null) => { done(new Error(`redis-server exited (${code}) on port ${port}: ${output}`)) }
-    child.stdout?.on('data', onData)
-    child.stderr?.on('data', (chunk: Buffer) => { output += String(chunk) })
-    child.once('exit', onExit)
-  })
-  child.stdout?.resume() // keep draining its log
-  return child
+async function appOnPrivateRedis (defer: (step: () => unknown) => void, { persistence, client: clientOptions, app: overrides }: {
+  persistence: boolean
+  client?: { disableOfflineQueue?: boolean }
+  app?: Partial<TokenAuthOptions>
+}): Promise<Started & { redis: PrivateRedis }> {
+  const redis = await PrivateRedis.start({ persistence })
+  defer(() => redis.stop())
+  const client = appRedisClient(redis.port, defer, clientOptions)
+  await client.connect()
+  const { app, serverErrors, causes } = await startApp(new RedisStore({ client, prefix: 'fta-private:' }), defer, overrides)
+  return { redis, app, serverErrors, addresses: [`127.0.0.1:${redis.port}`, `:${redis.port}`], status: statusWithCause(causes) }
 }
 
-async function kill (child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = once(child, 'exit')
-  child.kill('SIGKILL')
-  await exited
-}
-
-/** Why the private redis-server tests cannot run here, if they cannot (a rejection under CI). */
-async function privateRedisUnavailable (): Promise<string | undefined> {
-  const found = spawnSync('redis-server', ['--version'])
-  if (found.error === undefined) return undefined
-  const message = `redis-server is not installed (${found.error.message}); install it to run this test`
-  if (process.env.CI === 'true') throw new Error(`${message}. Under CI=true this is a failure, not a skip.`)
-  return message
-}
-
-t.test('a private redis-server without persistence: killed, then started again empty', async (t) => {
-  const skip = await privateRedisUnavailable()
-  if (skip !== undefined) {
-    t.plan(0, skip)
-    return
-  }
-  const defer = cleanup(t)
-  const port = await freePort()
-  let server = await startRedisServer(port)
-  defer(() => kill(server))
+t.test('a private redis-server without persistence: killed, then started again empty', { skip: noPrivateRedis }, async (t) => {
   // disableOfflineQueue: the 503s of the outage stay 503s (see 'a request answered 503 leaves
   // no trace'); this test is about what a restart without persistence loses.
-  const client = createClient({ url: `redis://127.0.0.1:${port}`, socket: { reconnectStrategy }, disableOfflineQueue: true })
-  client.on('error', () => {})
-  defer(() => client.destroy())
-  await client.connect()
-  const { app, serverErrors } = await startApp(new RedisStore({ client, prefix: 'fta-private:' }), defer)
+  const { redis, app, serverErrors, addresses } = await appOnPrivateRedis(cleanup(t), { persistence: false, client: { disableOfflineQueue: true } })
   const before = await login(app)
-  const addresses = [`127.0.0.1:${port}`, `:${port}`]
 
-  await kill(server)
+  await redis.kill()
   assertUnavailable(t, await postLogin(app), 'login, redis-server killed', addresses)
   const refreshed = await refresh(app, before.refreshToken)
   assertUnavailable(t, refreshed, 'refresh, redis-server killed', addresses)
@@ -556,7 +521,7 @@ t.test('a private redis-server without persistence: killed, then started again e
   assertUnavailable(t, await logout(app, before.refreshToken), 'logout, redis-server killed', addresses)
   t.equal((await me(app, before.accessToken)).statusCode, 200, 'GET /me still answers')
 
-  server = await startRedisServer(port)
+  await redis.restart()
   const { response: listed, elapsed } = await recovery(app, before.accessToken)
   t.comment(`private redis-server: answering again ${elapsed} ms after its restart`)
   t.equal(listed.statusCode, 200, 'the app uses the restarted server without a restart of its own')
@@ -581,12 +546,7 @@ t.test('a private redis-server without persistence: killed, then started again e
   t.strictSame(serverErrors, [], 'never a 500')
 })
 
-t.test('a private redis-server with persistence, killed and restarted: what was answered 503 is not done later', async (t) => {
-  const skip = await privateRedisUnavailable()
-  if (skip !== undefined) {
-    t.plan(0, skip)
-    return
-  }
+t.test('a private redis-server with persistence, killed and restarted: what was answered 503 is not done later', { skip: noPrivateRedis }, async (t) => {
   /*
    * TcpProxy.refuse() accepts each connection and cuts it at once; node-redis then writes its
    * offline queue into that connection, which fails every queued command. A stopped server
@@ -600,52 +560,13 @@ t.test('a private redis-server with persistence, killed and restarted: what was 
     ['the app\'s node-redis client with disableOfflineQueue', { disableOfflineQueue: true }]
   ] as const) {
     t.test(name, async (t) => {
-      const defer = cleanup(t)
-      const dir = mkdtempSync(join(tmpdir(), 'fta-outage-redis-'))
-      defer(() => rmSync(dir, { recursive: true, force: true }))
-      const port = await freePort()
-      let server = await startRedisServer(port, dir)
-      defer(() => kill(server))
-      const client = createClient({ url: `redis://127.0.0.1:${port}`, socket: { reconnectStrategy }, ...clientOptions })
-      client.on('error', () => {})
-      defer(() => client.destroy())
-      await client.connect()
-      // A short grace window, so a client that honours Retry-After comes back after it.
-      const { app, serverErrors, causes } = await startApp(new RedisStore({ client, prefix: 'fta-private:' }), defer, { reuseGrace: 1 })
-      const status = statusWithCause(causes)
-      const refreshing = await login(app)
-      const leaving = await login(app)
-      const ids = await Promise.all([refreshing, leaving].map(async (session) => (await me(app, session.accessToken)).json().sid as string))
-      const addresses = [`127.0.0.1:${port}`, `:${port}`]
-
-      await kill(server)
-      assertUnavailable(t, await postLogin(app), 'login', addresses)
-      assertUnavailable(t, await refresh(app, refreshing.refreshToken), 'refresh', addresses)
-      assertUnavailable(t, await logout(app, leaving.refreshToken), 'logout', addresses)
-      server = await startRedisServer(port, dir)
-
-      const { response: back, elapsed } = await recovery(app, refreshing.accessToken)
-      t.equal(status(back), '200', `the app uses the restarted server (after ${elapsed} ms)`)
-      await sleep(1500) // the client waits, as Retry-After tells it to, beyond the 1 s grace window
-      const listed = await listSessions(app, refreshing.accessToken)
-      t.strictSame(listed.json().sessions?.map((session: { id: string }) => session.id).sort(), [...ids].sort(),
-        'exactly the two sessions from before: the login answered 503 created none, the logout answered 503 ended none')
-      const retried = await refresh(app, refreshing.refreshToken)
-      t.equal(status(retried), '200', 'the refresh answered 503 was not carried out later: the token the client kept is still current')
-      t.not(retried.json().code, 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'no false theft detection ending the session')
-      const stillIn = await refresh(app, leaving.refreshToken)
-      t.equal(status(stillIn), '200', 'the logout answered 503 did not end its session later')
-      t.strictSame(serverErrors, [], 'never a 500')
+      const started = await appOnPrivateRedis(cleanup(t), { persistence: true, client: clientOptions, app: { reuseGrace: 1 } })
+      await assertNoTraceOf503s(t, started, { down: () => started.redis.kill(), up: () => started.redis.restart() })
     })
   }
 })
 
-t.test('a private redis-server that hangs (SIGSTOP) with the connection open, then resumes', async (t) => {
-  const skip = await privateRedisUnavailable()
-  if (skip !== undefined) {
-    t.plan(0, skip)
-    return
-  }
+t.test('a private redis-server that hangs (SIGSTOP) with the connection open, then resumes', { skip: noPrivateRedis }, async (t) => {
   /*
    * TcpProxy.blackhole() drops the open connections first, so the client knows it is cut off
    * and fails fast. A server that stalls (stopped, swapping, a long script) keeps the connection:
@@ -657,21 +578,12 @@ t.test('a private redis-server that hangs (SIGSTOP) with the connection open, th
    * successor: the session goes on, no false theft.
    */
   const defer = cleanup(t)
-  const port = await freePort()
-  const server = await startRedisServer(port)
-  defer(() => kill(server))
-  const client = createClient({ url: `redis://127.0.0.1:${port}`, socket: { reconnectStrategy }, disableOfflineQueue: true })
-  client.on('error', () => {})
-  defer(() => client.destroy())
-  await client.connect()
-  const { app, serverErrors, causes } = await startApp(new RedisStore({ client, prefix: 'fta-private:' }), defer)
-  const status = statusWithCause(causes)
+  const { redis, app, serverErrors, addresses, status } = await appOnPrivateRedis(defer, { persistence: false, client: { disableOfflineQueue: true } })
   const before = await login(app)
   const sessionId = (await me(app, before.accessToken)).json().sid as string
-  const addresses = [`127.0.0.1:${port}`, `:${port}`]
 
-  server.kill('SIGSTOP')
-  defer(() => server.kill('SIGCONT'))
+  redis.pause()
+  defer(() => redis.resume())
   const loggingIn = await timed(postLogin(app))
   assertUnavailable(t, loggingIn.response, 'login, redis-server stopped', addresses)
   t.ok(loggingIn.elapsed < 5000, `login answered in ${loggingIn.elapsed} ms (storeTimeout ${STORE_TIMEOUT} ms)`)
@@ -679,7 +591,7 @@ t.test('a private redis-server that hangs (SIGSTOP) with the connection open, th
   assertUnavailable(t, refreshing.response, 'refresh, redis-server stopped', addresses)
   t.comment(`stopped redis-server: login 503 in ${loggingIn.elapsed} ms, refresh 503 in ${refreshing.elapsed} ms`)
   t.equal((await me(app, before.accessToken)).statusCode, 200, 'GET /me still answers')
-  server.kill('SIGCONT')
+  redis.resume()
 
   await sleep(Number(refreshing.response.headers['retry-after']) * 1000) // the client does as Retry-After says
   const listed = await listSessions(app, before.accessToken)

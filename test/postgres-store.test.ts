@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto'
-import net from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import t, { type Test } from 'tap'
@@ -8,6 +7,7 @@ import { type RevocationRecord, type RotateRequest, type RotateResult, type Sess
 import { defineStoreConformance, rotationRequest, sessionRecord } from '../lib/testing.js'
 import { hashTokenId } from '../lib/tokens.js'
 import { build, decodePayload, login, refresh } from './helpers.js'
+import { freePort } from './private-servers/process.js'
 import { DATABASE_URL, postgresAvailable } from './services.js'
 import { TcpProxy } from './tcp-proxy.js'
 
@@ -514,7 +514,7 @@ async function suite (): Promise<void> {
 
   t.test('LISTEN failures: the first connection rejects; a failing UNLISTEN still releases', async (t) => {
     const schema = (await freshStore(t)).channel.split('.')[0] as string
-    const deadPool = newPool({ connectionString: `postgres://postgres@127.0.0.1:${await closedPort()}/test`, max: 1 })
+    const deadPool = newPool({ connectionString: `postgres://postgres@127.0.0.1:${await freePort()}/test`, max: 1 })
     t.teardown(() => deadPool.end())
     await t.rejects(new PostgresStore({ pool: deadPool, schema }).subscribeRevocations(() => {}), { code: 'ECONNREFUSED' })
 
@@ -718,12 +718,4 @@ async function waitFor (condition: () => boolean | Promise<boolean>, timeout: nu
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeout} ms`)
     await new Promise((resolve) => setTimeout(resolve, 10))
   }
-}
-
-async function closedPort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }

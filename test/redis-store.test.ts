@@ -1,6 +1,4 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
-import { once } from 'node:events'
 import net from 'node:net'
 import { Redis } from 'ioredis'
 import { createClient } from 'redis'
@@ -10,6 +8,8 @@ import { type RevocationRecord, StoreDeadlineError } from '../lib/stores/types.j
 import { defineStoreConformance, rotationRequest as rotation, sessionRecord as session } from '../lib/testing.js'
 import { hashTokenId } from '../lib/tokens.js'
 import { build, decodePayload, login, refresh, refreshCookie } from './helpers.js'
+import { freePort } from './private-servers/process.js'
+import { PrivateRedis, privateRedisUnavailable } from './private-servers/redis.js'
 import { TcpProxy } from './tcp-proxy.js'
 import { REDIS_URL, redisAvailable } from './services.js'
 
@@ -384,17 +384,15 @@ async function suite (): Promise<void> {
       t.plan(0, skip)
       return
     }
-    const port = await deadPort()
-    const server = await startRedisServer(port)
-    const nodeRedis = createClient({ url: `redis://127.0.0.1:${port}` })
+    const server = await PrivateRedis.start({ persistence: false })
+    const nodeRedis = createClient({ url: server.url })
     nodeRedis.on('error', () => {})
-    const ioredis = new Redis({ port })
+    const ioredis = new Redis({ port: server.port })
     ioredis.on('error', () => {})
     t.teardown(async () => {
       nodeRedis.destroy()
       ioredis.disconnect()
-      server.kill('SIGCONT')
-      await kill(server)
+      await server.stop()
     })
     await nodeRedis.connect()
     for (const [name, base] of [['node-redis', nodeRedis], ['ioredis', ioredis]] as const) {
@@ -408,14 +406,14 @@ async function suite (): Promise<void> {
       await store.createSession(patient)
 
       // Sent well within their deadlines, run by Redis only after them (as after a storeTimeout).
-      server.kill('SIGSTOP')
+      server.pause()
       const deadline = Date.now() + 200
       const settled = async (call: Promise<unknown>): Promise<unknown> => await call.then((value) => value, (error: unknown) => error)
       const login = settled(store.createSession(fresh, { deadline }))
       const refresh = settled(store.rotate(rotation(kept, kept.tokenHash, hash('2'), kept.createdAt + 1, { deadline })))
       const slow = settled(store.rotate(rotation(patient, patient.tokenHash, hash('2'), patient.createdAt + 1, { deadline: deadline + MINUTE })))
       await new Promise((resolve) => setTimeout(resolve, 500))
-      server.kill('SIGCONT')
+      server.resume()
 
       t.ok(await login instanceof StoreDeadlineError, `${name}: the login queued past its deadline was dropped`)
       t.ok(await refresh instanceof StoreDeadlineError, `${name}: so was the refresh`)
@@ -686,7 +684,7 @@ async function suite (): Promise<void> {
   })
 
   t.test('a subscription that cannot connect rejects and leaves no connection behind', async (t) => {
-    const port = await deadPort()
+    const port = await freePort()
     let duplicate: ReturnType<typeof createClient> | undefined
     const nodeRedis = wrap(client, async (_args, send) => await send(), () => {
       duplicate = createClient({ url: `redis://127.0.0.1:${port}`, socket: { reconnectStrategy: false } })
@@ -854,45 +852,6 @@ async function rejectsLate (t: Test, call: Promise<unknown>, what: 'createSessio
   t.match(error, { name: 'StoreDeadlineError', message: `${what} reached the store after its deadline: nothing was changed` })
 }
 
-/** Why a private redis-server cannot be started here, if it cannot (a failure under CI). */
-function privateRedisUnavailable (): string | undefined {
-  const found = spawnSync('redis-server', ['--version'])
-  if (found.error === undefined) return undefined
-  const message = `redis-server is not installed (${found.error.message}); install it to run this test`
-  if (process.env.CI === 'true') throw new Error(`${message}. Under CI=true this is a failure, not a skip.`)
-  return message
-}
-
-/** A redis-server of this test's own on `port`, without persistence, resolved once it accepts connections. */
-async function startRedisServer (port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  child.stderr?.on('data', (chunk: Buffer) => { output += String(chunk) })
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start on port ${port}: ${output}`)), 10_000)
-    const onExit = (code: number | null): void => {
-      clearTimeout(timer)
-      reject(new Error(`redis-server exited (${code}) on port ${port}: ${output}`))
-    }
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += String(chunk)
-      if (!output.includes('Ready to accept connections')) return
-      clearTimeout(timer)
-      child.removeListener('exit', onExit)
-      resolve()
-    })
-    child.once('exit', onExit)
-  })
-  return child
-}
-
-async function kill (child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = once(child, 'exit')
-  child.kill('SIGKILL')
-  await exited
-}
-
 /** Runs `body` and returns the wall-clock window it ran in. */
 async function timed (body: () => Promise<void>): Promise<[number, number]> {
   const start = Date.now()
@@ -928,15 +887,6 @@ async function waitFor (condition: () => boolean | Promise<boolean>): Promise<vo
     if (Date.now() > deadline) throw new Error('condition not met within 5 s')
     await new Promise((resolve) => setTimeout(resolve, 10))
   }
-}
-
-/** A port nothing listens on. */
-async function deadPort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 /** A TCP proxy to Redis that counts the connections open through it. */

@@ -8,7 +8,11 @@ import { createClient } from 'redis'
  * file fails instead of skipping.
  */
 function unreachable (service: string, url: string, variable: string, error: unknown): string {
-  const message = `${service} is not reachable at ${url} (${(error as Error).message}); set ${variable} to run these tests`
+  return skipOrFail(`${service} is not reachable at ${url} (${(error as Error).message}); set ${variable} to run these tests`)
+}
+
+/** `message`, to skip with; under `CI=true` a missing service is a failure instead: throws. */
+export function skipOrFail (message: string): string {
   if (process.env.CI === 'true') throw new Error(`${message}. Under CI=true this is a failure, not a skip.`)
   return message
 }
