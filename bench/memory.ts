@@ -24,7 +24,7 @@
 import { randomBytes } from 'node:crypto'
 import { getHeapSnapshot, getHeapStatistics } from 'node:v8'
 import { MemoryStore } from '../lib/stores/memory.js'
-import { RedisStore } from '../lib/stores/redis.js'
+import { RedisStore } from '../lib/stores/redis/index.js'
 import type { RotateRequest, SessionRecord, TokenStore } from '../lib/stores/types.js'
 import { hashTokenId, randomId } from '../lib/tokens.js'
 import { connectRedis, deleteRedisPrefix, inWindows, ipv4, sessionRecord, userAgent, userIdOf } from './stores.js'

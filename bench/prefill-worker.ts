@@ -3,7 +3,7 @@
 // connections of its own, until done or `deadline` (ms since the epoch). Posts `{ loaded }`, or
 // `{ unreachable }`. Two of these keep both cores busy: one loader thread alone is the limit.
 import { parentPort, workerData } from 'node:worker_threads'
-import { RedisStore } from '../lib/stores/redis.js'
+import { RedisStore } from '../lib/stores/redis/index.js'
 import { connectRedis, inWindows, sessionRecord } from './stores.js'
 
 export interface PrefillJob {

@@ -7,8 +7,8 @@
 // before its clean-up.
 import type { Pool } from 'pg'
 import type { RedisClientType } from 'redis'
-import { migrate, PostgresStore } from '../lib/stores/postgres.js'
-import { RedisStore } from '../lib/stores/redis.js'
+import { migrate, PostgresStore } from '../lib/stores/postgres/index.js'
+import { RedisStore } from '../lib/stores/redis/index.js'
 import type { SessionRecord } from '../lib/stores/types.js'
 import { hashTokenId, randomId } from '../lib/tokens.js'
 

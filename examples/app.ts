@@ -7,8 +7,8 @@ import tokenAuth, {
   ACCESS_TOKEN_ALGORITHMS, type AccessTokenAlgorithm, type AccessTokenKey, type AuthUser, createVerifyCredentials, generateAccessKey,
   generateSecret, hashPassword, type TokenStore, verifyPassword
 } from '../lib/index.js'
-import { migrate, PostgresStore } from '../lib/stores/postgres.js'
-import { RedisStore } from '../lib/stores/redis.js'
+import { migrate, PostgresStore } from '../lib/stores/postgres/index.js'
+import { RedisStore } from '../lib/stores/redis/index.js'
 import { registerMetricsRoute } from './metrics.js'
 
 declare module '../lib/index.js' {

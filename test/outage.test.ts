@@ -4,8 +4,8 @@ import pg from 'pg'
 import { createClient } from 'redis'
 import t, { type Test } from 'tap'
 import tokenAuth, { type TokenAuthOptions } from '../lib/index.js'
-import { migrate, PostgresStore } from '../lib/stores/postgres.js'
-import { RedisStore } from '../lib/stores/redis.js'
+import { migrate, PostgresStore } from '../lib/stores/postgres/index.js'
+import { RedisStore } from '../lib/stores/redis/index.js'
 import type { TokenStore } from '../lib/stores/types.js'
 import { baseOptions, login, me, PASSWORD, refresh, refreshCookie, sleep, USERNAME } from './helpers.js'
 import { PrivateRedis, privateRedisUnavailable } from './private-servers/redis.js'
@@ -527,7 +527,7 @@ t.test('a private redis-server without persistence: killed, then started again e
   t.equal(listed.statusCode, 200, 'the app uses the restarted server without a restart of its own')
   t.strictSame(listed.json().sessions, [], 'the restarted server is empty: no persistence, every session is gone')
 
-  // DATA LOSS of a Redis without persistence (documented in lib/stores/redis.ts, "Persistence"):
+  // DATA LOSS of a Redis without persistence (documented in lib/stores/redis/settings.ts, "Persistence"):
   // every session from before the restart is gone, so its refresh token gets a clean 401 (the
   // user logs in again), never a 500. Refusing it is the safe side of that loss; the unsafe side
   // (a Redis restarted from an OLD snapshot accepting a refresh token already rotated, and
@@ -552,7 +552,7 @@ t.test('a private redis-server with persistence, killed and restarted: what was 
    * offline queue into that connection, which fails every queued command. A stopped server
    * refuses the TCP connection itself: the queued commands stay queued (node-redis 6: up to its
    * 5 s command timeout) and run when the server is back, after the plugin has answered 503.
-   * This is that case, with a Redis configured as lib/stores/redis.ts asks (persistence on), so
+   * This is that case, with a Redis configured as lib/stores/redis/settings.ts asks (persistence on), so
    * the restarted server still holds the sessions.
    */
   for (const [name, clientOptions] of [

@@ -8,7 +8,7 @@ import { promisify } from 'node:util'
 import { Cluster } from 'ioredis'
 import { createCluster } from 'redis'
 import t from 'tap'
-import { RedisStore } from '../lib/stores/redis.js'
+import { RedisStore } from '../lib/stores/redis/index.js'
 import type { SessionRecord } from '../lib/stores/types.js'
 import { defineStoreConformance } from '../lib/testing.js'
 

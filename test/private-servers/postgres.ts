@@ -4,7 +4,7 @@ import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } fr
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
-import { migrate } from '../../lib/stores/postgres.js'
+import { migrate } from '../../lib/stores/postgres/index.js'
 import { sleep } from '../helpers.js'
 import { skipOrFail } from '../services.js'
 import { freePort, onExit } from './process.js'
@@ -36,7 +36,7 @@ function postgresBin (): string | undefined {
   return found === '' ? undefined : join(found, '..')
 }
 
-/** The sessions table of the PostgresStore with default naming (see lib/stores/postgres.ts). */
+/** The sessions table of the PostgresStore with default naming (see lib/stores/postgres/schema.ts). */
 const SESSIONS_TABLE = '"public"."token_auth_sessions"'
 
 /**

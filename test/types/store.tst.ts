@@ -5,8 +5,8 @@ import { describe, expect, test } from 'tstyche'
 import {
   errors, MemoryStore, type RotateRequest, type RotateResult, type SessionRecord, type TokenAuthErrorCode, type TokenStore
 } from '../../lib/index.js'
-import { migrate, postgresMigrationSql, PostgresStore, type PostgresStoreOptions } from '../../lib/stores/postgres.js'
-import { RedisStore, type RedisStoreOptions } from '../../lib/stores/redis.js'
+import { migrate, postgresMigrationSql, PostgresStore, type PostgresStoreOptions } from '../../lib/stores/postgres/index.js'
+import { RedisStore, type RedisStoreOptions } from '../../lib/stores/redis/index.js'
 import { defineStoreConformance, rotationRequest, sessionRecord } from '../../lib/testing.js'
 
 /** A third-party store, written against the exported contract only. */

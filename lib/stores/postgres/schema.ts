@@ -1,0 +1,172 @@
+import type { Pool } from 'pg'
+
+/** Where the store's tables live. Both default so one database can hold one store without options. */
+export interface PostgresNamingOptions {
+  /**
+   * Schema holding the tables. It must exist (`public` always does); the migration never
+   * creates schemas, so it needs no database-level privilege.
+   * @default 'public'
+   */
+  schema?: string
+  /**
+   * Prefix of every table and index name: `<prefix>sessions`, `<prefix>revocations`. Letters,
+   * digits and underscores; may be empty.
+   * @default 'token_auth_'
+   */
+  tablePrefix?: string
+}
+
+/** Validated names, each already quoted for SQL, plus the raw notification channel. */
+export interface Names {
+  sessions: string
+  revocations: string
+  sessionsByUser: string
+  sessionsByExpiry: string
+  revocationsByTime: string
+  revocationsByKeep: string
+  /** The channel as `pg_notify` takes it (a string value). */
+  channel: string
+  /** The same channel as `LISTEN` takes it (a quoted identifier). */
+  channelIdentifier: string
+}
+
+const DEFAULT_SCHEMA = 'public'
+const DEFAULT_TABLE_PREFIX = 'token_auth_'
+/** PostgreSQL truncates identifiers (and refuses channel names) beyond NAMEDATALEN - 1 bytes. */
+const MAX_IDENTIFIER_BYTES = 63
+/** Plain ASCII identifiers only: nothing that needs escaping beyond the double quotes we add. */
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/
+/** The longest suffix appended to `tablePrefix` (an index name). */
+const LONGEST_NAME_SUFFIX = 'sessions_user_created_idx'
+
+/*
+ * The schema (version 1). Every statement is idempotent (`IF NOT EXISTS`), so it is safe to run
+ * on every deploy. `{name}` placeholders are replaced by quoted, validated identifiers.
+ * A session column added here is also added to `SESSION_COLUMNS` in record.ts, which every statement
+ * and the row mapping derive from.
+ *
+ * {sessions} — one row per session (refresh-token family); never a token, only SHA-256 hashes:
+ *   id                   text     primary key: the session id (`sid` claim)
+ *   user_id              text     owner; with created_at, indexed for listing and revoke-all
+ *   claims               jsonb    extra access-token claims (jsonb reorders keys; values are kept)
+ *   created_at           bigint   ms since the epoch, like every time column, so values round-trip exactly
+ *   last_used_at         bigint
+ *   expires_at           bigint   idle expiry (never after absolute_expires_at); indexed for the sweep
+ *   absolute_expires_at  bigint
+ *   token_hash           text     hash of the refresh-token id accepted now
+ *   previous_token_hash  text     hash of its immediate predecessor (grace window, recovery, theft detection)
+ *   rotated_at           bigint   when token_hash replaced previous_token_hash (by rotation or recovery):
+ *                                 start of the grace window, and what token_hash was derived from
+ *   grace_uses           integer  grace answers given in the current window
+ *   user_agent, ip       text     last client seen
+ *
+ * {revocations} — the revocation feed read by every process (`revokedSince`):
+ *   seq                  bigint   identity: a stable order for revocations made in the same ms
+ *   session_id           text     the revoked session
+ *   revoked_at           bigint   indexed: the feed is read by time
+ *   keep_until           bigint   indexed: the sweep drops entries from this time on
+ */
+const MIGRATION = `-- fastify-token-auth PostgresStore schema, version 1 (idempotent).
+-- Serialises concurrent runs against the same tables (two instances deploying at once), which
+-- IF NOT EXISTS alone does not; held until the end of the transaction running this script.
+SELECT pg_advisory_xact_lock(hashtext('fastify-token-auth {sessions} {revocations}'));
+CREATE TABLE IF NOT EXISTS {sessions} (
+  id text PRIMARY KEY,
+  user_id text NOT NULL,
+  claims jsonb NOT NULL,
+  created_at bigint NOT NULL,
+  last_used_at bigint NOT NULL,
+  expires_at bigint NOT NULL,
+  absolute_expires_at bigint NOT NULL,
+  token_hash text NOT NULL,
+  previous_token_hash text,
+  rotated_at bigint,
+  grace_uses integer NOT NULL DEFAULT 0,
+  user_agent text,
+  ip text
+);
+-- Listing a user's sessions oldest first, and revoking them all.
+CREATE INDEX IF NOT EXISTS {sessionsByUser} ON {sessions} (user_id, created_at);
+-- The sweep finds expired sessions without a full scan.
+CREATE INDEX IF NOT EXISTS {sessionsByExpiry} ON {sessions} (expires_at);
+CREATE TABLE IF NOT EXISTS {revocations} (
+  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  session_id text NOT NULL,
+  revoked_at bigint NOT NULL,
+  keep_until bigint NOT NULL
+);
+-- The revocation feed is read from a point in time on.
+CREATE INDEX IF NOT EXISTS {revocationsByTime} ON {revocations} (revoked_at);
+-- The sweep finds feed entries past their keep time.
+CREATE INDEX IF NOT EXISTS {revocationsByKeep} ON {revocations} (keep_until);
+`
+
+/**
+ * The SQL that creates the store's tables and indexes (see the comment block above `MIGRATION`
+ * in the source for every column). Idempotent; run it with any migration tool, preferably in a
+ * transaction, or call `migrate`, which runs exactly this text. The schema must already exist.
+ */
+export function postgresMigrationSql (options: PostgresNamingOptions = {}): string {
+  return render(MIGRATION, resolveNames(options, 'postgresMigrationSql'))
+}
+
+/**
+ * Creates the store's tables and indexes if they do not exist yet, by running
+ * `postgresMigrationSql(options)` as one query: PostgreSQL runs a multi-statement query as one
+ * implicit transaction, so it applies entirely or not at all. Safe to run on every start, from
+ * several processes at once.
+ */
+export async function migrate (pool: Pool, options: PostgresNamingOptions = {}): Promise<void> {
+  checkPool(pool, 'migrate')
+  const sql = render(MIGRATION, resolveNames(options, 'migrate'))
+  await pool.query(sql)
+}
+
+/** Replaces the `{name}` placeholders of a statement or of the migration by the quoted names. */
+export function render (template: string, names: Names): string {
+  return template.replace(/\{(\w+)\}/g, (_, key: keyof Names) => names[key])
+}
+
+/** Validates the naming options (`owner` names the caller in errors) and quotes every name. */
+export function resolveNames (options: PostgresNamingOptions, owner: string): Names {
+  const schema = identifier(options.schema ?? DEFAULT_SCHEMA, 'schema', owner, false)
+  const prefix = identifier(options.tablePrefix ?? DEFAULT_TABLE_PREFIX, 'tablePrefix', owner, true)
+  if (prefix.length + LONGEST_NAME_SUFFIX.length > MAX_IDENTIFIER_BYTES) {
+    throw new TypeError(`${owner} option "tablePrefix" must be at most ${MAX_IDENTIFIER_BYTES - LONGEST_NAME_SUFFIX.length} characters, got ${prefix.length}`)
+  }
+  // The channel includes the schema, so stores in two schemas of one database never hear each other.
+  const channel = `${schema}.${prefix}revocations`
+  if (channel.length > MAX_IDENTIFIER_BYTES) {
+    throw new TypeError(`${owner} options "schema" and "tablePrefix" are too long together: the notification channel "${channel}" exceeds ${MAX_IDENTIFIER_BYTES} characters`)
+  }
+  const table = (name: string): string => `${quote(schema)}.${quote(prefix + name)}`
+  return {
+    sessions: table('sessions'),
+    revocations: table('revocations'),
+    // Index names live in the table's schema and are never schema-qualified.
+    sessionsByUser: quote(`${prefix}sessions_user_created_idx`),
+    sessionsByExpiry: quote(`${prefix}sessions_expires_idx`),
+    revocationsByTime: quote(`${prefix}revocations_revoked_idx`),
+    revocationsByKeep: quote(`${prefix}revocations_keep_idx`),
+    channel,
+    channelIdentifier: quote(channel)
+  }
+}
+
+export function checkPool (pool: unknown, owner: string): void {
+  if (typeof (pool as Pool | undefined)?.query !== 'function' || typeof (pool as Pool).connect !== 'function') {
+    throw new TypeError(`${owner} option "pool" must be a pg Pool`)
+  }
+}
+
+function quote (identifier: string): string {
+  // Safe: identifiers are validated against IDENTIFIER, so they contain no double quote.
+  return `"${identifier}"`
+}
+
+function identifier (value: unknown, name: string, owner: string, mayBeEmpty: boolean): string {
+  if (typeof value !== 'string' || !(IDENTIFIER.test(value) || (mayBeEmpty && value === '')) || value.length > MAX_IDENTIFIER_BYTES) {
+    throw new TypeError(`${owner} option "${name}" must be ${mayBeEmpty ? 'empty or ' : ''}an identifier (ASCII letters, digits and underscores, not starting with a digit, at most ${MAX_IDENTIFIER_BYTES} characters), got ${JSON.stringify(value)}`)
+  }
+  return value
+}

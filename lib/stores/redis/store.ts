@@ -1,0 +1,303 @@
+import { randomBytes } from 'node:crypto'
+import {
+  type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError,
+  type TokenStore, type WriteOptions
+} from '../types.js'
+import { type Connection, connectionFor, ignore, nodeRedisConnection, type RedisClientLike } from './clients.js'
+import { embeddedTag, RedisKeys, ttl, userTag } from './keys.js'
+import { decodeRecord, encodeRecord } from './record.js'
+import { listenForRevocations, readRevocations, recordRevocations, sweepRevocations } from './feed.js'
+import { runScript, SCRIPTS } from './scripts.js'
+import { warnIfEvicting } from './settings.js'
+
+export interface RedisStoreOptions {
+  /**
+   * A client the app already has: node-redis 5 or 6 (`createClient()` or `createCluster()`;
+   * connected on first use if it is not yet) or ioredis (`new Redis()` or `new Cluster()`). The
+   * store never closes it unless `closeClient` is set. Give either `client` or `url`.
+   */
+  client?: RedisClientLike
+  /**
+   * A Redis URL (`redis://…`, `rediss://…`): the store creates its own node-redis client (the
+   * `redis` package must be installed) and closes it in `close()`.
+   */
+  url?: string
+  /**
+   * Start of every key and of the pub/sub channel, so several apps (or tests) can share a Redis.
+   * Must not contain `{` or `}` (they would break the cluster hash tags).
+   * @default 'fta:'
+   */
+  prefix?: string
+  /**
+   * Close the `client` you passed when the store is closed.
+   * @default false
+   */
+  closeClient?: boolean
+  /**
+   * Keys examined per SCAN step and sessions handled per script while sweeping, so no sweep
+   * command blocks Redis for long.
+   * @default 1000
+   */
+  sweepBatchSize?: number
+}
+
+const DEFAULT_PREFIX = 'fta:'
+const DEFAULT_SWEEP_BATCH = 1000
+/** Attempts of `revokeUserSessions` when the user's index keeps changing under it. */
+const REVOKE_ALL_ATTEMPTS = 5
+
+function strings (reply: unknown): string[] {
+  return reply as string[]
+}
+
+type RotateOutcome = 'rotated' | 'recovered' | 'grace' | 'superseded' | 'reused' | 'expired'
+
+/** A deadline as the scripts take it: '' for none. */
+function deadlineArg (deadline: number | undefined): string {
+  return deadline === undefined ? '' : String(deadline)
+}
+
+/**
+ * The production store for Redis, standalone or Cluster. Every change to a user's sessions is
+ * one Lua script in that user's hash slot; the revocation feed lives in a slot of its own and
+ * is written right after (see feed.ts). The key layout is in keys.ts, the Redis settings it
+ * needs in settings.ts.
+ */
+export class RedisStore implements TokenStore {
+  readonly #keys: RedisKeys
+  readonly #sweepBatchSize: number
+  readonly #url: string | undefined
+  readonly #closeClient: boolean
+  #connection: Connection | undefined
+  #ready: Promise<Connection> | undefined
+  readonly #subscriptions = new Set<() => Promise<void>>()
+  #closed = false
+
+  constructor (options: RedisStoreOptions) {
+    if ((options.client === undefined) === (options.url === undefined)) {
+      throw new TypeError('RedisStore needs exactly one of the options "client" and "url"')
+    }
+    const prefix = options.prefix ?? DEFAULT_PREFIX
+    if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
+      throw new TypeError(`RedisStore option "prefix" must be a string without "{" or "}", got ${JSON.stringify(prefix)}`)
+    }
+    const sweepBatchSize = options.sweepBatchSize ?? DEFAULT_SWEEP_BATCH
+    if (!Number.isSafeInteger(sweepBatchSize) || sweepBatchSize <= 0) {
+      throw new TypeError(`RedisStore option "sweepBatchSize" must be a positive integer, got ${String(sweepBatchSize)}`)
+    }
+    this.#keys = new RedisKeys(prefix)
+    this.#sweepBatchSize = sweepBatchSize
+    this.#url = options.url
+    this.#closeClient = options.url !== undefined || options.closeClient === true
+    if (options.client !== undefined) this.#connection = connectionFor(options.client)
+  }
+
+  /**
+   * A new session id for `userId` that names its user's slot, so `rotate` and `revokeSession`
+   * need no pointer lookup: the tag, then 16 random bytes, all base64url (30 characters). Any
+   * other id works too (see keys.ts).
+   */
+  sessionIdFor (userId: string): string {
+    return userTag(userId) + randomBytes(16).toString('base64url')
+  }
+
+  async createSession (session: SessionRecord, options: WriteOptions = {}): Promise<void> {
+    const redis = await this.#use()
+    const tag = userTag(session.userId)
+    if (embeddedTag(session.id) !== tag) {
+      // Written first: a failure here leaves no session behind, and a crash (or a late script)
+      // after it leaves a pointer to nothing, which answers `missing` and expires with the session.
+      const pointer = this.#keys.pointer(session.id)
+      await redis.send(pointer, ['SET', pointer, tag, 'PX', ttl(session.absoluteExpiresAt, session.lastUsedAt)])
+    }
+    const stored = await runScript(redis, SCRIPTS.create, [this.#keys.record(tag, session.id), this.#keys.index(tag)],
+      [session.id, encodeRecord(session), String(session.expiresAt), String(session.lastUsedAt), deadlineArg(options.deadline)])
+    if (stored === 0) throw new StoreDeadlineError('createSession')
+  }
+
+  async rotate (request: RotateRequest): Promise<RotateResult> {
+    const redis = await this.#use()
+    const { sessionId, now } = request
+    const update = JSON.stringify([request.userAgent, request.ip, request.claims === undefined ? null : JSON.stringify(request.claims)])
+    const args = [sessionId, request.presentedHash, request.nextHash, String(now), String(now + request.idleTtl),
+      String(request.grace), String(request.graceLimit), update, deadlineArg(request.deadline)]
+    const found = await this.#inSessionSlot(redis, sessionId, async (tag) =>
+      await runScript(redis, SCRIPTS.rotate, [this.#keys.record(tag, sessionId), this.#keys.index(tag)], args) as [RotateOutcome | 'late', string] | null)
+    if (found === null) return { outcome: 'missing' }
+    const [outcome, raw] = found.reply
+    if (outcome === 'late') throw new StoreDeadlineError('rotate')
+    if (outcome === 'reused') await recordRevocations(redis, this.#keys, [sessionId], { now, keepFor: request.keepRevocationFor })
+    if (outcome === 'reused' || outcome === 'expired') await this.#dropPointers(redis, found.tag, [sessionId])
+    return { outcome, session: decodeRecord(sessionId, raw) }
+  }
+
+  async revokeSession (sessionId: string, userId: string | undefined, context: RevocationContext): Promise<SessionRecord | null> {
+    const redis = await this.#use()
+    const args = [sessionId, userId === undefined ? '0' : '1', userId ?? '', String(context.now)]
+    const revoke = async (tag: string): Promise<string | null> =>
+      await runScript(redis, SCRIPTS.revoke, [this.#keys.record(tag, sessionId), this.#keys.index(tag)], args) as string | null
+    // A record lives in its owner's slot: with the owner given, that is the only place to look.
+    const found = userId === undefined
+      ? await this.#inSessionSlot(redis, sessionId, revoke)
+      : await this.#inSlot(userTag(userId), revoke)
+    if (found === null) return null
+    await recordRevocations(redis, this.#keys, [sessionId], context)
+    await this.#dropPointers(redis, found.tag, [sessionId])
+    return decodeRecord(sessionId, found.reply)
+  }
+
+  async revokeUserSessions (userId: string, context: RevocationContext): Promise<string[]> {
+    const redis = await this.#use()
+    const tag = userTag(userId)
+    const index = this.#keys.index(tag)
+    for (let attempt = 1; ; attempt++) {
+      const ids = strings(await redis.send(index, ['ZRANGE', index, '0', '-1']))
+      if (ids.length === 0) return []
+      const revoked = await runScript(redis, SCRIPTS.revokeAll, [index, ...ids.map((id) => this.#keys.record(tag, id))],
+        [userId, String(context.now), ...ids]) as string[] | null
+      if (revoked !== null) {
+        await recordRevocations(redis, this.#keys, revoked, context)
+        await this.#dropPointers(redis, tag, revoked)
+        return revoked
+      }
+      if (attempt === REVOKE_ALL_ATTEMPTS) {
+        throw new Error(`RedisStore: the sessions of a user kept changing during ${REVOKE_ALL_ATTEMPTS} attempts to revoke them all`)
+      }
+    }
+  }
+
+  async listUserSessions (userId: string, now: number): Promise<SessionRecord[]> {
+    const redis = await this.#use()
+    const tag = userTag(userId)
+    const index = this.#keys.index(tag)
+    const ids = strings(await redis.send(index, ['ZRANGE', index, '0', '-1']))
+    if (ids.length === 0) return []
+    // One slot, so one MGET even on a cluster. A snapshot: records may change right after.
+    const keys = ids.map((id) => this.#keys.record(tag, id))
+    const raws = await redis.send(keys[0], ['MGET', ...keys]) as Array<string | null>
+    const sessions: SessionRecord[] = []
+    for (const [i, raw] of raws.entries()) {
+      if (raw === null) continue
+      const session = decodeRecord(ids[i] as string, raw)
+      if (session.userId === userId && now < session.expiresAt) sessions.push(session)
+    }
+    return sessions.sort((a, b) => a.createdAt - b.createdAt)
+  }
+
+  async revokedSince (since: number): Promise<RevocationRecord[]> {
+    const redis = await this.#use()
+    return await readRevocations(redis, this.#keys, since)
+  }
+
+  async subscribeRevocations (listener: (record: RevocationRecord) => void): Promise<() => Promise<void>> {
+    const redis = await this.#use()
+    const stop = await listenForRevocations(redis, this.#keys, listener)
+    this.#subscriptions.add(stop)
+    return async () => {
+      if (this.#subscriptions.delete(stop)) await stop()
+    }
+  }
+
+  /**
+   * Redis deletes records by their TTL on its own; this removes what TTLs cannot: records
+   * expired by the caller's clock before Redis's (the contract's `now`), their index entries,
+   * entries left by records that expired by TTL, and feed entries past their keep time. It walks
+   * each master's keys with SCAN, `sweepBatchSize` at a time, so no command blocks Redis long;
+   * the walk is O(keys), so with many sessions a longer `sweepInterval` costs nothing in safety.
+   */
+  async sweep (now: number): Promise<number> {
+    const redis = await this.#use()
+    const batch = String(this.#sweepBatchSize)
+    const pattern = this.#keys.indexPattern()
+    let removed = 0
+    for (const send of await redis.masters()) {
+      let cursor = '0'
+      do {
+        const [next, indexes] = await send(['SCAN', cursor, 'MATCH', pattern, 'COUNT', batch]) as [string, string[]]
+        cursor = next
+        const counts = await Promise.all(indexes.map(async (index) => await this.#sweepIndex(redis, index, now)))
+        for (const count of counts) removed += count
+      } while (cursor !== '0')
+    }
+    await sweepRevocations(redis, this.#keys, now, this.#sweepBatchSize)
+    return removed
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    const subscriptions = [...this.#subscriptions]
+    this.#subscriptions.clear()
+    await Promise.all(subscriptions.map(async (stop) => await stop()))
+    if (this.#closeClient && this.#connection !== undefined) await this.#connection.close()
+  }
+
+  /** The connection, connected (once) on first use. */
+  async #use (): Promise<Connection> {
+    if (this.#closed) throw new Error('RedisStore is closed')
+    this.#ready ??= this.#open().catch((error: unknown) => {
+      this.#ready = undefined // the next call tries again
+      throw error
+    })
+    return await this.#ready
+  }
+
+  async #open (): Promise<Connection> {
+    if (this.#connection === undefined) {
+      const { createClient } = await import('redis')
+      // Closed while the module loaded: open nothing that close() would no longer see.
+      if (this.#closed) throw new Error('RedisStore is closed')
+      // Commands fail at once while disconnected (the plugin answers 503) instead of queueing.
+      const client = createClient({ url: this.#url, disableOfflineQueue: true })
+      // Failed commands reject on their own; an 'error' event without a listener would crash the process.
+      client.on('error', ignore)
+      this.#connection = nodeRedisConnection(client)
+    }
+    await this.#connection.connect()
+    await warnIfEvicting(this.#connection)
+    return this.#connection
+  }
+
+  async #inSlot<T> (tag: string, operation: (tag: string) => Promise<T | null>): Promise<{ tag: string, reply: T } | null> {
+    const reply = await operation(tag)
+    return reply === null ? null : { tag, reply }
+  }
+
+  /**
+   * Runs `operation` in the slot of a session known only by its id: the slot its id names
+   * (`sessionIdFor`), else the one its pointer names. `operation` answers null for "not here".
+   */
+  async #inSessionSlot<T> (redis: Connection, sessionId: string, operation: (tag: string) => Promise<T | null>): Promise<{ tag: string, reply: T } | null> {
+    const guess = embeddedTag(sessionId)
+    if (guess !== undefined) {
+      const found = await this.#inSlot(guess, operation)
+      if (found !== null) return found
+    }
+    const pointer = this.#keys.pointer(sessionId)
+    const tag = await redis.send(pointer, ['GET', pointer]) as string | null
+    if (tag === null) return null
+    return await this.#inSlot(tag, operation)
+  }
+
+  async #sweepIndex (redis: Connection, index: string, now: number): Promise<number> {
+    const tag = this.#keys.tagOfIndex(index)
+    let removed = 0
+    for (;;) {
+      const ids = strings(await redis.send(index, ['ZRANGEBYSCORE', index, '-inf', String(now), 'LIMIT', '0', String(this.#sweepBatchSize)]))
+      if (ids.length === 0) return removed
+      const count = await runScript(redis, SCRIPTS.sweepIndex, [index, ...ids.map((id) => this.#keys.record(tag, id))], [String(now), ...ids]) as number
+      await this.#dropPointers(redis, tag, ids)
+      removed += count
+      if (ids.length < this.#sweepBatchSize) return removed
+    }
+  }
+
+  /**
+   * Deletes the pointers of deleted sessions. Best effort: a pointer left behind points to
+   * nothing (`missing`) and expires with its session's absolute lifetime anyway.
+   */
+  async #dropPointers (redis: Connection, tag: string, sessionIds: string[]): Promise<void> {
+    const pointers = sessionIds.filter((id) => embeddedTag(id) !== tag).map((id) => this.#keys.pointer(id))
+    await Promise.all(pointers.map(async (pointer) => await redis.send(pointer, ['DEL', pointer]))).catch(ignore)
+  }
+}
