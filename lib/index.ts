@@ -4,6 +4,7 @@ import fp from 'fastify-plugin'
 import { type ClientInfo, TokenAuthEvents } from './events.js'
 import { createAuthenticate } from './guard.js'
 import { type ResolvedOptions, resolveOptions, type TokenAuthOptions } from './options.js'
+import { startRevocationSync } from './revocation-sync.js'
 import { RevocationList } from './revocations.js'
 import { jwksRoute, tokenAuthRoutes } from './routes.js'
 import { type AuthUser, type SessionInfo, SessionService, type TokenSet } from './sessions.js'
@@ -113,42 +114,16 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
   events.on('storeRecovered', (event) => {
     fastify.log.warn(event, `fastify-token-auth: token store available again after ${event.unavailableMs} ms; ${event.unavailableResponses} requests were answered 503 meanwhile`)
   })
-  const warn = (what: string) => (error: unknown) => {
-    if (!sessions.health.down) fastify.log.warn({ err: error }, `fastify-token-auth: ${what} failed`)
-  }
-  const sweeper = setInterval(() => { sessions.sweep().catch(warn('sweeping expired sessions')) }, options.sweepInterval).unref()
-  // Revocations by other processes reach this one through the store's feed: pushed when the store
-  // can, polled always (the bound, and the catch-up after any disconnect).
-  let unsubscribe: (() => Promise<void>) | undefined
-  let subscribing: Promise<void> | undefined
-  let closing = false
-  // One attempt at a time; never awaited by boot, so an app can start while the store is down.
-  const subscribe = (): Promise<void> => (subscribing ??= (async () => {
-    const stop = await sessions.subscribeRevocations().catch((error: unknown) => { warn('subscribing to revocations')(error); return undefined })
-    // Closed while subscribing: let go at once, or the subscription would hold a connection.
-    if (closing) await stop?.()
-    else unsubscribe = stop
-  })().finally(() => { subscribing = undefined }))
-  const poller = setInterval(() => {
-    sessions.pollRevocations().catch(warn('reading the revocation feed'))
-    // A push subscription that failed (store down at boot) is retried with the poll.
-    if (unsubscribe === undefined && subscribing === undefined && store.subscribeRevocations !== undefined) {
-      subscribe().catch(warn('subscribing to revocations'))
-    }
-  }, options.revocationPollInterval).unref()
-  fastify.addHook('onReady', async () => {
-    await sessions.pollRevocations().catch(warn('reading the revocation feed'))
-    subscribe().catch(warn('subscribing to revocations'))
+  const sync = startRevocationSync({
+    sessions,
+    store,
+    pollInterval: options.revocationPollInterval,
+    sweepInterval: options.sweepInterval,
+    warn: (what, error) => fastify.log.warn({ err: error }, `fastify-token-auth: ${what} failed`),
+    ownsStore: options.store === undefined
   })
-  fastify.addHook('onClose', async () => {
-    closing = true
-    clearInterval(sweeper)
-    clearInterval(poller)
-    // Before the app ends its own client or pool: a subscription holds a connection.
-    await unsubscribe?.()
-    // A store the app passed in is the app's to close.
-    if (options.store === undefined) await store.close()
-  })
+  fastify.addHook('onReady', async () => { await sync.ready() })
+  fastify.addHook('onClose', async () => { await sync.close() })
 }
 
 /**
