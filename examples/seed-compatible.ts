@@ -1,6 +1,6 @@
-// Migration without client changes: the same API as a common hand-written service
-// (../shared/seeds/000_*: `GET /api/refresh/refreshtoken` reads a `refreshToken` cookie and
-// answers `{ accessToken }`), reproduced with plugin options only.
+// Migration without client changes: the same API as a common hand-written refresh
+// service (`GET /api/refresh/refreshtoken` reads a `refreshToken` cookie and answers
+// `{ accessToken }`), reproduced with plugin options only.
 //
 // What the clients keep: the URL, the GET, the cookie name, the `accessToken` field (the body
 // carries `tokenType` and `expiresIn` too, which such clients ignore), and the claims they

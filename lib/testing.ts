@@ -36,20 +36,20 @@ const KEEP = 15 * MINUTE
 /** Registers every conformance test. */
 export function defineStoreConformance (options: StoreConformanceOptions): void {
   const concurrency = options.concurrency ?? 100
-  const check = (name: string, body: (store: TokenStore) => Promise<void>): void => {
+  // Each check gets its own record factory, bound to its own store: no state outside the check,
+  // so suites (or checks run concurrently) never mix their ids.
+  const check = (name: string, body: (store: TokenStore, record: RecordFactory) => Promise<void>): void => {
     options.test(name, async () => {
       const store = await options.createStore()
-      // Ids as the plugin makes them: from the store when it shards by user.
-      newSessionId = (userId) => store.sessionIdFor?.(userId) ?? randomBytes(16).toString('base64url')
       try {
-        await body(store)
+        await body(store, recordFactory(store))
       } finally {
         await (options.destroyStore ?? ((s: TokenStore) => s.close()))(store)
       }
     })
   }
 
-  check('createSession stores a record that lists back exactly, JSON values included', async (store) => {
+  check('createSession stores a record that lists back exactly, JSON values included', async (store, record) => {
     const session = record({
       claims: { username: 'ünïcødé ✓', roles: ['a', 'b'], nested: { n: 1.5, ok: true, none: null } },
       userAgent: null
@@ -58,7 +58,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(await store.listUserSessions(session.userId, session.createdAt), [session])
   })
 
-  check('rotate: the current token rotates; the record moves on and idle expiry is renewed', async (store) => {
+  check('rotate: the current token rotates; the record moves on and idle expiry is renewed', async (store, record) => {
     const session = record()
     await store.createSession(session)
     const now = session.createdAt + MINUTE
@@ -69,7 +69,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(await store.listUserSessions(session.userId, now), [expected])
   })
 
-  check('rotate: claims are replaced when given and kept when not', async (store) => {
+  check('rotate: claims are replaced when given and kept when not', async (store, record) => {
     const session = record({ claims: { role: 'user' } })
     await store.createSession(session)
     const first = await store.rotate({ ...rotation(session, session.tokenHash, hash('2'), session.createdAt + 1), claims: { role: 'admin' } })
@@ -79,7 +79,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(second.outcome === 'rotated' && second.session.claims, { role: 'admin' })
   })
 
-  check('rotate: idle expiry never passes the absolute lifetime', async (store) => {
+  check('rotate: idle expiry never passes the absolute lifetime', async (store, record) => {
     const createdAt = Date.UTC(2030, 0, 1)
     const session = record({ createdAt, expiresAt: createdAt + MAX_AGE })
     await store.createSession(session)
@@ -89,7 +89,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.equal(result.outcome === 'rotated' && result.session.expiresAt, session.absoluteExpiresAt)
   })
 
-  check('rotate: the predecessor inside the grace window gets `grace`, up to the limit, then `superseded`', async (store) => {
+  check('rotate: the predecessor inside the grace window gets `grace`, up to the limit, then `superseded`', async (store, record) => {
     const session = record()
     await store.createSession(session)
     const rotatedAt = session.createdAt + MINUTE
@@ -109,7 +109,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(await store.revokedSince(0), [], 'nothing revoked')
   })
 
-  check('rotate: a lost response: the predecessor after the grace window is `recovered`, and the successor it replaces is dead', async (store) => {
+  check('rotate: a lost response: the predecessor after the grace window is `recovered`, and the successor it replaces is dead', async (store, record) => {
     const session = record()
     await store.createSession(session)
     const rotatedAt = session.createdAt + MINUTE
@@ -127,7 +127,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(await store.revokedSince(retry + 1), [{ sessionId: session.id, revokedAt: retry + 1 }])
   })
 
-  check('rotate: with grace 0 the predecessor is `recovered` a millisecond later, `superseded` in the same one', async (store) => {
+  check('rotate: with grace 0 the predecessor is `recovered` a millisecond later, `superseded` in the same one', async (store, record) => {
     const session = record()
     await store.createSession(session)
     const now = session.createdAt + MINUTE
@@ -150,7 +150,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(await store.listUserSessions(session.userId, now + 4), [])
   })
 
-  check('rotate: a recovered successor has its own grace window; the predecessor is answered with it', async (store) => {
+  check('rotate: a recovered successor has its own grace window; the predecessor is answered with it', async (store, record) => {
     const session = record()
     await store.createSession(session)
     const rotatedAt = session.createdAt + MINUTE
@@ -163,7 +163,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.equal(result.outcome === 'grace' && result.session.rotatedAt, recoveredAt)
   })
 
-  check('rotate: a deadline already past changes nothing and rejects; the retry rotates', async (store) => {
+  check('rotate: a deadline already past changes nothing and rejects; the retry rotates', async (store, record) => {
     const session = record()
     await store.createSession(session)
     const now = session.createdAt + MINUTE
@@ -176,7 +176,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.equal(retry.outcome, 'rotated')
   })
 
-  check('createSession: a deadline already past stores nothing and rejects', async (store) => {
+  check('createSession: a deadline already past stores nothing and rejects', async (store, record) => {
     const session = record()
     await assert.rejects(store.createSession(session, { deadline: Date.now() - 1000 }), StoreDeadlineError)
     assert.deepEqual(await store.listUserSessions(session.userId, session.createdAt), [])
@@ -185,7 +185,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(await store.listUserSessions(session.userId, session.createdAt), [session])
   })
 
-  check('rotate: an older generation is reuse even inside the grace window', async (store) => {
+  check('rotate: an older generation is reuse even inside the grace window', async (store, record) => {
     const session = record()
     await store.createSession(session)
     const now = session.createdAt + MINUTE
@@ -196,14 +196,14 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(await store.listUserSessions(session.userId, now + 2), [])
   })
 
-  check('rotate: a hash the session never had is reuse (it carries a valid signature for this session)', async (store) => {
+  check('rotate: a hash the session never had is reuse (it carries a valid signature for this session)', async (store, record) => {
     const session = record()
     await store.createSession(session)
     const result = await store.rotate(rotation(session, hash('never'), hash('x'), session.createdAt + 1))
     assert.equal(result.outcome, 'reused')
   })
 
-  check('rotate: idle expiry and absolute expiry give `expired` and delete the session', async (store) => {
+  check('rotate: idle expiry and absolute expiry give `expired` and delete the session', async (store, record) => {
     const idle = record()
     await store.createSession(idle)
     assert.equal((await store.rotate(rotation(idle, idle.tokenHash, hash('2'), idle.expiresAt))).outcome, 'expired')
@@ -216,12 +216,12 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(await store.revokedSince(0), [], 'expiry is not a revocation')
   })
 
-  check('rotate: an unknown session is `missing`', async (store) => {
+  check('rotate: an unknown session is `missing`', async (store, record) => {
     const session = record()
     assert.deepEqual(await store.rotate(rotation(session, session.tokenHash, hash('2'), session.createdAt)), { outcome: 'missing' })
   })
 
-  check(`rotate: ${concurrency} concurrent rotations of one token, grace 0: exactly one winner, the rest mint nothing`, async (store) => {
+  check(`rotate: ${concurrency} concurrent rotations of one token, grace 0: exactly one winner, the rest mint nothing`, async (store, record) => {
     const session = record()
     await store.createSession(session)
     const now = session.createdAt + MINUTE
@@ -234,7 +234,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.equal(alive?.tokenHash, winner?.outcome === 'rotated' && winner.session.tokenHash)
   })
 
-  check(`rotate: ${concurrency} concurrent retries of one predecessor, a ms apart, grace 0: each recovery replaces the last`, async (store) => {
+  check(`rotate: ${concurrency} concurrent retries of one predecessor, a ms apart, grace 0: each recovery replaces the last`, async (store, record) => {
     const session = record()
     await store.createSession(session)
     const now = session.createdAt + MINUTE
@@ -252,7 +252,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(await store.revokedSince(0), [], 'nothing revoked')
   })
 
-  check(`rotate: ${concurrency} concurrent rotations of one token with grace: one winner, the rest grace or superseded`, async (store) => {
+  check(`rotate: ${concurrency} concurrent rotations of one token with grace: one winner, the rest grace or superseded`, async (store, record) => {
     const session = record()
     await store.createSession(session)
     const now = session.createdAt + MINUTE
@@ -265,7 +265,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.equal(alive?.tokenHash, next, 'the session survived with the single successor')
   })
 
-  check('revokeSession: deletes and feeds the revocation; another user\'s id or an unknown id change nothing', async (store) => {
+  check('revokeSession: deletes and feeds the revocation; another user\'s id or an unknown id change nothing', async (store, record) => {
     const mine = record()
     const theirs = record({ userId: 'user-b' })
     await store.createSession(mine)
@@ -282,7 +282,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.equal(await store.revokeSession(mine.id, undefined, { now, keepFor: KEEP }), null, 'revoking twice is a no-op')
   })
 
-  check('revokeUserSessions: every session of the user, no one else\'s', async (store) => {
+  check('revokeUserSessions: every session of the user, no one else\'s', async (store, record) => {
     const first = record()
     const second = record({ createdAt: first.createdAt + 1 })
     const other = record({ userId: 'user-b' })
@@ -295,7 +295,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(await store.revokeUserSessions('nobody', { now, keepFor: KEEP }), [])
   })
 
-  check('listUserSessions: oldest first, live only, the user\'s only', async (store) => {
+  check('listUserSessions: oldest first, live only, the user\'s only', async (store, record) => {
     const base = Date.UTC(2030, 0, 1)
     const newer = record({ createdAt: base + 2000, lastUsedAt: base + 2000 })
     const older = record({ createdAt: base + 1000, lastUsedAt: base + 1000 })
@@ -307,7 +307,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(await store.listUserSessions('nobody', base), [])
   })
 
-  check('revokedSince: entries at or after `since`, oldest first', async (store) => {
+  check('revokedSince: entries at or after `since`, oldest first', async (store, record) => {
     const sessions = [record(), record(), record()]
     for (const session of sessions) await store.createSession(session)
     const base = sessions[0]!.createdAt
@@ -320,7 +320,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.deepEqual(await store.revokedSince(base + 2001), [])
   })
 
-  check('sweep: expired sessions and feed entries past their keep time go; the rest stays', async (store) => {
+  check('sweep: expired sessions and feed entries past their keep time go; the rest stays', async (store, record) => {
     const base = Date.UTC(2030, 0, 1)
     const live = record({ createdAt: base, lastUsedAt: base, expiresAt: base + 10 * MINUTE })
     const dead = record({ createdAt: base, lastUsedAt: base, expiresAt: base + MINUTE })
@@ -335,7 +335,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     assert.equal((await store.rotate(rotation(dead, dead.tokenHash, hash('2'), base))).outcome, 'missing', 'a swept session is gone')
   })
 
-  check('subscribeRevocations (when implemented): each revocation is pushed once; unsubscribe stops it', async (store) => {
+  check('subscribeRevocations (when implemented): each revocation is pushed once; unsubscribe stops it', async (store, record) => {
     if (store.subscribeRevocations === undefined) return
     const heard: RevocationRecord[] = []
     const unsubscribe = await store.subscribeRevocations((record) => heard.push(record))
@@ -355,7 +355,6 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
 }
 
 let sequence = 0
-let newSessionId!: (userId: string) => string
 
 /**
  * A session record with plausible values (2030 dates, a random id, hashes of no real token),
@@ -408,9 +407,15 @@ function renewed (session: SessionRecord, tokenHash: string, now: number, client
   return { ...session, ...client, tokenHash, previousTokenHash: session.tokenHash, rotatedAt: now, graceUses: 0, lastUsedAt: now, expiresAt: now + IDLE }
 }
 
-/** A record whose id the store under test made, as the plugin has it make them. */
-function record (overrides: Partial<SessionRecord> = {}): SessionRecord {
-  return sessionRecord({ id: newSessionId(overrides.userId ?? 'user-a'), ...overrides })
+type RecordFactory = (overrides?: Partial<SessionRecord>) => SessionRecord
+
+/**
+ * Makes records whose ids `store` made, as the plugin has it make them: from the store when it
+ * shards by user, random otherwise.
+ */
+function recordFactory (store: TokenStore): RecordFactory {
+  const newSessionId = (userId: string): string => store.sessionIdFor?.(userId) ?? randomBytes(16).toString('base64url')
+  return (overrides = {}) => sessionRecord({ id: newSessionId(overrides.userId ?? 'user-a'), ...overrides })
 }
 
 const rotation = rotationRequest

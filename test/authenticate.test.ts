@@ -77,7 +77,7 @@ t.test('a valid access token reaches the handler with its claims in request.user
   t.type(user.exp, 'number', 'exp present')
   t.equal(user.exp, (user.iat as number) + 900, 'exp = iat + default accessTokenTtl (900 s)')
   t.equal(user.username, USERNAME, 'custom claim username from verifyCredentials')
-  t.equal(user.role, 'user', 'custom claim role from verifyCredentials')
+  t.equal(user.role, 'admin', 'custom claim role from verifyCredentials')
   t.notOk('iss' in user, 'no iss without the issuer option')
   t.notOk('aud' in user, 'no aud without the audience option')
   t.same(user, claimsOf(accessToken), 'request.user is exactly the token payload')
@@ -97,7 +97,7 @@ t.test('a valid access token reaches the handler with its claims in request.user
   const bob = await login(app, 'bob')
   const bobResponse = await get(app, '/whoami', `Bearer ${bob.accessToken}`)
   t.equal(bobResponse.statusCode, 200)
-  t.match(bobResponse.json(), { user: { sub: 'user-2', username: 'bob', role: 'admin' } })
+  t.match(bobResponse.json(), { user: { sub: 'user-2', username: 'bob', role: 'user' } })
 })
 
 t.test('Authorization header parsing', async (t) => {

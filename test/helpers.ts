@@ -11,12 +11,27 @@ export const ACCESS_KID = secretKid(ACCESS_SECRET)
 export const USERNAME = 'alice'
 export const PASSWORD = 'correct-horse-battery-staple'
 export const USER_ID = 'user-1'
+/** The demo's second user (role `user`), as examples/app.ts has him (`DEMO_SECOND_PASSWORD`). */
+export const BOB = 'bob'
+export const BOB_PASSWORD = 'bob-password-1234'
+export const BOB_ID = 'user-2'
+
+/**
+ * The demo users, one definition for the tests: the same names, ids, passwords and roles as
+ * examples/app.ts (the source: the tests over HTTP run it). alice is the admin, bob a user.
+ */
+export const DEMO_USERS = [
+  { id: USER_ID, username: USERNAME, password: PASSWORD, role: 'admin' },
+  { id: BOB_ID, username: BOB, password: BOB_PASSWORD, role: 'user' }
+] as const
+
+/** The claims `verifyCredentials` (and the demo) give each demo user, by id. */
+export const DEMO_CLAIMS: Record<string, { username: string, role: string }> =
+  Object.fromEntries(DEMO_USERS.map((user) => [user.id, { username: user.username, role: user.role }]))
 
 /** The users `verifyCredentials` knows: alice and bob. */
-const users = new Map([
-  [USERNAME, { id: USER_ID, password: PASSWORD, claims: { username: USERNAME, role: 'user' } }],
-  ['bob', { id: 'user-2', password: 'bob-password-123', claims: { username: 'bob', role: 'admin' } }]
-])
+const users = new Map<string, { id: string, password: string, claims: Record<string, unknown> }>(
+  DEMO_USERS.map((user) => [user.username, { id: user.id, password: user.password, claims: { username: user.username, role: user.role } }]))
 
 export function baseOptions (overrides: Partial<TokenAuthOptions> = {}): TokenAuthOptions {
   return {
@@ -47,7 +62,7 @@ export interface LoggedIn {
 }
 
 /** Logs alice in and returns her tokens (the refresh token from the cookie). */
-export async function login (app: FastifyInstance, username = USERNAME, password = username === USERNAME ? PASSWORD : 'bob-password-123'): Promise<LoggedIn> {
+export async function login (app: FastifyInstance, username = USERNAME, password = username === BOB ? BOB_PASSWORD : PASSWORD): Promise<LoggedIn> {
   const response = await app.inject({ method: 'POST', url: '/auth/login', payload: { username, password } })
   if (response.statusCode !== 200) throw new Error(`login failed: ${response.statusCode} ${response.body}`)
   return { response, accessToken: response.json().accessToken, refreshToken: refreshCookie(response)?.value ?? '' }
@@ -80,6 +95,36 @@ export function logCapture (): { stream: Writable, lines: LogLine[] } {
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+export interface WaitForOptions {
+  /** Give up after this many ms. @default 5000 */
+  timeout?: number
+  /** Poll every this many ms. @default 10 */
+  interval?: number
+  /** What did not happen, for the timeout error; a function is called at the timeout. @default 'condition not met' */
+  message?: string | (() => string)
+}
+
+/** What `waitFor` rejects with when its condition did not hold in time. */
+export class WaitForTimeout extends Error {
+  override name = 'WaitForTimeout'
+}
+
+/**
+ * Polls `condition` (sync or async) until it returns something truthy, and resolves with that;
+ * rejects with a WaitForTimeout (`Timed out after <timeout> ms: <message>`) once `timeout` has
+ * passed. An error thrown by the condition rejects at once.
+ */
+export async function waitFor<T> (condition: () => T | Promise<T>, options: WaitForOptions = {}): Promise<NonNullable<T>> {
+  const { timeout = 5000, interval = 10, message = 'condition not met' } = options
+  const deadline = Date.now() + timeout
+  for (;;) {
+    const value = await condition()
+    if (value) return value as NonNullable<T>
+    if (Date.now() > deadline) throw new WaitForTimeout(`Timed out after ${timeout} ms: ${typeof message === 'function' ? message() : message}`)
+    await sleep(interval)
+  }
+}
 
 /** The JSON payload of a JWT, unverified: for asserting what a token carries. */
 export function decodePayload (token: string): Record<string, unknown> {

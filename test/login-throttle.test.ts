@@ -5,7 +5,7 @@ import fastifyRateLimit from '@fastify/rate-limit'
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import tokenAuth, { loginThrottlePresets, type TokenAuthOptions } from '../lib/index.js'
-import { assertBootFails, baseOptions, build, PASSWORD, USERNAME } from './helpers.js'
+import { assertBootFails, baseOptions, BOB, BOB_PASSWORD, build, PASSWORD, USERNAME } from './helpers.js'
 
 const THROTTLED = 'FST_TOKEN_AUTH_LOGIN_THROTTLED'
 const MINUTE = 60_000
@@ -56,7 +56,7 @@ t.test('per account: the attempt after max is 429 whatever the address, for that
   assertThrottled(t, await attempt(app, '10.0.0.4'), 900, 'a 4th address')
   assertThrottled(t, await attempt(app, '10.0.0.5', USERNAME, PASSWORD), 900, 'the right password from a 5th address')
   t.equal(calls(), 3, 'verifyCredentials never ran while throttled')
-  t.equal((await attempt(app, '10.0.0.4', 'bob', 'bob-password-123')).statusCode, 200, 'another account from the same address logs in')
+  t.equal((await attempt(app, '10.0.0.4', BOB, BOB_PASSWORD)).statusCode, 200, 'another account from the same address logs in')
 })
 
 t.test('an unknown account name is counted exactly like a known one', async (t) => {

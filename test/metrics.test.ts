@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify'
 import t, { type Test } from 'tap'
 import { type MetricsRouteOptions, registerMetricsRoute } from '../examples/metrics.js'
 import tokenAuth, { type AuthUser, collectMetrics, PROMETHEUS_CONTENT_TYPE } from '../lib/index.js'
-import { baseOptions, build, decodePayload, login, me, PASSWORD, refresh, refreshCookie, USER_ID, USERNAME } from './helpers.js'
+import { baseOptions, BOB, BOB_PASSWORD, build, decodePayload, DEMO_CLAIMS, login, me, PASSWORD, refresh, refreshCookie, USER_ID, USERNAME } from './helpers.js'
 
 const P = 'fastify_token_auth_'
 const USER_AGENT = 'metrics-test-agent/1.0'
@@ -94,8 +94,7 @@ async function loginWithAgent (app: FastifyInstance, username = USERNAME, passwo
 
 /** An app whose `loadUser` refuses the ids in `disabled`, to reach the user-unavailable revocation. */
 async function buildWithLoadUser (t: Test, disabled: Set<string>) {
-  const claims: Record<string, Record<string, unknown>> = { [USER_ID]: { username: USERNAME, role: 'user' }, 'user-2': { username: 'bob', role: 'admin' } }
-  return await build(t, { loadUser: async (id): Promise<AuthUser | null> => disabled.has(id) ? null : { id, claims: claims[id] ?? {} } })
+  return await build(t, { loadUser: async (id): Promise<AuthUser | null> => disabled.has(id) ? null : { id, claims: DEMO_CLAIMS[id] ?? {} } })
 }
 
 t.test('every flow through the routes counts exactly once, and nothing else counts', async (t) => {
@@ -111,8 +110,8 @@ t.test('every flow through the routes counts exactly once, and nothing else coun
   const a2 = await loginWithAgent(app)
   const a3 = await loginWithAgent(app)
   const a4 = await loginWithAgent(app)
-  const b1 = await loginWithAgent(app, 'bob', 'bob-password-123')
-  const b2 = await loginWithAgent(app, 'bob', 'bob-password-123')
+  const b1 = await loginWithAgent(app, BOB, BOB_PASSWORD)
+  const b2 = await loginWithAgent(app, BOB, BOB_PASSWORD)
 
   // Two refused logins: a wrong password and an unknown user.
   for (const payload of [{ username: USERNAME, password: 'wrong-password' }, { username: 'mallory', password: PASSWORD }]) {

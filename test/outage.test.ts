@@ -7,7 +7,7 @@ import tokenAuth, { type TokenAuthOptions } from '../lib/index.js'
 import { migrate, PostgresStore } from '../lib/stores/postgres/index.js'
 import { RedisStore } from '../lib/stores/redis/index.js'
 import type { TokenStore } from '../lib/stores/types.js'
-import { baseOptions, login, me, PASSWORD, refresh, refreshCookie, sleep, USERNAME } from './helpers.js'
+import { baseOptions, login, me, PASSWORD, refresh, refreshCookie, sleep, USERNAME, waitFor, WaitForTimeout } from './helpers.js'
 import { PrivateRedis, privateRedisUnavailable } from './private-servers/redis.js'
 import { DATABASE_URL, postgresAvailable, REDIS_URL, redisAvailable } from './services.js'
 import { TcpProxy } from './tcp-proxy.js'
@@ -143,12 +143,11 @@ function assertUnavailable (t: Test, response: LightMyRequestResponse, label: st
 
 /** Polls `attempt` every 100 ms until `done` holds or `bound` ms have passed; resolves with the last result. */
 async function eventually<T> (attempt: () => Promise<T>, done: (result: T) => boolean, bound = RECOVERY_BOUND): Promise<T> {
-  const started = Date.now()
-  for (;;) {
-    const result = await attempt()
-    if (done(result) || Date.now() - started > bound) return result
-    await sleep(100)
-  }
+  let result!: T
+  // Past the bound the last result is the answer (the caller asserts on it), not an error.
+  await waitFor(async () => done(result = await attempt()), { timeout: bound, interval: 100 })
+    .catch((error: unknown) => { if (!(error instanceof WaitForTimeout)) throw error })
+  return result
 }
 
 /**

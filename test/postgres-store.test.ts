@@ -6,7 +6,7 @@ import { migrate, PostgresStore, postgresMigrationSql, type PostgresStoreOptions
 import { type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError, type TokenStore } from '../lib/stores/types.js'
 import { defineStoreConformance, rotationRequest, sessionRecord } from '../lib/testing.js'
 import { hashTokenId } from '../lib/tokens.js'
-import { build, decodePayload, login, refresh } from './helpers.js'
+import { build, decodePayload, login, refresh, waitFor } from './helpers.js'
 import { freePort } from './private-servers/process.js'
 import { DATABASE_URL, postgresAvailable } from './services.js'
 import { TcpProxy } from './tcp-proxy.js'
@@ -420,21 +420,21 @@ async function suite (): Promise<void> {
     const [one, two, three, four] = [record(), record({ userId: 'user-b' }), record({ userId: 'user-b' }), record()]
     for (const session of [one, two, three, four]) await writer.createSession(session)
     await writer.revokeSession(one.id, undefined, { now: T0 + 1, keepFor: KEEP })
-    await waitFor(() => heard.length === 1, 1000)
+    await waitFor(() => heard.length === 1, { timeout: 1000 })
     t.same(heard, [{ sessionId: one.id, revokedAt: T0 + 1 }], 'revokeSession')
 
     t.same(await writer.revokeUserSessions('user-b', { now: T0 + 2, keepFor: KEEP }), [two.id, three.id], 'oldest first')
-    await waitFor(() => heard.length === 3, 1000)
+    await waitFor(() => heard.length === 3, { timeout: 1000 })
     t.same(heard.slice(1).sort((a, b) => a.sessionId < b.sessionId ? -1 : 1),
       [{ sessionId: two.id, revokedAt: T0 + 2 }, { sessionId: three.id, revokedAt: T0 + 2 }].sort((a, b) => a.sessionId < b.sessionId ? -1 : 1), 'revokeUserSessions')
 
     t.equal((await writer.rotate(rotation(four, { presentedHash: 'not-the-current-one', now: T0 + 3 }))).outcome, 'reused')
-    await waitFor(() => heard.length === 4, 1000)
+    await waitFor(() => heard.length === 4, { timeout: 1000 })
     t.same(heard[3], { sessionId: four.id, revokedAt: T0 + 3 }, 'theft detected by rotate')
 
     // Foreign payloads on the channel are ignored.
     await otherPool.query('SELECT pg_notify($1, $2), pg_notify($1, $3), pg_notify($1, $4)', [store.channel, 'not json', '{"sessionId":1}', JSON.stringify({ sessionId: 'marker', revokedAt: 5 })])
-    await waitFor(() => heard.length === 5, 1000)
+    await waitFor(() => heard.length === 5, { timeout: 1000 })
     t.same(heard[4], { sessionId: 'marker', revokedAt: 5 }, 'only the well-formed payload was delivered')
     t.same(strangerHeard, [], 'another schema heard nothing')
 
@@ -498,7 +498,7 @@ async function suite (): Promise<void> {
     const unsubscribe = await store.subscribeRevocations((record) => heard.push(record))
 
     proxy.refuse()
-    await waitFor(() => attempts.length >= 5, 5000) // the first, then reopenings 100, 200, 400 and 800 ms apart
+    await waitFor(() => attempts.length >= 5, { timeout: 5000 }) // the first, then reopenings 100, 200, 400 and 800 ms apart
     const gaps = attempts.slice(2).map((at, i) => at - (attempts[i + 1] as number))
     t.ok(gaps.every((gap, i) => gap >= 200 * 2 ** i * 0.9), `each pause doubles: ${gaps.join(', ')} ms`)
     const missed = record()
@@ -554,7 +554,7 @@ async function suite (): Promise<void> {
     t.equal(await listeners(store.channel), 1)
     await unsubscribe()
     t.match(released, [{ message: /injected failure of UNLISTEN/ }], 'released as broken')
-    await waitFor(async () => (await listeners(store.channel)) === 0, 1000)
+    await waitFor(async () => (await listeners(store.channel)) === 0, { timeout: 1000 })
   })
 
   t.test('LISTEN: stopping while a reopen is in flight: the attempt gives up, whether it then succeeds or fails', async (t) => {
@@ -575,11 +575,11 @@ async function suite (): Promise<void> {
       const store = new PostgresStore({ pool: gated, schema })
       const unsubscribe = await store.subscribeRevocations(() => {})
       await pool.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1', [`LISTEN "${store.channel}"`])
-      await waitFor(() => gates.length === 1, 2000)
+      await waitFor(() => gates.length === 1, { timeout: 2000 })
       await unsubscribe()
       if (outcome === 'succeeds') gates[0]?.open()
       else gates[0]?.fail()
-      await waitFor(() => pool.totalCount === pool.idleCount, 1000)
+      await waitFor(() => pool.totalCount === pool.idleCount, { timeout: 1000 })
       t.pass(`the reopen ${outcome}; no connection is held`)
       await new Promise((resolve) => setTimeout(resolve, 400))
       t.equal(connects, 2, 'and no further attempt is made')
@@ -665,13 +665,10 @@ async function suite (): Promise<void> {
 
   /** The pid of a statement on `schema`'s tables, once it waits for a lock. */
   async function blockedOn (schema: string): Promise<number> {
-    let pid: number | undefined
-    await waitFor(async () => {
+    return await waitFor(async () => {
       const { rows } = await pool.query("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1", [`%"${schema}".%`])
-      pid = rows[0]?.pid
-      return pid !== undefined
-    }, 5000)
-    return pid as number
+      return rows[0]?.pid as number | undefined
+    }, { timeout: 5000, message: `no statement on ${schema} waits for a lock` })
   }
 
   /** Revokes a fresh session every 50 ms until the listener hears one: proof it listens again. */
@@ -685,7 +682,7 @@ async function suite (): Promise<void> {
       await store.revokeSession(session.id, undefined, { now: T0 + 100, keepFor: KEEP })
       await new Promise((resolve) => setTimeout(resolve, 50))
       return heard.length > before
-    }, 10_000)
+    }, { timeout: 10_000 })
     t.ok(heard.slice(before).every((entry) => ids.includes(entry.sessionId)), 'listening again')
   }
 }
@@ -709,13 +706,4 @@ function tally (results: RotateResult[]): Record<string, number> {
   const counts: Record<string, number> = {}
   for (const { outcome } of results) counts[outcome] = (counts[outcome] ?? 0) + 1
   return counts
-}
-
-/** Polls `condition` until it holds; fails the test if it has not within `timeout` ms. */
-async function waitFor (condition: () => boolean | Promise<boolean>, timeout: number): Promise<void> {
-  const deadline = Date.now() + timeout
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeout} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
 }

@@ -11,6 +11,7 @@ import t from 'tap'
 import { RedisStore } from '../lib/stores/redis/index.js'
 import type { SessionRecord } from '../lib/stores/types.js'
 import { defineStoreConformance } from '../lib/testing.js'
+import { waitFor } from './helpers.js'
 
 /*
  * A real 3-master Redis Cluster, started on spare ports for this file and torn down after it:
@@ -60,10 +61,12 @@ async function suite (): Promise<void> {
       '--daemonize', 'yes', '--dir', dir, '--pidfile', join(dir, `${port}.pid`), '--logfile', join(dir, `${port}.log`)
     ])
   }
-  await until(async () => (await Promise.all(ports.map(async (port) => await cli(port, 'ping')))).every((reply) => reply === 'PONG'))
+  // Polled every 100 ms for up to 30 s (a cluster normally forms in a few seconds).
+  const clusterUp = { timeout: 30_000, interval: 100, message: 'the local Redis Cluster did not come up' }
+  await waitFor(async () => (await Promise.all(ports.map(async (port) => await cli(port, 'ping')))).every((reply) => reply === 'PONG'), clusterUp)
   await exec('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'])
-  await until(async () => (await Promise.all(ports.map(async (port) => await cli(port, 'cluster', 'info'))))
-    .every((info) => info.includes('cluster_state:ok')))
+  await waitFor(async () => (await Promise.all(ports.map(async (port) => await cli(port, 'cluster', 'info'))))
+    .every((info) => info.includes('cluster_state:ok')), clusterUp)
 
   const cluster = createCluster({ rootNodes: ports.map((port) => ({ url: `redis://127.0.0.1:${port}` })) })
   cluster.on('error', () => {})
@@ -177,15 +180,6 @@ async function cli (port: number, ...args: string[]): Promise<string> {
     return (await exec('redis-cli', ['-p', String(port), ...args])).stdout.trim()
   } catch {
     return ''
-  }
-}
-
-/** Polls `condition` every 100 ms, failing after 30 s (a cluster normally forms in a few seconds). */
-async function until (condition: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 30_000
-  while (!await condition()) {
-    if (Date.now() > deadline) throw new Error('the local Redis Cluster did not come up within 30 s')
-    await new Promise((resolve) => setTimeout(resolve, 100))
   }
 }
 

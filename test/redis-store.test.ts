@@ -7,7 +7,7 @@ import { type IoredisLike, type NodeRedisClientLike, RedisStore, type RedisStore
 import { type RevocationRecord, StoreDeadlineError } from '../lib/stores/types.js'
 import { defineStoreConformance, rotationRequest as rotation, sessionRecord as session } from '../lib/testing.js'
 import { hashTokenId } from '../lib/tokens.js'
-import { build, decodePayload, login, refresh, refreshCookie } from './helpers.js'
+import { build, decodePayload, login, refresh, refreshCookie, waitFor } from './helpers.js'
 import { freePort } from './private-servers/process.js'
 import { PrivateRedis, privateRedisUnavailable } from './private-servers/redis.js'
 import { TcpProxy } from './tcp-proxy.js'
@@ -878,14 +878,6 @@ function wrap (
     on: () => undefined,
     close: async () => undefined,
     destroy: () => undefined
-  }
-}
-
-async function waitFor (condition: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 5000
-  while (!await condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met within 5 s')
-    await new Promise((resolve) => setTimeout(resolve, 10))
   }
 }
 

@@ -2,7 +2,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import { type AuthUser, MemoryStore, type RefreshEvent, type ReuseDetectedEvent, type SessionRevokedEvent } from '../lib/index.js'
 import { hashTokenId } from '../lib/tokens.js'
-import { build, decodePayload, INVALID_TOKEN, login, me, PASSWORD, refresh, refreshCookie, sleep, USER_ID, USERNAME } from './helpers.js'
+import { BOB, BOB_PASSWORD, build, decodePayload, INVALID_TOKEN, login, me, PASSWORD, refresh, refreshCookie, sleep, USER_ID, USERNAME } from './helpers.js'
 
 const REUSED = 'FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED'
 const SUPERSEDED = 'FST_TOKEN_AUTH_REFRESH_TOKEN_SUPERSEDED'
@@ -51,6 +51,18 @@ function handClock (t: Test) {
   Date.now = () => clock
   t.teardown(() => { Date.now = realNow })
   return { advance: (ms: number) => { clock += ms } }
+}
+
+/**
+ * The start of the rotation cases: a hand clock, an app built with `overrides`, its events
+ * recorded, and alice logged in (RT1, her first access token and her session id).
+ */
+async function handClockLogin (t: Test, overrides: Parameters<typeof build>[1] = {}) {
+  const clock = handClock(t)
+  const app = await build(t, overrides)
+  const events = recordEvents(app)
+  const { refreshToken: rt1, accessToken: at1 } = await login(app)
+  return { clock, app, events, rt1, at1, sid: decodePayload(at1).sid }
 }
 
 /** Records the plugin's refresh, reuseDetected and sessionRevoked events. */
@@ -218,11 +230,7 @@ t.test('reuseGraceLimit: 0 allows no grace answer at all', async (t) => {
 })
 
 t.test('a lost response with the default grace: a retry after the window is recovered with a new successor; the one it replaced is then theft', async (t) => {
-  const clock = handClock(t)
-  const app = await build(t)
-  const events = recordEvents(app)
-  const { refreshToken: rt1, accessToken: at1 } = await login(app)
-  const sid = decodePayload(at1).sid
+  const { clock, app, events, rt1, at1, sid } = await handClockLogin(t)
   const lost = await refresh(app, rt1)
   const rt2 = assertRotated(t, lost, rt1, 'rotation (its answer is lost)')
 
@@ -250,11 +258,7 @@ t.test('a lost response with the default grace: a retry after the window is reco
 })
 
 t.test('reuseGrace 0, a lost response: a retry 1 ms later is recovered with a new successor; the lost one is then theft', async (t) => {
-  const clock = handClock(t)
-  const app = await build(t, { reuseGrace: 0 })
-  const events = recordEvents(app)
-  const { refreshToken: rt1, accessToken: at1 } = await login(app)
-  const sid = decodePayload(at1).sid
+  const { clock, app, events, rt1, at1, sid } = await handClockLogin(t, { reuseGrace: 0 })
   const lost = await refresh(app, rt1)
   const rt2 = assertRotated(t, lost, rt1, 'rotation (its answer is lost)')
 
@@ -274,11 +278,7 @@ t.test('reuseGrace 0, a lost response: a retry 1 ms later is recovered with a ne
 })
 
 t.test('two generations back is theft after the grace window too, where an unused successor would be recovered (RT1 -> RT2 -> RT3, then RT1)', async (t) => {
-  const clock = handClock(t)
-  const app = await build(t)
-  const events = recordEvents(app)
-  const { refreshToken: rt1, accessToken: at1 } = await login(app)
-  const sid = decodePayload(at1).sid
+  const { clock, app, events, rt1, at1, sid } = await handClockLogin(t)
   const second = await refresh(app, rt1)
   const rt2 = assertRotated(t, second, rt1)
   clock.advance(1000)
@@ -314,11 +314,7 @@ t.test('an older generation inside the window is theft (RT1 -> RT2 -> RT3, then 
 })
 
 t.test('theft order: the attacker spends RT1 first; the victim\'s later RT1 is recovered, and the attacker\'s next refresh ends the session', async (t) => {
-  const clock = handClock(t)
-  const app = await build(t, { reuseGrace: 0 })
-  const events = recordEvents(app)
-  const { refreshToken: rt1, accessToken: at1 } = await login(app)
-  const sid = decodePayload(at1).sid
+  const { clock, app, events, rt1, at1, sid } = await handClockLogin(t, { reuseGrace: 0 })
   const attacker = await thiefRefresh(app, rt1)
   const attackerRt2 = assertRotated(t, attacker, rt1, 'attacker')
 
@@ -530,7 +526,7 @@ t.test("'both': a cookie AND a body token is ambiguous, and neither is rotated",
   const events: RefreshEvent[] = []
   app.tokenAuth.events.on('refresh', (event) => events.push(event))
   const cookieLogin = await login(app)
-  const bodyLogin = await app.inject({ method: 'POST', url: '/auth/login', payload: { username: 'bob', password: 'bob-password-123', refreshTokenTransport: 'body' } })
+  const bodyLogin = await app.inject({ method: 'POST', url: '/auth/login', payload: { username: BOB, password: BOB_PASSWORD, refreshTokenTransport: 'body' } })
   t.equal(bodyLogin.statusCode, 200)
   const bodyToken = bodyLogin.json().refreshToken as string
 
@@ -623,7 +619,7 @@ t.test('loadUser returning null ends the session: 401 USER_UNAVAILABLE', async (
 
 t.test('loadUser returning new claims: the new access token carries them', async (t) => {
   const calls: string[] = []
-  let role = 'user'
+  let role = 'admin' // alice's role at login (test/helpers.ts DEMO_USERS)
   const app = await build(t, {
     loadUser: async (userId) => {
       calls.push(userId)
@@ -631,15 +627,15 @@ t.test('loadUser returning new claims: the new access token carries them', async
     }
   })
   const { refreshToken, accessToken } = await login(app)
-  t.equal(decodePayload(accessToken).role, 'user')
+  t.equal(decodePayload(accessToken).role, 'admin')
   t.same(calls, [], 'not called at login')
 
-  role = 'admin'
+  role = 'user' // demoted
   const response = await refresh(app, refreshToken)
   const rt2 = assertRotated(t, response, refreshToken)
   t.same(calls, [USER_ID], 'called with the user id on refresh')
   const claims = decodePayload(response.json().accessToken)
-  t.equal(claims.role, 'admin')
+  t.equal(claims.role, 'user')
   t.equal(claims.plan, 'pro')
   t.equal(claims.sub, USER_ID)
 
@@ -647,5 +643,5 @@ t.test('loadUser returning new claims: the new access token carries them', async
   const grace = await refresh(app, refreshToken)
   t.equal(grace.statusCode, 200)
   t.equal(refreshCookie(grace)!.value, rt2)
-  t.equal(decodePayload(grace.json().accessToken).role, 'admin')
+  t.equal(decodePayload(grace.json().accessToken).role, 'user')
 })

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import type { AuthUser, SessionInfo } from '../lib/index.js'
-import { build, decodePayload, me, PASSWORD, refresh, refreshCookie, USER_ID, USERNAME } from './helpers.js'
+import { BOB, BOB_PASSWORD, build, decodePayload, me, PASSWORD, refresh, refreshCookie, USER_ID, USERNAME } from './helpers.js'
 
 type ListedSession = SessionInfo & { current: boolean }
 
@@ -28,7 +28,7 @@ t.test('GET /auth/sessions lists the user\'s sessions without token material', a
   const before = Date.now()
   const laptop = await loginAs(app, 'Laptop/1.0')
   const phone = await loginAs(app, 'Phone/2.0')
-  const bob = await loginAs(app, 'Bob/1.0', 'bob', 'bob-password-123')
+  const bob = await loginAs(app, 'Bob/1.0', BOB, BOB_PASSWORD)
   const after = Date.now()
 
   const response = await listSessions(app, laptop.accessToken)
@@ -156,7 +156,7 @@ t.test('DELETE /auth/sessions/:id ends one of the user\'s own sessions', async (
 t.test("another user's session is not found, and survives", async (t) => {
   const app = await build(t)
   const alice = await loginAs(app, 'Laptop/1.0')
-  const bob = await loginAs(app, 'Bob/1.0', 'bob', 'bob-password-123')
+  const bob = await loginAs(app, 'Bob/1.0', BOB, BOB_PASSWORD)
 
   const response = await deleteSession(app, alice.accessToken, bob.sid)
   t.equal(response.statusCode, 404)

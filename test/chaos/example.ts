@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { PASSWORD, sleep, USERNAME } from '../helpers.js'
+import { PASSWORD, USERNAME, waitFor } from '../helpers.js'
 import { freePort, onExit, waitForExit } from '../private-servers/process.js'
 import type { StoreKind } from './faults.js'
 import type { ExampleClient } from './http.js'
@@ -129,14 +129,11 @@ export class Example {
 
   /** Resolves once /health answers 200 (within 60 s); rejects if the example exits first. */
   async waitUntilUp (http: ExampleClient): Promise<void> {
-    const deadline = Date.now() + 60_000
-    for (;;) {
+    await waitFor(async () => {
       if (!this.alive) throw new Error(`the example exited at start (${this.#exit?.code ?? this.#exit?.signal}): ${this.#stderr}`)
       const health = await http.request('GET', '/health').catch(() => undefined)
-      if (health?.status === 200) break
-      if (Date.now() > deadline) throw new Error(`the example did not answer /health within 60 s: ${this.#stderr}`)
-      await sleep(100)
-    }
+      return health?.status === 200
+    }, { timeout: 60_000, interval: 100, message: () => `the example did not answer /health: ${this.#stderr}` })
     this.pid = serverPid(this.#child.pid as number)
   }
 

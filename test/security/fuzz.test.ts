@@ -6,7 +6,7 @@ import fc from 'fast-check'
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import type { AccessTokenKey, RefreshTokenTransport, TokenAuthOptions } from '../../lib/index.js'
-import { build, CHALLENGE, INVALID_REQUEST, INVALID_TOKEN, me, PASSWORD, USERNAME } from '../helpers.js'
+import { BOB, BOB_ID, BOB_PASSWORD, build, CHALLENGE, INVALID_REQUEST, INVALID_TOKEN, me, PASSWORD, USERNAME } from '../helpers.js'
 import { type Body, type FuzzRequest, fuzzRequest, mutate, mutations, type Value } from './fuzz-arbitraries.js'
 
 // Property-based fuzzing of every route and of the token parser (issue #4, item 5).
@@ -15,9 +15,9 @@ import { type Body, type FuzzRequest, fuzzRequest, mutate, mutations, type Value
 // counterexample is shrunk and reported once instead of as thousands of tap failures.
 
 /** The second user of test/helpers.ts. */
-const OTHER_USERNAME = 'bob'
-const OTHER_PASSWORD = 'bob-password-123'
-const OTHER_USER_ID = 'user-2'
+const OTHER_USERNAME = BOB
+const OTHER_PASSWORD = BOB_PASSWORD
+const OTHER_USER_ID = BOB_ID
 const COOKIE_NAME = 'refresh_token'
 const ERROR_CODE = /^FST_(TOKEN_AUTH|ERR)_[A-Z0-9_]+$/
 /** Anything shaped like a JWT (three base64url runs), wherever it appears in an answer. */
