@@ -228,8 +228,10 @@ async function run (t: Test): Promise<void> {
     await Promise.all([other.waitForResponse(`${base}/auth/refresh`), other.click('#refresh-now')])
     t.equal((await app.tokenAuth.listSessions('user-1')).length, 2)
 
+    // With 2 s access tokens on a loaded machine the first DELETE may meet an expired token: the
+    // client then refreshes and sends it again. The answer that counts is the last one.
     const [revoked] = await Promise.all([
-      tab1.waitForResponse((response) => response.request().method() === 'DELETE'),
+      tab1.waitForResponse((response) => response.request().method() === 'DELETE' && response.status() !== 401),
       tab1.click('#sessions tr:not(.current) button.revoke')
     ])
     t.equal(revoked.status(), 204)
