@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
-import { type RevocationRecord, type RotateRequest, type SessionRecord, StoreDeadlineError, type TokenStore } from './stores/types.js'
+import { type RevocationRecord, StoreDeadlineError, type TokenStore } from './stores/types.js'
+import {
+  count, GRACE, hash, KEEP, MAX_AGE, MINUTE, type RecordFactory, recordFactory, renewed, rotationRequest, sessionRecord, waitFor
+} from './testing/fixtures.js'
+
+export { rotationRequest, sessionRecord }
 
 /**
  * The store conformance kit: one suite every TokenStore must pass, whatever it is built on.
@@ -26,12 +30,6 @@ export interface StoreConformanceOptions {
    */
   concurrency?: number
 }
-
-const MINUTE = 60_000
-const IDLE = 10 * MINUTE
-const MAX_AGE = 60 * MINUTE
-const GRACE = 5000
-const KEEP = 15 * MINUTE
 
 /** Registers every conformance test. */
 export function defineStoreConformance (options: StoreConformanceOptions): void {
@@ -354,86 +352,4 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
   })
 }
 
-let sequence = 0
-
-/**
- * A session record with plausible values (2030 dates, a random id, hashes of no real token),
- * overridable: for a store's own tests beside the kit.
- */
-export function sessionRecord (overrides: Partial<SessionRecord> = {}): SessionRecord {
-  const createdAt = overrides.createdAt ?? Date.UTC(2030, 0, 1)
-  const absoluteExpiresAt = overrides.absoluteExpiresAt ?? createdAt + MAX_AGE
-  return {
-    id: randomBytes(16).toString('base64url'),
-    userId: 'user-a',
-    claims: { username: 'alice' },
-    createdAt,
-    lastUsedAt: createdAt,
-    expiresAt: Math.min(createdAt + IDLE, absoluteExpiresAt),
-    absoluteExpiresAt,
-    tokenHash: hash(`initial-${++sequence}`),
-    previousTokenHash: null,
-    rotatedAt: null,
-    graceUses: 0,
-    userAgent: 'agent/1',
-    ip: '198.51.100.1',
-    ...overrides
-  }
-}
-
-/** A rotation of `session` with the kit's lifetimes (10 min idle, 5 s grace, limit 5), overridable. */
-export function rotationRequest (session: SessionRecord, presentedHash: string, nextHash: string, now: number, overrides: Partial<RotateRequest> = {}): RotateRequest {
-  return {
-    sessionId: session.id,
-    presentedHash,
-    nextHash,
-    now,
-    idleTtl: IDLE,
-    grace: GRACE,
-    graceLimit: 5,
-    userAgent: session.userAgent,
-    ip: session.ip,
-    keepRevocationFor: KEEP,
-    deadline: Date.now() + MINUTE,
-    ...overrides
-  }
-}
-
-/**
- * `session` (never rotated) once `tokenHash` became current at `now` by a rotation or a
- * recovery of its first token: the record every store must then hold.
- */
-function renewed (session: SessionRecord, tokenHash: string, now: number, client: { userAgent: string, ip: string }): SessionRecord {
-  return { ...session, ...client, tokenHash, previousTokenHash: session.tokenHash, rotatedAt: now, graceUses: 0, lastUsedAt: now, expiresAt: now + IDLE }
-}
-
-type RecordFactory = (overrides?: Partial<SessionRecord>) => SessionRecord
-
-/**
- * Makes records whose ids `store` made, as the plugin has it make them: from the store when it
- * shards by user, random otherwise.
- */
-function recordFactory (store: TokenStore): RecordFactory {
-  const newSessionId = (userId: string): string => store.sessionIdFor?.(userId) ?? randomBytes(16).toString('base64url')
-  return (overrides = {}) => sessionRecord({ id: newSessionId(overrides.userId ?? 'user-a'), ...overrides })
-}
-
 const rotation = rotationRequest
-
-function hash (text: string): string {
-  return createHash('sha256').update(text).digest('base64url')
-}
-
-function count (values: string[]): Record<string, number> {
-  const tally: Record<string, number> = {}
-  for (const value of values) tally[value] = (tally[value] ?? 0) + 1
-  return tally
-}
-
-async function waitFor (condition: () => boolean, timeout = 2000): Promise<void> {
-  const deadline = Date.now() + timeout
-  while (!condition()) {
-    if (Date.now() > deadline) throw new assert.AssertionError({ message: 'a pushed revocation did not arrive within 2 s' })
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
