@@ -1,6 +1,6 @@
 import type {
-  LoginEvent, LoginFailedEvent, RefreshEvent, ReuseDetectedEvent, RevocationReason, SessionRevokedEvent, TokenAuthEvents,
-  TokenAuthRoute, UnavailableResponseEvent
+  LoginEvent, LoginFailedEvent, RefreshEvent, ReuseDetectedEvent, RevocationReason, SessionRevokedEvent, TokenAuthEventMap,
+  TokenAuthEvents, TokenAuthRoute, UnavailableResponseEvent
 } from './events.js'
 
 /** The `Content-Type` of `MetricsCollector.prometheus()`: Prometheus text exposition format 0.0.4. */
@@ -120,7 +120,7 @@ export function collectMetrics (events: TokenAuthEvents, options: MetricsOptions
     onIncrement?.(name, { ...labels }, 1)
   }
 
-  const listeners = {
+  const listeners: { [E in keyof TokenAuthEventMap]?: (...args: TokenAuthEventMap[E]) => void } = {
     login: (_event: LoginEvent) => { increment(COUNTERS.logins) },
     loginFailed: (_event: LoginFailedEvent) => { increment(COUNTERS.loginFailures) },
     refresh: (event: RefreshEvent) => {
@@ -137,12 +137,9 @@ export function collectMetrics (events: TokenAuthEvents, options: MetricsOptions
       if (ROUTES.includes(event.route)) increment(COUNTERS.unavailableResponses, { route: event.route })
     }
   }
-  events.on('login', listeners.login)
-  events.on('loginFailed', listeners.loginFailed)
-  events.on('refresh', listeners.refresh)
-  events.on('reuseDetected', listeners.reuseDetected)
-  events.on('sessionRevoked', listeners.sessionRevoked)
-  events.on('unavailableResponse', listeners.unavailableResponse)
+  // One loop for on and one for off, so a counter added above is never left listening after close.
+  const subscriptions = Object.entries(listeners) as Array<[keyof TokenAuthEventMap, (...args: any[]) => void]>
+  for (const [event, listener] of subscriptions) events.on(event, listener)
 
   return {
     snapshot: () => Object.fromEntries(values),
@@ -159,12 +156,7 @@ export function collectMetrics (events: TokenAuthEvents, options: MetricsOptions
       return text
     },
     close: () => {
-      events.off('login', listeners.login)
-      events.off('loginFailed', listeners.loginFailed)
-      events.off('refresh', listeners.refresh)
-      events.off('reuseDetected', listeners.reuseDetected)
-      events.off('sessionRevoked', listeners.sessionRevoked)
-      events.off('unavailableResponse', listeners.unavailableResponse)
+      for (const [event, listener] of subscriptions) events.off(event, listener)
     }
   }
 }

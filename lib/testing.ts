@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { type RevocationRecord, StoreDeadlineError, type TokenStore } from './stores/types.js'
 import {
-  count, GRACE, hash, KEEP, MAX_AGE, MINUTE, type RecordFactory, recordFactory, renewed, rotationRequest, sessionRecord, waitFor
+  count, GRACE, hash, KEEP, MAX_AGE, MINUTE, type RecordFactory, recordFactory, renewed, rotatedSession, rotationRequest, sessionRecord, waitFor
 } from './testing/fixtures.js'
 
 export { rotationRequest, sessionRecord }
@@ -88,10 +88,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
   })
 
   check('rotate: the predecessor inside the grace window gets `grace`, up to the limit, then `superseded`', async (store, record) => {
-    const session = record()
-    await store.createSession(session)
-    const rotatedAt = session.createdAt + MINUTE
-    await store.rotate(rotation(session, session.tokenHash, hash('2'), rotatedAt))
+    const { session, rotatedAt } = await rotatedSession(store, record)
     for (let use = 1; use <= 2; use++) {
       const result = await store.rotate(rotation(session, session.tokenHash, hash('2'), rotatedAt + GRACE, { graceLimit: 2 }))
       assert.equal(result.outcome, 'grace')
@@ -108,12 +105,9 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
   })
 
   check('rotate: a lost response: the predecessor after the grace window is `recovered`, and the successor it replaces is dead', async (store, record) => {
-    const session = record()
-    await store.createSession(session)
-    const rotatedAt = session.createdAt + MINUTE
     // The client never received hash('2'): the response was lost, or the store applied the
     // rotation after the caller had answered 503.
-    await store.rotate(rotation(session, session.tokenHash, hash('2'), rotatedAt))
+    const { session, rotatedAt } = await rotatedSession(store, record)
     const retry = rotatedAt + GRACE + 1
     const result = await store.rotate(rotation(session, session.tokenHash, hash('2b'), retry, { userAgent: 'agent/3', ip: '198.51.100.3' }))
     const expected = renewed(session, hash('2b'), retry, { userAgent: 'agent/3', ip: '198.51.100.3' })
@@ -149,10 +143,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
   })
 
   check('rotate: a recovered successor has its own grace window; the predecessor is answered with it', async (store, record) => {
-    const session = record()
-    await store.createSession(session)
-    const rotatedAt = session.createdAt + MINUTE
-    await store.rotate(rotation(session, session.tokenHash, hash('2'), rotatedAt))
+    const { session, rotatedAt } = await rotatedSession(store, record)
     const recoveredAt = rotatedAt + GRACE + 1
     await store.rotate(rotation(session, session.tokenHash, hash('2b'), recoveredAt))
     const result = await store.rotate(rotation(session, session.tokenHash, hash('2c'), recoveredAt + GRACE))

@@ -78,6 +78,18 @@ export function recordFactory (store: TokenStore): RecordFactory {
   return (overrides = {}) => sessionRecord({ id: newSessionId(overrides.userId ?? 'user-a'), ...overrides })
 }
 
+/**
+ * A new session of `record`'s, stored and rotated once (to `hash('2')`) a minute after it
+ * began: the start of every check on what its predecessor may still do.
+ */
+export async function rotatedSession (store: TokenStore, record: RecordFactory): Promise<{ session: SessionRecord, rotatedAt: number }> {
+  const session = record()
+  await store.createSession(session)
+  const rotatedAt = session.createdAt + MINUTE
+  await store.rotate(rotationRequest(session, session.tokenHash, hash('2'), rotatedAt))
+  return { session, rotatedAt }
+}
+
 export function hash (text: string): string {
   return createHash('sha256').update(text).digest('base64url')
 }

@@ -2,34 +2,37 @@ import type { CustomTypesConfig } from 'pg'
 import type { SessionRecord } from '../types.js'
 
 /**
- * The one definition of a session row: each `SessionRecord` field, the column of `{sessions}` it
- * is stored in and that column's type (the table itself is created by the migration in
- * schema.ts). The column lists, the INSERT's parameters and the row mapping below all derive
- * from it, in this order, so a new field is one line here plus its column in the migration.
- * `satisfies` makes the compiler refuse a field of `SessionRecord` left out, or one it lacks.
+ * The one definition of a session row: each `SessionRecord` field under the type of the column
+ * of `{sessions}` it is stored in, named after it in snake case (the migration in schema.ts
+ * creates the table). The column lists, the INSERT's parameters and the row mapping below all
+ * derive from it, so a new field is one word here plus its column in the migration. The
+ * compiler refuses a field of `SessionRecord` left out (`everyField`), or one it lacks.
  */
-const SESSION_COLUMNS = {
-  id: { column: 'id', type: 'text' },
-  userId: { column: 'user_id', type: 'text' },
-  claims: { column: 'claims', type: 'jsonb' },
-  createdAt: { column: 'created_at', type: 'bigint' },
-  lastUsedAt: { column: 'last_used_at', type: 'bigint' },
-  expiresAt: { column: 'expires_at', type: 'bigint' },
-  absoluteExpiresAt: { column: 'absolute_expires_at', type: 'bigint' },
-  tokenHash: { column: 'token_hash', type: 'text' },
-  previousTokenHash: { column: 'previous_token_hash', type: 'text' },
-  rotatedAt: { column: 'rotated_at', type: 'bigint' },
-  graceUses: { column: 'grace_uses', type: 'integer' },
-  userAgent: { column: 'user_agent', type: 'text' },
-  ip: { column: 'ip', type: 'text' }
-} satisfies Record<keyof SessionRecord, { column: string, type: 'text' | 'jsonb' | 'bigint' | 'integer' }>
+const FIELDS_BY_COLUMN_TYPE = everyField({
+  text: ['id', 'userId', 'tokenHash', 'previousTokenHash', 'userAgent', 'ip'],
+  jsonb: ['claims'],
+  bigint: ['createdAt', 'lastUsedAt', 'expiresAt', 'absoluteExpiresAt', 'rotatedAt'],
+  integer: ['graceUses']
+})
+type ColumnType = keyof typeof FIELDS_BY_COLUMN_TYPE
 
-const FIELDS = Object.entries(SESSION_COLUMNS).map(([field, { column, type }]) => ({ field: field as keyof SessionRecord, column, type }))
+/** Returns its argument; the compiler asks for a `missing` member naming any field it leaves out. */
+function everyField<const Fields extends Record<string, ReadonlyArray<keyof SessionRecord>>> (
+  fields: Fields & ([Exclude<keyof SessionRecord, Fields[keyof Fields][number]>] extends [never] ? unknown : { missing: Exclude<keyof SessionRecord, Fields[keyof Fields][number]> })
+): Fields {
+  return fields
+}
+
+/** A field's column: its name in snake case (`userId` is `user_id`). */
+const columnOf = (field: string): string => field.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`)
+
+const FIELDS = (Object.entries(FIELDS_BY_COLUMN_TYPE) as Array<[ColumnType, ReadonlyArray<keyof SessionRecord>]>)
+  .flatMap(([type, fields]) => fields.map((field) => ({ field, column: columnOf(field), type })))
 
 /** How many parameters a whole record takes: `$1` to `$<FIELD_COUNT>`, in `COLUMNS` order. */
 export const FIELD_COUNT = FIELDS.length
 
-/** Every session column, in the order of `SESSION_COLUMNS`. */
+/** Every session column, in the order of `FIELDS_BY_COLUMN_TYPE`. */
 export const COLUMNS = columnsOf()
 
 /**

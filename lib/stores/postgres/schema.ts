@@ -42,7 +42,7 @@ const LONGEST_NAME_SUFFIX = 'sessions_user_created_idx'
 /*
  * The schema (version 1). Every statement is idempotent (`IF NOT EXISTS`), so it is safe to run
  * on every deploy. `{name}` placeholders are replaced by quoted, validated identifiers.
- * A session column added here is also added to `SESSION_COLUMNS` in record.ts, which every statement
+ * A session column added here is also added to `FIELDS_BY_COLUMN_TYPE` in record.ts, which every statement
  * and the row mapping derive from.
  *
  * {sessions} — one row per session (refresh-token family); never a token, only SHA-256 hashes:
