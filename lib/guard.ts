@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
 import { MalformedAuthorizationError, MissingTokenError } from './errors.js'
 import type { SessionService } from './sessions.js'
+import type { AccessTokenClaims } from './tokens.js'
 
 // RFC 6750 §3: no error code when the request carried no token, `invalid_token` when it did.
 const CHALLENGE = 'Bearer'
@@ -23,17 +24,46 @@ export function createAuthenticate (sessions: SessionService): onRequestAsyncHoo
   }
 }
 
-/** The token of an `Authorization: Bearer` header; the scheme is case-insensitive (RFC 7235). */
+/**
+ * The verified claims of an `Authorization` header's access token, or null when it offers none
+ * or one that is not acceptable (malformed, forged, expired, revoked, a refresh token). For a
+ * route where the access token is optional: unlike `authenticate`, it refuses nothing, sets no
+ * challenge and leaves `request.user` alone.
+ */
+export function acceptableAccessToken (
+  authorization: string | undefined, sessions: Pick<SessionService, 'verifyAccessToken'>
+): AccessTokenClaims | null {
+  const token = bearerCredentials(authorization)
+  if (token === undefined || isMalformed(token)) return null
+  try {
+    return sessions.verifyAccessToken(token)
+  } catch {
+    return null
+  }
+}
+
+/** The token of an `Authorization: Bearer` header, or the error and challenge refusing it. */
 function bearerToken (header: string | undefined, reply: FastifyReply): string {
-  if (header === undefined || header.length < 7 || header.slice(0, 7).toLowerCase() !== 'bearer ') {
+  const token = bearerCredentials(header)
+  if (token === undefined) {
     // No header, another scheme, or a bare "Bearer": no token was offered.
     reply.header('www-authenticate', CHALLENGE)
     throw new MissingTokenError()
   }
-  const token = header.slice(7)
-  if (token === '' || token.includes(' ')) {
+  if (isMalformed(token)) {
     reply.header('www-authenticate', INVALID_REQUEST)
     throw new MalformedAuthorizationError()
   }
   return token
+}
+
+/** What follows `Bearer ` (the scheme is case-insensitive, RFC 7235), or undefined when the header has no bearer token. */
+function bearerCredentials (header: string | undefined): string | undefined {
+  if (header === undefined || header.length < 7 || header.slice(0, 7).toLowerCase() !== 'bearer ') return undefined
+  return header.slice(7)
+}
+
+/** RFC 6750 §2.1: one non-empty token, no spaces. */
+function isMalformed (token: string): boolean {
+  return token === '' || token.includes(' ')
 }

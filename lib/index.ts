@@ -1,19 +1,16 @@
-import fastifyJwt, { type FastifyJWTOptions } from '@fastify/jwt'
-import Fastify, { type FastifyPluginAsync, type onRequestAsyncHookHandler } from 'fastify'
+import type { FastifyPluginAsync, onRequestAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
+import { createCodec } from './codec.js'
 import { type ClientInfo, TokenAuthEvents } from './events.js'
 import { createAuthenticate } from './guard.js'
-import { type ResolvedOptions, resolveOptions, type TokenAuthOptions } from './options.js'
+import { resolveOptions, type TokenAuthOptions } from './options.js'
 import { startRevocationSync } from './revocation-sync.js'
 import { RevocationList } from './revocations.js'
-import { jwksRoute, tokenAuthRoutes } from './routes.js'
+import { jwksRoute, tokenAuthRoutes } from './routes/index.js'
 import { type AuthUser, type SessionInfo, SessionService, type TokenSet } from './sessions.js'
 import { MemoryStore } from './stores/memory.js'
 import type { TokenStore } from './stores/types.js'
-import {
-  ACCESS_TOKEN_TYPE, type AccessKeyPair, type AccessTokenClaims, type JwtPair, REFRESH_TOKEN_ALGORITHM, REFRESH_TOKEN_TYPE,
-  type SignedAccessToken, TokenCodec
-} from './tokens.js'
+import type { AccessTokenClaims, SignedAccessToken } from './tokens.js'
 
 /**
  * Claims your app adds to access tokens (through `verifyCredentials` / `loadUser`). Merge yours:
@@ -74,28 +71,9 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
   const codec = await createCodec(options)
   // A revoked session's access tokens can live this long: remember the revocation as long.
   const revocationTtl = (options.accessTokenTtl + options.clockTolerance) * 1000
-  const sessions = new SessionService({
-    ...options,
-    store,
-    codec,
-    events,
-    revocationTtl,
-    revocations: new RevocationList(revocationTtl)
-  })
+  const sessions = new SessionService({ ...options, store, codec, events, revocationTtl, revocations: new RevocationList(revocationTtl) })
   const authenticate = createAuthenticate(sessions)
-  const clientOf = (client: Partial<ClientInfo> = {}): ClientInfo => ({ ip: client.ip ?? null, userAgent: client.userAgent ?? null })
-
-  fastify.decorate('tokenAuth', {
-    signAccessToken: (userId, sessionId, claims = {}) => sessions.signAccessToken(userId, sessionId, claims),
-    verifyAccessToken: (token) => sessions.verifyAccessToken(token),
-    issueSession: async (user, client) => await sessions.issue(user, clientOf(client)),
-    rotateRefreshToken: async (refreshToken, client) => await sessions.refresh(refreshToken, clientOf(client)),
-    revokeSession: async (sessionId, userId) => await sessions.revokeSession(sessionId, userId === undefined ? {} : { userId }),
-    revokeUserSessions: async (userId) => await sessions.revokeUserSessions(userId),
-    listSessions: async (userId) => await sessions.listSessions(userId),
-    events,
-    store
-  } satisfies TokenAuth)
+  fastify.decorate('tokenAuth', tokenAuthHelpers(sessions, events, store))
   fastify.decorate('authenticate', authenticate)
   // `request.user` is assigned by `authenticate`, not declared with decorateRequest: @fastify/jwt
   // declares it too, and the app may register that before or after us.
@@ -126,52 +104,19 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
   fastify.addHook('onClose', async () => { await sync.close() })
 }
 
-/**
- * @fastify/jwt registrations, one per access-token key and one for refresh tokens, on a private
- * Fastify instance: none of their decorators reaches the app, whose own @fastify/jwt may come
- * before or after us. Algorithms (one per key), `kid`, `typ` and required claims are pinned here.
- */
-async function createCodec (options: ResolvedOptions): Promise<TokenCodec> {
-  const keys = Fastify()
-  const requiredClaims = ['sub', 'sid', 'jti', 'iat', 'exp']
-  const accessVerify = {
-    requiredClaims: [...requiredClaims, ...(options.issuer === undefined ? [] : ['iss']), ...(options.audience === undefined ? [] : ['aud'])],
-    clockTolerance: options.clockTolerance * 1000,
-    ...(options.issuer === undefined ? {} : { allowedIss: options.issuer }),
-    ...(options.audience === undefined ? {} : { allowedAud: options.audience })
-  }
-  for (const [index, key] of options.accessKeys.entries()) {
-    const secret = key.algorithm === 'HS256' ? key.verificationKey : { private: key.signingKey, public: key.verificationKey }
-    await keys.register(fastifyJwt, jwtOptions(`access${index}`, secret, key.algorithm, ACCESS_TOKEN_TYPE, accessVerify, key.kid))
-  }
-  await keys.register(fastifyJwt, jwtOptions('refresh', options.refreshTokenSecret, REFRESH_TOKEN_ALGORITHM, REFRESH_TOKEN_TYPE, { requiredClaims }))
-  await keys.ready()
-  const jwt = keys.jwt as unknown as Record<string, JwtPair>
-  return new TokenCodec({
-    accessKeys: options.accessKeys.map((key, index): AccessKeyPair => {
-      const pair = jwt[`access${index}`] as JwtPair
-      return { kid: key.kid, algorithm: key.algorithm, sign: pair.sign, verify: pair.verify }
-    }),
-    refresh: jwt.refresh as JwtPair,
-    refreshSecret: options.refreshTokenSecret,
-    accessTokenTtl: options.accessTokenTtl,
-    refreshTokenTtl: options.refreshTokenTtl,
-    clockTolerance: options.clockTolerance,
-    verifyCacheSize: options.verifyCacheSize,
-    issuer: options.issuer,
-    audience: options.audience
-  })
-}
-
-function jwtOptions (
-  namespace: string, secret: FastifyJWTOptions['secret'], algorithm: string, typ: string, verify: Record<string, unknown>, kid?: string
-): FastifyJWTOptions {
+/** `fastify.tokenAuth`: the session service under the public API's names; a missing client is unknown (null). */
+function tokenAuthHelpers (sessions: SessionService, events: TokenAuthEvents, store: TokenStore): TokenAuth {
+  const clientOf = (client: Partial<ClientInfo> = {}): ClientInfo => ({ ip: client.ip ?? null, userAgent: client.userAgent ?? null })
   return {
-    secret,
-    namespace,
-    sign: { algorithm, typ, ...(kid === undefined ? {} : { kid }) } as FastifyJWTOptions['sign'],
-    // No fast-jwt cache: it hashes every token; the codec caches by the exact token text instead.
-    verify: { algorithms: [algorithm], checkTyp: typ, cache: false, errorCacheTTL: -1, ...verify } as FastifyJWTOptions['verify']
+    signAccessToken: (userId, sessionId, claims = {}) => sessions.signAccessToken(userId, sessionId, claims),
+    verifyAccessToken: (token) => sessions.verifyAccessToken(token),
+    issueSession: async (user, client) => await sessions.issue(user, clientOf(client)),
+    rotateRefreshToken: async (refreshToken, client) => await sessions.refresh(refreshToken, clientOf(client)),
+    revokeSession: async (sessionId, userId) => await sessions.revokeSession(sessionId, userId === undefined ? {} : { userId }),
+    revokeUserSessions: async (userId) => await sessions.revokeUserSessions(userId),
+    listSessions: async (userId) => await sessions.listSessions(userId),
+    events,
+    store
   }
 }
 
@@ -186,9 +131,12 @@ export {
 } from './stores/types.js'
 export type { AuthUser, SessionInfo, TokenSet } from './sessions.js'
 export type { AccessTokenClaims, RefreshTokenClaims, SignedAccessToken } from './tokens.js'
-export type { ClearSiteDataType, CookieOptions, JwksOptions, RateLimitOptions, RefreshTokenTransport, RouteOptions, TokenAuthOptions } from './options.js'
+export type {
+  ClearSiteDataType, CookieOptions, JwksOptions, RateLimitOptions, RefreshRouteOptions, RefreshTokenTransport, RouteOptions, RoutesOptions,
+  TokenAuthOptions
+} from './options.js'
 export { loginThrottlePresets } from './options.js'
-export { openApiSecuritySchemes } from './routes.js'
+export { openApiSecuritySchemes } from './routes/index.js'
 export { ACCESS_TOKEN_ALGORITHMS, type AccessTokenAlgorithm, type AccessTokenKey, generateAccessKey, generateSecret } from './keys.js'
 export { createVerifyCredentials, hashPassword, verifyPassword, type VerifyCredentialsOptions } from './passwords.js'
 export type * from './events.js'

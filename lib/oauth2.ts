@@ -4,7 +4,8 @@ import type { TokenSet } from './sessions.js'
 /**
  * The OAuth 2.0 response format (`responseFormat: 'oauth2'`) of the login and refresh routes,
  * so OAuth client libraries can use them as a token endpoint: RFC 6749 §5.1 token responses,
- * §5.2 error responses, and form-encoded requests (§4.3.2, §6).
+ * §5.2 error responses, and form-encoded requests (§4.3.2, §6). Their schemas are with the
+ * others, in lib/routes/schemas.ts.
  */
 
 /** RFC 6749 §5.2 `error` of each plugin error code; every one of these answers 400. */
@@ -60,33 +61,4 @@ export function parseForm (body: string): Record<string, string> {
     result[name] = value
   }
   return result
-}
-
-const errorSchema = {
-  type: 'object',
-  required: ['error'],
-  properties: {
-    error: { type: 'string', description: 'RFC 6749 §5.2 error code' },
-    error_description: { type: 'string' },
-    code: { type: 'string', description: 'The plugin\'s FST_TOKEN_AUTH_* (or Fastify FST_ERR_*) code' }
-  }
-}
-
-/** Response schemas of the login and refresh routes in the OAuth 2.0 format. */
-export function oauth2TokenResponses (includesRefreshToken: boolean): Record<string, object> {
-  return {
-    200: {
-      type: 'object',
-      description: 'RFC 6749 §5.1 access token response',
-      required: ['access_token', 'token_type', 'expires_in'],
-      properties: {
-        access_token: { type: 'string' },
-        token_type: { type: 'string', enum: ['Bearer'] },
-        expires_in: { type: 'integer', description: 'Seconds until the access token expires' },
-        ...(includesRefreshToken ? { refresh_token: { type: 'string', description: 'Only when the refresh token travels in the body' } } : {})
-      }
-    },
-    '4xx': { ...errorSchema, description: 'RFC 6749 §5.2 error: 400 for invalid_grant, invalid_request, unsupported_grant_type' },
-    '5xx': { ...errorSchema, description: 'temporarily_unavailable (503 with Retry-After) or server_error' }
-  }
 }

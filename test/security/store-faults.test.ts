@@ -6,7 +6,7 @@
 //
 // Documented difference from the checklist: protected routes do not call the store (revocation
 // is an in-memory denylist fed by the store's feed), so during an outage they keep answering 200
-// for valid, unrevoked access tokens instead of a fail-closed 503 (README "Outages").
+// for valid, unrevoked access tokens instead of a fail-closed 503 (docs/stores.md, «Outages»).
 import t, { type Test } from 'tap'
 import {
   alive, ALICE_ID, BOB, BOB_ID, COOKIE, cookieOf, eventsSince, get, login, loginRequest, logoutRequest, noIncidents,

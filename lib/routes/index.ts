@@ -1,0 +1,33 @@
+import type { FastifyInstance } from 'fastify'
+import { createCrossSiteCheck } from '../csrf.js'
+import type { RouteContext, RoutesContext } from './context.js'
+import { loginRoute } from './login.js'
+import { logoutRoute } from './logout.js'
+import { refreshRoute } from './refresh.js'
+import { sessionRoutes } from './sessions.js'
+import { registerSharedPieces } from './shared.js'
+import { createTokenTransport } from './transport.js'
+
+export type { RoutesContext } from './context.js'
+export { jwksRoute } from './jwks.js'
+export { openApiSecuritySchemes } from './schemas.js'
+
+/**
+ * The ready-made routes, registered as an encapsulated child: their hooks, parsers and
+ * validator stay here; the app's routes are untouched. The pieces they share are registered
+ * once, then each route.
+ */
+export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesContext): Promise<void> {
+  const { options, sessions, events } = context
+  const { routes } = options
+  await registerSharedPieces(app, options, events)
+  const routeContext: RouteContext = {
+    ...context,
+    crossSiteCheck: createCrossSiteCheck(options.allowedOrigins),
+    transport: createTokenTransport(options, () => sessions.now())
+  }
+  if (routes.login !== false) loginRoute(app, routes.login, routeContext)
+  if (routes.refresh !== false) refreshRoute(app, routes.refresh, routeContext)
+  if (routes.logout !== false) logoutRoute(app, routes.logout, routeContext)
+  if (routes.sessions !== false) sessionRoutes(app, routes.sessions, routeContext)
+}

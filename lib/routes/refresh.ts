@@ -1,0 +1,41 @@
+import type { FastifyInstance } from 'fastify'
+import { GraceExhaustedError, MissingRefreshTokenError, UnsupportedGrantTypeError } from '../errors.js'
+import { BODY_LIMIT, type RouteContext } from './context.js'
+import { documented, refreshBodySchema, refreshSecurity, tokenResponses } from './schemas.js'
+import { clientInfo } from './transport.js'
+
+/** The refresh route (`POST`, or `GET` when so configured): a refresh token for new tokens, rotating it. */
+export function refreshRoute (
+  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'transport' | 'crossSiteCheck'>
+): void {
+  const { options, sessions, transport } = context
+  app.route<{ Body: Record<string, string> | undefined }>({
+    method: options.refreshMethod,
+    url: path,
+    bodyLimit: BODY_LIMIT,
+    onRequest: context.crossSiteCheck,
+    schema: documented({
+      summary: 'Exchange the refresh token for new tokens (rotation)',
+      security: refreshSecurity(options.refreshTokenTransport),
+      ...(transport.usesBody ? { body: refreshBodySchema(options.responseFormat, options.responseFormat === 'oauth2') } : {}),
+      response: tokenResponses(options.responseFormat, transport.usesBody)
+    }),
+    handler: async function refresh (request, reply): Promise<object> {
+      const grantType = request.body?.grant_type
+      if (grantType !== undefined && grantType !== 'refresh_token') throw new UnsupportedGrantTypeError()
+      const presented = transport.presented(request)
+      if (presented === undefined) throw new MissingRefreshTokenError()
+      try {
+        const tokens = await sessions.refresh(presented.token, clientInfo(request))
+        return transport.send(reply, tokens, presented.inBody)
+      } catch (error) {
+        // A dead refresh token is dropped from the browser. On 503 it is kept (docs/design.md,
+        // «Fail closed»). A superseded one is left alone because a parallel response is setting
+        // its successor (docs/design.md, «Refresh-token rotation»).
+        const status = (error as { statusCode?: number }).statusCode
+        if (status === 401 && !(error instanceof GraceExhaustedError) && !presented.inBody) transport.clearCookie(reply)
+        throw error
+      }
+    }
+  })
+}

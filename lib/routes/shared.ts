@@ -1,0 +1,119 @@
+import AjvCompiler from '@fastify/ajv-compiler'
+import fastifyCookie from '@fastify/cookie'
+import fastifyRateLimit from '@fastify/rate-limit'
+import Fastify, { errorCodes, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { TokenAuthEvents, TokenAuthRoute } from '../events.js'
+import { FORM_CONTENT_TYPE, parseForm, toOAuth2Error } from '../oauth2.js'
+import type { ResolvedOptions } from '../options.js'
+
+/**
+ * What every route of the encapsulated child shares, registered once: the cookie parser, the
+ * login rate limiter, strict validation, the no-store and content-type hook, the form parser of
+ * the OAuth 2.0 format, and the error mapping. The rules they enforce are in docs/design.md,
+ * «Rules shared by the plugin routes».
+ */
+
+/**
+ * Seconds a client should wait after a 503 before retrying. Short: the retry with the token the
+ * client still holds succeeds as soon as the store answers, even when a stalled store carried
+ * out the rotation after the 503 (docs/design.md, «A 503 is the truth»).
+ */
+const RETRY_AFTER_SECONDS = 1
+const JSON_CONTENT_TYPE = /^application\/json(; ?charset=utf-8)?$/i
+
+type SharedOptions = Pick<ResolvedOptions,
+  'routes' | 'refreshTokenTransport' | 'responseFormat' | 'loginRateLimit' | 'accountRateLimit'>
+
+export async function registerSharedPieces (app: FastifyInstance, options: SharedOptions, events: TokenAuthEvents): Promise<void> {
+  const oauth2 = options.responseFormat === 'oauth2'
+  if (options.refreshTokenTransport !== 'body' && !app.hasRequestDecorator('cookies')) await app.register(fastifyCookie)
+  // Strict validation for our bodies: extra fields refused, no type coercion, no defaults.
+  app.setValidatorCompiler(AjvCompiler()({}, {
+    customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false }
+  }))
+  app.addHook('onRequest', async (request, reply) => {
+    // Token responses and errors alike are never cached (RFC 6749 §5.1).
+    reply.header('cache-control', 'no-store')
+    reply.header('pragma', 'no-cache')
+    checkContentType(request.headers['content-type'], oauth2)
+  })
+  // OAuth 2.0 clients send forms (RFC 6749 §4.3.2, §6).
+  if (oauth2) app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, parseFormBody)
+  app.setErrorHandler(createErrorHandler(app, options, events))
+  const throttled = options.loginRateLimit !== false || options.accountRateLimit !== false
+  if (options.routes.login !== false && throttled && !app.hasDecorator('createRateLimit')) {
+    await app.register(fastifyRateLimit, { global: false })
+  }
+}
+
+/**
+ * Only JSON bodies, spelled exactly: a text/plain POST is a "simple" cross-site request
+ * (CVE-2022-41919 class), and odd spellings have slipped past body validation before
+ * (CVE-2025-32442, CVE-2026-25223). Checked before parsing, so nothing else reads the body.
+ * Forms only in the OAuth 2.0 format, where the cross-site check still applies.
+ */
+function checkContentType (type: string | undefined, formsAllowed: boolean): void {
+  if (type !== undefined && !JSON_CONTENT_TYPE.test(type) && !(formsAllowed && FORM_CONTENT_TYPE.test(type))) {
+    throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE()
+  }
+}
+
+function parseFormBody (_request: FastifyRequest, body: string | Buffer, done: (error: Error | null, body?: unknown) => void): void {
+  try {
+    done(null, parseForm(body as string))
+  } catch (error) {
+    done(error as Error, undefined)
+  }
+}
+
+/**
+ * The error mapping: a 503 (store unavailable) gets `Retry-After` and counts as an
+ * `unavailableResponse`; login and refresh answer RFC 6749 §5.2 errors in the OAuth 2.0 format.
+ * The app's own error handler formats and logs our errors too; Fastify's default one would log
+ * every 503 of an outage at error level with a stack, so those we answer ourselves
+ * (docs/design.md, «Store outages»).
+ */
+function createErrorHandler (app: FastifyInstance, options: SharedOptions, events: TokenAuthEvents) {
+  const routeNames = routeNamesOf(app.prefix, options.routes)
+  const oauth2 = options.responseFormat === 'oauth2'
+  const appHandlesErrors = app.errorHandler !== fastifyDefaultErrorHandler()
+  return async function tokenAuthErrors (error: FastifyError, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const route = routeNames.get(request.routeOptions.url as string) as TokenAuthRoute
+    const unavailable = error.statusCode === 503
+    if (unavailable) {
+      reply.header('retry-after', RETRY_AFTER_SECONDS)
+      events.emit('unavailableResponse', { route })
+    }
+    // Login and refresh are the routes the OAuth 2.0 format shapes.
+    if (oauth2 && (route === 'login' || route === 'refresh')) {
+      const { statusCode, body } = toOAuth2Error(error)
+      if (statusCode >= 500 && !unavailable) reply.log.error({ err: error }, 'fastify-token-auth: token endpoint failed')
+      return reply.code(statusCode).send(body)
+    }
+    if (unavailable && !appHandlesErrors) {
+      // The outage is logged once when it starts and once when it ends.
+      return reply.code(503).send({ statusCode: 503, code: error.code, error: 'Service Unavailable', message: error.message })
+    }
+    // Sending the error again hands it to the app's error handler, which formats it.
+    return reply.send(error)
+  }
+}
+
+/** Which of our routes a URL pattern is, for the 503 metrics and the OAuth 2.0 token endpoints. */
+function routeNamesOf (prefix: string, routes: ResolvedOptions['routes']): Map<string, TokenAuthRoute> {
+  const names = new Map<string, TokenAuthRoute>()
+  for (const name of ['login', 'refresh', 'logout', 'sessions'] as const) {
+    const path = routes[name]
+    if (path !== false) names.set(`${prefix}${path}`, name)
+  }
+  if (routes.sessions !== false) names.set(`${prefix}${routes.sessions}/:id`, 'sessions')
+  return names
+}
+
+let defaultErrorHandler: FastifyInstance['errorHandler'] | undefined
+
+/** The error handler a Fastify instance has when the app set none. */
+function fastifyDefaultErrorHandler (): FastifyInstance['errorHandler'] {
+  defaultErrorHandler ??= Fastify({ logger: false }).errorHandler
+  return defaultErrorHandler
+}
