@@ -1,10 +1,11 @@
-// A worker thread of bench/server.ts: loads sessions n = from … to-1 into Redis through the
-// store's own createSession (ids from `sessionIdFor`, as the plugin makes them), pipelined on two
-// connections of its own, until done or `deadline` (ms since the epoch). Posts `{ loaded }`, or
-// `{ unreachable }`. Two of these keep both cores busy: one loader thread alone is the limit.
+// A worker thread of the refresh-redis-1m server (./prefill.ts): loads sessions n = from … to-1
+// into Redis through the store's own createSession (ids from `sessionIdFor`, as the plugin makes
+// them), pipelined on two connections of its own, until done or `deadline` (ms since the epoch).
+// Posts `{ loaded }`, or `{ unreachable }`. Two of these keep both cores busy.
 import { parentPort, workerData } from 'node:worker_threads'
-import { RedisStore } from '../lib/stores/redis/index.js'
-import { connectRedis, inWindows, sessionRecord } from './stores.js'
+import { loadRedisStore } from './plugin.js'
+import { inWindows, sessionRecord } from './records.js'
+import { connectRedis } from './stores.js'
 
 export interface PrefillJob {
   prefix: string
@@ -16,9 +17,10 @@ export interface PrefillJob {
 }
 
 async function load ({ prefix, from, to, users, ttlMs, deadline }: PrefillJob): Promise<object> {
+  const { RedisStore } = await loadRedisStore()
   const clients = []
   try {
-    const loaders: RedisStore[] = []
+    const loaders: Array<InstanceType<typeof RedisStore>> = []
     for (let i = 0; i < 2; i++) {
       const client = await connectRedis(true)
       if ('unreachable' in client) return client
@@ -27,7 +29,7 @@ async function load ({ prefix, from, to, users, ttlMs, deadline }: PrefillJob): 
     }
     const loaded = await inWindows(to - from, 1000, async (i) => {
       const n = from + i
-      const loader = loaders[n % loaders.length] as RedisStore
+      const loader = loaders[n % loaders.length]!
       await loader.createSession(sessionRecord(n, n % users, Date.now(), ttlMs, loader.sessionIdFor(`user-${n % users}`)))
     }, deadline, Date.now)
     return { loaded }

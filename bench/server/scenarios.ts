@@ -1,0 +1,22 @@
+// The scenario names, shared by the runner (bench/run.ts) and the server process (bench/server/main.ts).
+export const SCENARIOS = [
+  'bare', 'diy', 'express', 'protected', 'protected-eddsa',
+  'diy-refresh', 'refresh', 'refresh-1m', 'refresh-redis', 'refresh-redis-1m', 'refresh-postgres'
+] as const
+export type Scenario = typeof SCENARIOS[number]
+
+/** Scenarios loaded with `POST /auth/refresh` and single-use refresh tokens; the others with `GET /me`. */
+export function isRefresh (scenario: Scenario): boolean {
+  return scenario.includes('refresh')
+}
+
+/** The user every scenario serves, and the body of every `GET /me` answer. */
+export const USER = { id: 'user-1', claims: { username: 'alice' } }
+export const ME_BODY = JSON.stringify({ id: USER.id, username: USER.claims.username })
+
+export const ACCESS_SECRET = 'bench-access-secret-0123456789-abcdefghijklmnop'
+export const REFRESH_SECRET = 'bench-refresh-secret-0123456789-abcdefghijklmno'
+/** Access-token lifetime (s) of every scenario, the plugin's default. */
+export const ACCESS_TTL = 15 * 60
+/** Idle lifetime (s) of refresh sessions: an hour, so keys a killed run leaves in Redis expire soon. */
+export const SESSION_TTL = 60 * 60
