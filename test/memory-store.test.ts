@@ -1,5 +1,8 @@
+import { createHash, randomBytes } from 'node:crypto'
+import fc from 'fast-check'
 import t from 'tap'
 import { MemoryStore } from '../lib/stores/memory.js'
+import { isPackableHash, isPackableId, packClaims, packIp, stringHash, unpackClaims, unpackIp } from '../lib/stores/memory/codec.js'
 import type { RotateRequest, SessionRecord } from '../lib/stores/types.js'
 import { defineStoreConformance } from '../lib/testing.js'
 
@@ -383,4 +386,151 @@ t.test('the revocation feed: newest entries found without walking the old ones; 
   await store.createSession(last)
   await store.revokeSession(last.id, undefined, { now: T0 + 3, keepFor: 60_000 })
   t.same(heard, [...sessions.flatMap((s) => [`a:${s.id}`, `b:${s.id}`]), `b:${last.id}`])
+})
+
+// ---------------------------------------------------------------------------------------------
+// The compact layout (lib/stores/memory/): values are packed only when they unpack exactly.
+// ---------------------------------------------------------------------------------------------
+
+/** A SHA-256 in base64url, as the plugin stores: packed as 32 bytes. */
+function sha (text: string): string {
+  return createHash('sha256').update(text).digest('base64url')
+}
+
+/** A 128-bit id in base64url, as the plugin makes session ids: packed as 16 bytes. */
+function sid (): string {
+  return randomBytes(16).toString('base64url')
+}
+
+t.test('codec: only canonical base64url is packable; IPv4 packs and unpacks exactly', async (t) => {
+  const id = sid()
+  t.ok(isPackableId(id))
+  t.ok(isPackableHash(sha('x')))
+  for (const text of [`${id.slice(0, 21)}B`, `${id}A`, id.slice(1), `${id.slice(0, 20)}+A`, `${id.slice(0, 20)}/A`, `${id.slice(0, 20)}=A`]) {
+    t.notOk(isPackableId(text), `id ${text}`)
+  }
+  const hash = sha('y')
+  for (const text of [`${hash.slice(0, 42)}B`, `${hash}=`, hash.slice(1), `${hash.slice(0, 41)}+A`]) t.notOk(isPackableHash(text), `hash ${text}`)
+  for (const ip of ['0.0.0.0', '255.255.255.255', '192.168.1.10', '10.0.0.1', '128.0.0.1']) {
+    t.type(packIp(ip), 'number', ip)
+    t.equal(unpackIp(packIp(ip)), ip, ip)
+  }
+  for (const ip of ['::1', '2001:db8::1', '1.2.3', '1.2.34', '1.2.3.4.', '.1.2.3.4', '1..2.3', '1.2.3.4.5', '01.2.3.4', '1.2.3.00', '1.2.3.256', '1.2.3.1000',
+    '1.2.3.4a', '1.2.3.x', '', '1.2.3.4 ', '1.2.3.', '10.20.30.', '10.20.304', '255.255.255.2555']) {
+    t.equal(packIp(ip), ip, `${JSON.stringify(ip)} kept as a string`)
+  }
+  t.equal(packIp(null), null)
+  t.equal(unpackIp(null), null)
+  t.equal(packClaims({}), '{}')
+  t.not(unpackClaims('{}'), unpackClaims('{}'), 'a new object each time')
+  t.not(stringHash('user-1', 1), stringHash('user-1', 2), 'the seed changes the hash')
+})
+
+t.test('codec: every 32-byte and 16-byte value round-trips through its base64url text', async (t) => {
+  fc.assert(fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), (bytes) => isPackableHash(Buffer.from(bytes).toString('base64url'))))
+  fc.assert(fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), (bytes) => isPackableId(Buffer.from(bytes).toString('base64url'))))
+  fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 32 - 1 }), (n) => {
+    const ip = `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`
+    return unpackIp(packIp(ip)) === ip && typeof packIp(ip) === 'number'
+  }))
+  t.pass()
+})
+
+t.test('packed and unpacked values round-trip, field for field, through every operation', async (t) => {
+  const store = new MemoryStore()
+  const odd = ['fe80::1', '1.2.3.04', null] as const
+  const sessions = [
+    record({ id: sid(), tokenHash: sha('a'), ip: '198.51.100.7', claims: {}, userAgent: null }),
+    record({ id: sid(), tokenHash: sha('b'), previousTokenHash: sha('b0'), rotatedAt: T0, ip: odd[0] }),
+    record({ id: `${sid().slice(0, 21)}B`, tokenHash: `${sha('c').slice(0, 42)}B`, previousTokenHash: 'odd-previous', rotatedAt: T0, ip: odd[1] }),
+    record({ id: sid(), tokenHash: sha('d'), previousTokenHash: 'odd', rotatedAt: null, ip: odd[2], claims: { nested: { a: [1, 'ü'] } } })
+  ]
+  for (const session of sessions) await store.createSession(session)
+  t.same(await store.listUserSessions('user-1', T0), sessions)
+  for (const session of sessions) {
+    t.same(await store.revokeSession(session.id, 'user-1', CTX), session)
+    t.equal(await store.revokeSession(session.id, undefined, CTX), null)
+  }
+  t.equal(store.size, 0)
+  t.equal((await store.rotate(rotation(sessions[0]!))).outcome, 'missing')
+})
+
+t.test('rotation between packed and unpacked hashes: each compares only with its own kind', async (t) => {
+  const store = new MemoryStore()
+  const session = record({ id: sid(), tokenHash: sha('1') })
+  await store.createSession(session)
+  const at = (ms: number, presentedHash: string, nextHash: string): RotateRequest => rotation(session, { presentedHash, nextHash, now: T0 + ms })
+  t.equal((await store.rotate(at(1000, 'odd-1', 'x'))).outcome, 'reused', 'an unpackable hash never equals a packed one')
+  await store.createSession(session)
+  t.equal((await store.rotate(at(1000, sha('other'), 'x'))).outcome, 'reused', 'a packed hash differs from another')
+  await store.createSession(session)
+  t.equal((await store.rotate(at(1000, sha('1'), 'odd-2'))).outcome, 'rotated', 'packed to unpacked')
+  const grace = await store.rotate(at(2000, sha('1'), 'ignored'))
+  t.equal(grace.outcome, 'grace', 'the packed predecessor')
+  t.equal(grace.outcome === 'grace' && grace.session.tokenHash, 'odd-2')
+  t.equal((await store.rotate(at(3000, 'odd-2', sha('3')))).outcome, 'rotated', 'unpacked to packed')
+  const previous = await store.rotate(at(4000, 'odd-2', 'ignored'))
+  t.equal(previous.outcome === 'grace' && previous.session.previousTokenHash, 'odd-2', 'the unpacked predecessor')
+  t.equal((await store.rotate(at(5000, sha('3'), sha('4')))).outcome, 'rotated', 'packed to packed')
+  t.same((await only(store, 'user-1', T0 + 5000))?.previousTokenHash, sha('3'))
+  t.equal((await store.rotate(at(6000, 'odd-2', sha('5')))).outcome, 'reused', 'an unpackable hash never equals a packed predecessor')
+})
+
+t.test('the slab grows past its first slots and keeps every order', async (t) => {
+  const store = new MemoryStore({ maxSessions: 1000 })
+  const sessions: SessionRecord[] = []
+  for (let i = 0; i < 700; i++) {
+    const session = record({ id: i % 7 === 0 ? `odd-id-${i}` : sid(), userId: `user-${i % 5}`, tokenHash: sha(`${i}`), ip: `10.0.${i >> 8}.${i & 255}` })
+    sessions.push(session)
+    await store.createSession(session)
+    if (i % 3 === 0) await store.revokeSession(session.id, undefined, CTX)
+  }
+  const alive = sessions.filter((_, i) => i % 3 !== 0)
+  t.equal(store.size, alive.length)
+  for (let user = 0; user < 5; user++) {
+    t.same(await store.listUserSessions(`user-${user}`, T0), alive.filter((s) => s.userId === `user-${user}`), `user-${user}, in creation order`)
+  }
+  const [first] = alive
+  t.equal((await store.rotate(rotation(first!, { nextHash: sha('next') }))).outcome, 'rotated')
+  t.same(await store.revokeUserSessions('user-4', CTX), alive.filter((s) => s.userId === 'user-4').map((s) => s.id), 'in creation order')
+  const full = new MemoryStore({ maxSessions: 300 })
+  for (const session of sessions) await full.createSession(session)
+  t.equal(full.size, 300, 'grown to maxSessions, never past it')
+  t.same((await full.listUserSessions('user-0', T0)).map((s) => s.id), sessions.slice(400).filter((s) => s.userId === 'user-0').map((s) => s.id), 'the oldest were evicted')
+})
+
+t.test('a user\'s sessions share their user id and equal claims; unchanged claims keep theirs', async (t) => {
+  const store = new MemoryStore()
+  const a = record({ id: sid(), claims: { role: 'user' } })
+  const b = record({ id: sid(), claims: { role: 'admin' } })
+  const c = record({ id: sid(), claims: { role: 'user' } })
+  const other = record({ id: sid(), userId: 'user-2', claims: {} })
+  for (const session of [a, b, c, other]) await store.createSession(session)
+  t.same(await store.listUserSessions('user-1', T0), [a, b, c])
+  const same = await store.rotate(rotation(a, { claims: { role: 'user' } }))
+  t.same(same.outcome === 'rotated' && same.session.claims, { role: 'user' })
+  const changed = await store.rotate(rotation(c, { claims: {} }))
+  t.same(changed.outcome === 'rotated' && changed.session.claims, {})
+  t.same((await store.listUserSessions('user-2', T0))[0]?.claims, {})
+})
+
+t.test('sweep walks slots freed and filled while it yields', async (t) => {
+  const store = new MemoryStore({ sweepBatchSize: 1 })
+  for (let i = 0; i < 300; i++) await store.createSession(record({ id: sid(), expiresAt: T0 + (i % 2 === 0 ? 10 : 100_000) }))
+  const sweeping = store.sweep(T0 + 10)
+  for (let i = 0; i < 300; i++) await store.createSession(record({ id: sid(), expiresAt: T0 + 100_000 }))
+  t.equal(await sweeping, 150)
+  t.equal(store.size, 450)
+})
+
+t.test('users whose ids share a bucket are told apart', async (t) => {
+  // Two slots, so two buckets: ten users cannot all have their own.
+  const store = new MemoryStore({ maxSessions: 2 })
+  for (let user = 0; user < 10; user++) {
+    const [a, b] = [record({ userId: `user-${user}` }), record({ userId: `user-${(user + 1) % 10}` })]
+    await store.createSession(a)
+    await store.createSession(b)
+    t.same(await store.listUserSessions(`user-${user}`, T0), [a])
+    t.same(await store.listUserSessions(`user-${(user + 1) % 10}`, T0), [b])
+  }
 })

@@ -1,0 +1,323 @@
+import type { SessionRecord } from '../types.js'
+import { HASH_BYTES, ID_BYTES, isPackableHash, isPackableId, packIp, stringHash, unpackClaims, unpackIp } from './codec.js'
+import { NONE } from './slot-index.js'
+
+/*
+ * Every session of a MemoryStore lives in one slot of a slab: a struct of arrays, one row per
+ * slot in each, so a session costs no object of its own. Freed slots are reused (a free list),
+ * and the slab doubles when full, never past its maximum.
+ *   flags    one byte: the bits below
+ *   rows     128 bytes, the fixed-size values together (one look-up touches two cache lines):
+ *            numbers  6 doubles: the times (rotatedAt null as NaN) and graceUses, exact whatever they are
+ *            words    id (16 bytes), tokenHash and previousTokenHash (32 each) as bytes, when packable
+ *                     (see codec.ts); a value that is not is kept as a string in `#spill` instead
+ *   refs     userId, userAgent, ip (an integer for IPv4, see codec.ts) and claims (JSON)
+ *   order    insertion order, oldest first: a doubly-linked list through `#older`/`#newer`
+ */
+
+const LIVE = 1
+const ID_SPILLED = 2
+const TOKEN_SPILLED = 4
+const PREVIOUS_SPILLED = 8
+const HAS_PREVIOUS = 16
+
+export const CREATED_AT = 0
+export const LAST_USED_AT = 1
+export const EXPIRES_AT = 2
+export const ABSOLUTE_EXPIRES_AT = 3
+const ROTATED_AT = 4
+export const GRACE_USES = 5
+/** A slot's row: its 6 numbers (48 bytes), then its id and hashes (80): two cache lines. */
+const ROW_BYTES = 128
+const NUMBERS = ROW_BYTES / 8
+
+const USER_ID = 0
+const USER_AGENT = 1
+const IP = 2
+const CLAIMS = 3
+const REFS = 4
+
+/** Where each value starts in a slot's row, in 32-bit words (after the numbers): 4 for the id, 8 per hash. */
+const ID = 12
+export const TOKEN = 16
+export const PREVIOUS = 24
+const WORDS = ROW_BYTES / 4
+export type HashField = typeof TOKEN | typeof PREVIOUS
+type Field = typeof ID | HashField
+
+function spilled (field: Field): number {
+  return field === ID ? ID_SPILLED : field === TOKEN ? TOKEN_SPILLED : PREVIOUS_SPILLED
+}
+
+function isPackable (field: Field, text: string): boolean {
+  return field === ID ? isPackableId(text) : isPackableHash(text)
+}
+
+function byteLength (field: Field): number {
+  return field === ID ? ID_BYTES : HASH_BYTES
+}
+
+export class SessionSlab {
+  /** Slots the arrays hold; `top` of them have been used. */
+  capacity = 0
+  top = 0
+  /** Live sessions. */
+  size = 0
+  oldest = NONE
+  #newest = NONE
+  /** Freed slots, linked through `#newer`. */
+  #free = NONE
+  readonly #maxCapacity: number
+  #flags = new Uint8Array(0)
+  #numbers = new Float64Array(0)
+  #words = new Int32Array(0)
+  #bytes = Buffer.alloc(0)
+  #refs: Array<string | number | null> = []
+  #older = new Int32Array(0)
+  #newer = new Int32Array(0)
+  /** Ids and hashes that are not packable, by `slot * WORDS + field`. */
+  readonly #spill = new Map<number, string>()
+  /** The id or hash last prepared for comparison, decoded when `#scratchPacked`. */
+  readonly #scratch = new Int32Array(HASH_BYTES / 4)
+  readonly #scratchBytes = Buffer.from(this.#scratch.buffer)
+  #scratchPacked = false
+  readonly #seed: number
+
+  constructor (initialCapacity: number, maxCapacity: number, seed: number) {
+    this.#maxCapacity = maxCapacity
+    this.#seed = seed
+    this.#resize(Math.min(initialCapacity, maxCapacity))
+  }
+
+  get full (): boolean {
+    return this.#free === NONE && this.top === this.capacity
+  }
+
+  /** Doubles the capacity (up to the maximum): the caller rebuilds its indexes. */
+  grow (): void {
+    this.#resize(Math.min(this.capacity * 2, this.#maxCapacity))
+  }
+
+  #resize (capacity: number): void {
+    const grown = <T extends Uint8Array | Int32Array | Float64Array>(array: T, Make: new (length: number) => T, width: number): T => {
+      const next = new Make(capacity * width)
+      next.set(array)
+      return next
+    }
+    this.#flags = grown(this.#flags, Uint8Array, 1)
+    // One buffer of rows, seen as doubles (`#numbers`), 32-bit words and bytes.
+    this.#words = grown(this.#words, Int32Array, WORDS)
+    this.#numbers = new Float64Array(this.#words.buffer)
+    this.#bytes = Buffer.from(this.#words.buffer)
+    this.#older = grown(this.#older, Int32Array, 1)
+    this.#newer = grown(this.#newer, Int32Array, 1)
+    // Sized exactly (a growing array would keep up to half its length spare), never holey.
+    const refs = new Array<string | number | null>(capacity * REFS).fill(null)
+    for (let i = 0; i < this.#refs.length; i++) refs[i] = this.#refs[i] as string | number | null
+    this.#refs = refs
+    this.capacity = capacity
+  }
+
+  /** A free slot (the slab must not be full), now the newest. */
+  take (): number {
+    let slot = this.#free
+    if (slot === NONE) slot = this.top++
+    else this.#free = this.#newer[slot] as number
+    this.#older[slot] = this.#newest
+    this.#newer[slot] = NONE
+    if (this.#newest === NONE) this.oldest = slot
+    else this.#newer[this.#newest] = slot
+    this.#newest = slot
+    this.#flags[slot] = LIVE
+    this.size++
+    return slot
+  }
+
+  release (slot: number): void {
+    const older = this.#older[slot] as number
+    const newer = this.#newer[slot] as number
+    if (older === NONE) this.oldest = newer
+    else this.#newer[older] = newer
+    if (newer === NONE) this.#newest = older
+    else this.#older[newer] = older
+    for (const field of [ID, TOKEN, PREVIOUS]) this.#spill.delete(slot * WORDS + field)
+    this.#refs.fill(null, slot * REFS, slot * REFS + REFS)
+    this.#flags[slot] = 0
+    this.#newer[slot] = this.#free
+    this.#free = slot
+    this.size--
+  }
+
+  isLive (slot: number): boolean {
+    return this.#has(slot, LIVE)
+  }
+
+  /** The slot after `slot` in insertion order, or NONE. */
+  newer (slot: number): number {
+    return this.#newer[slot] as number
+  }
+
+  /** Fills a taken slot; `userId` and `claims` (JSON) may be strings another slot holds already. */
+  write (slot: number, session: SessionRecord, userId: string, claims: string): void {
+    const row = slot * NUMBERS
+    this.#numbers[row + CREATED_AT] = session.createdAt
+    this.#numbers[row + LAST_USED_AT] = session.lastUsedAt
+    this.#numbers[row + EXPIRES_AT] = session.expiresAt
+    this.#numbers[row + ABSOLUTE_EXPIRES_AT] = session.absoluteExpiresAt
+    this.#numbers[row + ROTATED_AT] = session.rotatedAt ?? NaN
+    this.#numbers[row + GRACE_USES] = session.graceUses
+    this.#setPacked(slot, ID, session.id)
+    this.setHash(slot, TOKEN, session.tokenHash)
+    this.setHash(slot, PREVIOUS, session.previousTokenHash)
+    this.#refs[slot * REFS + USER_ID] = userId
+    this.setClient(slot, session.userAgent, session.ip)
+    this.setClaims(slot, claims)
+  }
+
+  /** A new record of the session in `slot`, given its id and current hash when the caller has them. */
+  read (slot: number, id = this.id(slot), tokenHash = this.#unpack(slot, TOKEN)): SessionRecord {
+    const row = slot * NUMBERS
+    const refs = slot * REFS
+    return {
+      id,
+      userId: this.userId(slot),
+      claims: unpackClaims(this.claims(slot)),
+      createdAt: this.#numbers[row + CREATED_AT] as number,
+      lastUsedAt: this.#numbers[row + LAST_USED_AT] as number,
+      expiresAt: this.#numbers[row + EXPIRES_AT] as number,
+      absoluteExpiresAt: this.#numbers[row + ABSOLUTE_EXPIRES_AT] as number,
+      tokenHash,
+      previousTokenHash: this.hash(slot, PREVIOUS),
+      rotatedAt: this.rotatedAt(slot),
+      graceUses: this.#numbers[row + GRACE_USES] as number,
+      userAgent: this.#refs[refs + USER_AGENT] as string | null,
+      ip: unpackIp(this.#refs[refs + IP] as string | number | null)
+    }
+  }
+
+  number (slot: number, field: number): number {
+    return this.#numbers[slot * NUMBERS + field] as number
+  }
+
+  setNumber (slot: number, field: number, value: number): void {
+    this.#numbers[slot * NUMBERS + field] = value
+  }
+
+  rotatedAt (slot: number): number | null {
+    const rotatedAt = this.#numbers[slot * NUMBERS + ROTATED_AT] as number
+    return Number.isNaN(rotatedAt) ? null : rotatedAt
+  }
+
+  setRotatedAt (slot: number, value: number): void {
+    this.#numbers[slot * NUMBERS + ROTATED_AT] = value
+  }
+
+  id (slot: number): string {
+    return this.#unpack(slot, ID)
+  }
+
+  userId (slot: number): string {
+    return this.#refs[slot * REFS + USER_ID] as string
+  }
+
+  claims (slot: number): string {
+    return this.#refs[slot * REFS + CLAIMS] as string
+  }
+
+  setClaims (slot: number, claims: string): void {
+    this.#refs[slot * REFS + CLAIMS] = claims
+  }
+
+  setClient (slot: number, userAgent: string | null, ip: string | null): void {
+    this.#refs[slot * REFS + USER_AGENT] = userAgent
+    this.#refs[slot * REFS + IP] = packIp(ip)
+  }
+
+  hash (slot: number, field: HashField): string | null {
+    return field === PREVIOUS && !this.#has(slot, HAS_PREVIOUS) ? null : this.#unpack(slot, field)
+  }
+
+  setHash (slot: number, field: HashField, hash: string | null): void {
+    if (field === PREVIOUS) this.#flag(slot, HAS_PREVIOUS, hash !== null)
+    if (hash !== null) this.#setPacked(slot, field, hash)
+  }
+
+  /** `previousTokenHash = tokenHash`, without decoding and encoding it again. */
+  promoteToken (slot: number): void {
+    if (this.#has(slot, PREVIOUS_SPILLED)) this.#spill.delete(slot * WORDS + PREVIOUS)
+    this.#flag(slot, HAS_PREVIOUS, true)
+    const spilled = this.#has(slot, TOKEN_SPILLED)
+    this.#flag(slot, PREVIOUS_SPILLED, spilled)
+    if (spilled) {
+      this.#spill.set(slot * WORDS + PREVIOUS, this.#spill.get(slot * WORDS + TOKEN) as string)
+    } else {
+      this.#words.copyWithin(slot * WORDS + PREVIOUS, slot * WORDS + TOKEN, slot * WORDS + PREVIOUS)
+    }
+  }
+
+  /** The hash of `id` in the id index, and prepares `idIs(…, id)`. */
+  prepareId (id: string): number {
+    this.#prepare(ID, id)
+    // Packable ids are random bytes: their first word is as good a hash as any.
+    return this.#scratchPacked ? this.#scratch[0] as number : stringHash(id, this.#seed)
+  }
+
+  /** The hash `prepareId` gives the id of `slot`. */
+  idHash (slot: number): number {
+    return this.#has(slot, ID_SPILLED) ? stringHash(this.id(slot), this.#seed) : this.#words[slot * WORDS + ID] as number
+  }
+
+  /** Whether `slot`'s id is `id`, just given to `prepareId`. */
+  idIs (slot: number, id: string): boolean {
+    return this.#equals(slot, ID, id)
+  }
+
+  /** Prepares the `hashIs(…, hash)` calls that follow. */
+  prepareHash (hash: string): void {
+    this.#prepare(TOKEN, hash)
+  }
+
+  /** Whether `slot`'s `field` is `hash`, just given to `prepareHash`. */
+  hashIs (slot: number, field: HashField, hash: string): boolean {
+    return (field === TOKEN || this.#has(slot, HAS_PREVIOUS)) && this.#equals(slot, field, hash)
+  }
+
+  #prepare (field: Field, text: string): void {
+    this.#scratchPacked = isPackable(field, text)
+    if (this.#scratchPacked) this.#scratchBytes.write(text, 0, byteLength(field), 'base64url')
+  }
+
+  #equals (slot: number, field: Field, text: string): boolean {
+    if (this.#has(slot, spilled(field))) return this.#spill.get(slot * WORDS + field) === text
+    // A packed value is packable text: a text that is not cannot equal it.
+    if (!this.#scratchPacked) return false
+    const start = slot * WORDS + field
+    for (let i = 0; i < byteLength(field) / 4; i++) if (this.#words[start + i] !== this.#scratch[i]) return false
+    return true
+  }
+
+  #setPacked (slot: number, field: Field, text: string): void {
+    const packable = isPackable(field, text)
+    if (this.#has(slot, spilled(field))) this.#spill.delete(slot * WORDS + field)
+    this.#flag(slot, spilled(field), !packable)
+    if (packable) {
+      this.#bytes.write(text, (slot * WORDS + field) * 4, byteLength(field), 'base64url')
+    } else {
+      this.#spill.set(slot * WORDS + field, text)
+    }
+  }
+
+  #unpack (slot: number, field: Field): string {
+    if (this.#has(slot, spilled(field))) return this.#spill.get(slot * WORDS + field) as string
+    const start = (slot * WORDS + field) * 4
+    return this.#bytes.toString('base64url', start, start + byteLength(field))
+  }
+
+  #has (slot: number, flag: number): boolean {
+    return ((this.#flags[slot] as number) & flag) !== 0
+  }
+
+  #flag (slot: number, flag: number, on: boolean): void {
+    this.#flags[slot] = on ? (this.#flags[slot] as number) | flag : (this.#flags[slot] as number) & ~flag
+  }
+}
