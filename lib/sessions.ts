@@ -132,7 +132,7 @@ export class SessionService {
     }
     await this.#call((deadline) => this.#store.createSession(session, { deadline }))
     this.#events.emit('login', { userId: user.id, sessionId: session.id, ...client })
-    return this.#tokens({ sub: user.id, sid: session.id, jti, session }, now, now)
+    return this.#tokens({ sub: user.id, sid: session.id, jti, session }, now)
   }
 
   /**
@@ -141,7 +141,7 @@ export class SessionService {
    * window, recovered after it while its successor is unused); reuse ends the session.
    */
   async refresh (refreshToken: string, client: ClientInfo): Promise<TokenSet> {
-    const presented = this.#codec.verifyRefreshToken(refreshToken)
+    const presented = this.#codec.refresh.read(refreshToken)
     let claims: Record<string, unknown> | undefined
     if (this.#loadUser !== undefined) {
       const user = await this.#loadUser(presented.sub)
@@ -152,7 +152,7 @@ export class SessionService {
       claims = user.claims ?? {}
     }
     const now = this.now()
-    const nextJti = this.#codec.successorId(presented.jti, now)
+    const nextJti = this.#codec.refresh.successorId(presented.jti, now)
     const result = await this.#call((deadline) => this.#store.rotate({
       sessionId: presented.sid,
       presentedHash: hashTokenId(presented.jti),
@@ -174,11 +174,11 @@ export class SessionService {
         const { session } = result
         const mintedAt = session.rotatedAt as number
         // A grace answer re-issues the successor minted at the rotation (or recovery) it follows.
-        const jti = result.outcome === 'grace' ? this.#codec.successorId(presented.jti, mintedAt) : nextJti
+        const jti = result.outcome === 'grace' ? this.#codec.refresh.successorId(presented.jti, mintedAt) : nextJti
         this.#events.emit('refresh', {
           userId: session.userId, sessionId: session.id, grace: result.outcome === 'grace', recovered: result.outcome === 'recovered', ...client
         })
-        return this.#tokens({ sub: session.userId, sid: session.id, jti, session }, mintedAt, now)
+        return this.#tokens({ sub: session.userId, sid: session.id, jti, session }, now)
       }
       case 'reused':
         this.#revoked(result.session, 'reuse', now)
@@ -225,7 +225,7 @@ export class SessionService {
   async logout (refreshToken: string): Promise<boolean> {
     let sessionId: string
     try {
-      sessionId = this.#codec.verifyRefreshToken(refreshToken).sid
+      sessionId = this.#codec.refresh.read(refreshToken).sid
     } catch {
       return false
     }
@@ -295,17 +295,11 @@ export class SessionService {
     this.#events.emit('sessionRevoked', { userId: session.userId, sessionId: session.id, reason })
   }
 
-  #tokens (grant: Grant, issuedAt: number, now: number): TokenSet {
+  #tokens (grant: Grant, now: number): TokenSet {
     const { session } = grant
-    // Everything in the refresh token comes from the session record, so answering the same
+    // Everything in the refresh token is the session's or derived from it, so answering the same
     // predecessor twice yields byte-identical successors.
-    const refreshToken = this.#codec.signRefreshToken({
-      sub: grant.sub,
-      sid: grant.sid,
-      jti: grant.jti,
-      iat: Math.floor(issuedAt / 1000),
-      exp: Math.floor(session.expiresAt / 1000)
-    })
+    const refreshToken = this.#codec.refresh.mint(grant.sub, grant.sid, grant.jti)
     const access = this.#codec.signAccessToken(grant.sub, grant.sid, session.claims, now)
     return {
       accessToken: access.token,

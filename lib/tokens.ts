@@ -1,8 +1,9 @@
-import { createHmac, hash, randomFillSync } from 'node:crypto'
+import { hash, randomFillSync } from 'node:crypto'
 import {
   InvalidRefreshTokenError, InvalidTokenError, RefreshTokenExpiredError, TokenExpiredError
 } from './errors.js'
 import type { AccessTokenAlgorithm } from './keys.js'
+import { type PresentedRefreshToken, RefreshTokens } from './refresh-tokens.js'
 
 /** The media types in the JWT `typ` header: RFC 9068 for access tokens, our own for refresh. */
 export const ACCESS_TOKEN_TYPE = 'at+jwt'
@@ -30,11 +31,11 @@ export interface AccessTokenClaims {
   aud?: string
 }
 
-/** Claims of a refresh token; `jti` is 256 random bits, known only to its holder. */
-export interface RefreshTokenClaims {
-  sub: string
-  sid: string
-  jti: string
+/**
+ * Claims of a refresh token of the earlier JWT format, still read (see ./refresh-tokens.ts);
+ * `jti` is 256 random bits, known only to its holder.
+ */
+export interface RefreshTokenClaims extends PresentedRefreshToken {
   iat: number
   exp: number
 }
@@ -54,8 +55,9 @@ export interface AccessKeyPair extends JwtPair {
 export interface TokenCodecOptions {
   /** The first signs; every one verifies the tokens that name its `kid`. */
   accessKeys: AccessKeyPair[]
+  /** Verifies refresh tokens of the earlier JWT format. */
   refresh: JwtPair
-  /** Secret used to derive each refresh token's successor id. */
+  /** Secret of the refresh tokens' tags and successor ids. */
   refreshSecret: string | Buffer
   accessTokenTtl: number
   /** Longest lifetime (`exp - iat`, seconds) a refresh token can have: the idle lifetime. */
@@ -83,10 +85,11 @@ const RESERVED_CLAIMS = ['sub', 'sid', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud']
 export class TokenCodec {
   readonly #signer: AccessKeyPair
   readonly #accessKeys: Map<string, AccessKeyPair>
-  readonly #refresh: JwtPair & { algorithm: AccessTokenAlgorithm }
-  /** The header segment (and dot) every refresh token we sign starts with. */
-  readonly #refreshHeader: string
-  readonly #successorKey: Buffer
+  readonly #legacyRefresh: JwtPair & { algorithm: AccessTokenAlgorithm }
+  /** The header segment (and dot) every refresh token of the JWT format starts with. */
+  readonly #legacyRefreshHeader: string
+  /** Refresh tokens: minted, read, and their successors derived. */
+  readonly refresh: RefreshTokens
   readonly #accessTokenTtl: number
   readonly #refreshTokenTtl: number
   readonly #clockTolerance: number
@@ -97,11 +100,13 @@ export class TokenCodec {
   constructor (options: TokenCodecOptions) {
     this.#signer = options.accessKeys[0] as AccessKeyPair
     this.#accessKeys = new Map(options.accessKeys.map((key) => [key.kid, key]))
-    this.#refresh = { ...options.refresh, algorithm: REFRESH_TOKEN_ALGORITHM }
-    // Refresh tokens have one header, byte for byte: comparing the text is the whole header check.
-    this.#refreshHeader = `${options.refresh.sign({ sub: '-', sid: '-', jti: '-', iat: 0, exp: 1 }).split('.')[0] as string}.`
-    // A key of its own, so successor ids never equal any other HMAC made with the secret.
-    this.#successorKey = createHmac('sha256', options.refreshSecret).update('fastify-token-auth:successor').digest()
+    this.#legacyRefresh = { ...options.refresh, algorithm: REFRESH_TOKEN_ALGORITHM }
+    // Refresh tokens had one header, byte for byte: comparing the text is the whole header check.
+    this.#legacyRefreshHeader = `${options.refresh.sign({ sub: '-', sid: '-', jti: '-', iat: 0, exp: 1 }).split('.')[0] as string}.`
+    this.refresh = new RefreshTokens(options.refreshSecret, {
+      claims: (token) => token.startsWith(this.#legacyRefreshHeader),
+      read: (token) => verifyWith(this.#legacyRefresh, token, InvalidRefreshTokenError, RefreshTokenExpiredError, this.#refreshTokenTtl, 0) as unknown as RefreshTokenClaims
+    })
     this.#accessTokenTtl = options.accessTokenTtl
     this.#refreshTokenTtl = options.refreshTokenTtl
     this.#clockTolerance = options.clockTolerance
@@ -149,26 +154,6 @@ export class TokenCodec {
     const key = typeof header.kid === 'string' ? this.#accessKeys.get(header.kid) : undefined
     if (key === undefined || header.alg !== key.algorithm) throw new InvalidTokenError()
     return key
-  }
-
-  signRefreshToken (claims: RefreshTokenClaims): string {
-    return this.#refresh.sign({ sub: claims.sub, sid: claims.sid, jti: claims.jti, iat: claims.iat, exp: claims.exp })
-  }
-
-  verifyRefreshToken (token: string): RefreshTokenClaims {
-    if (!token.startsWith(this.#refreshHeader)) throw new InvalidRefreshTokenError()
-    return verifyWith(this.#refresh, token, InvalidRefreshTokenError, RefreshTokenExpiredError, this.#refreshTokenTtl, 0) as unknown as RefreshTokenClaims
-  }
-
-  /**
-   * The id of the token that replaces `jti` when it is minted at `mintedAt` (ms). Derived, not
-   * random: a client that presents the predecessor inside the grace window gets the very same
-   * successor back (the store keeps when it was minted), so a session never has two live
-   * branches; and a recovery, minted later, gets a different one (docs/design.md, «A 503 is the
-   * truth»).
-   */
-  successorId (jti: string, mintedAt: number): string {
-    return createHmac('sha256', this.#successorKey).update(`${jti}.${mintedAt}`).digest('base64url')
   }
 }
 

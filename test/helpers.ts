@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fast
 import type { Test } from 'tap'
 import tokenAuth, { type MemoryStore, type TokenAuthOptions, type TokenStore } from '../lib/index.js'
 import { secretKid } from '../lib/keys.js'
+import { refreshTokenParts } from '../lib/refresh-tokens.js'
 
 export const ACCESS_SECRET = 'a'.repeat(32) + '-access-secret-for-tests'
 export const REFRESH_SECRET = 'r'.repeat(32) + '-refresh-secret-for-tests'
@@ -129,6 +130,23 @@ export async function waitFor<T> (condition: () => T | Promise<T>, options: Wait
 /** The JSON payload of a JWT, unverified: for asserting what a token carries. */
 export function decodePayload (token: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString())
+}
+
+/** What a refresh token names (its user, session and id), unverified: for asserting what it carries. */
+export function refreshTokenOf (token: string): { sub: string, sid: string, jti: string } {
+  const parts = refreshTokenParts(token)
+  if (parts === null) throw new Error(`not a refresh token: ${token.slice(0, 12)}…`)
+  return { sub: parts.sub, sid: parts.sid, jti: parts.jti }
+}
+
+/**
+ * What of a token must never be stored or shown: the token, its id (`jti`) and its signature
+ * (an access token, a JWT) or tag (a refresh token).
+ */
+export function tokenSecrets (token: string): { token: string, jti: string, signature: string } {
+  const refresh = refreshTokenParts(token)
+  if (refresh !== null) return { token, jti: refresh.jti, signature: refresh.tag }
+  return { token, jti: decodePayload(token).jti as string, signature: token.split('.')[2] as string }
 }
 
 /** Error codes the tests assert most. */

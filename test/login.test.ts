@@ -1,7 +1,7 @@
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import type { AuthUser, LoginEvent, LoginFailedEvent } from '../lib/index.js'
-import { build, decodePayload, PASSWORD, refresh, refreshCookie, USER_ID, USERNAME } from './helpers.js'
+import { build, decodePayload, PASSWORD, refresh, refreshCookie, refreshTokenOf, USER_ID, USERNAME } from './helpers.js'
 
 const CREDENTIALS = { username: USERNAME, password: PASSWORD }
 const DEFAULT_REFRESH_TTL = 14 * 24 * 60 * 60
@@ -46,7 +46,9 @@ t.test('successful login: body shape, cache headers and the refresh cookie', asy
   t.ok(Buffer.byteLength(setCookie as string) < 4096, 'cookie under 4096 bytes')
   const cookie = refreshCookie(response)
   t.ok(cookie, 'refresh_token cookie set')
-  t.match(cookie!.value, /^eyJ[\w-]+\.[\w-]+\.[\w-]+$/)
+  // Opaque (docs/design.md, «Refresh tokens»): <session id>.<user id, base64url>.<id (43)><tag (22)>.
+  t.match(cookie!.value, /^[\w-]{1,128}\.[\w-]+\.[\w-]{65}$/)
+  t.same(refreshTokenOf(cookie!.value), { sub: USER_ID, sid: decodePayload(body.accessToken).sid, jti: cookie!.value.slice(-65, -22) })
   t.not(cookie!.value, body.accessToken)
   t.equal(cookie!.httpOnly, true, 'HttpOnly')
   t.equal(cookie!.secure, true, 'Secure')

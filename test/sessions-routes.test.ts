@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import type { AuthUser, SessionInfo } from '../lib/index.js'
-import { BOB, BOB_PASSWORD, build, decodePayload, me, PASSWORD, refresh, refreshCookie, USER_ID, USERNAME } from './helpers.js'
+import { BOB, BOB_PASSWORD, build, decodePayload, me, PASSWORD, refresh, refreshCookie, tokenSecrets, USER_ID, USERNAME } from './helpers.js'
 
 type ListedSession = SessionInfo & { current: boolean }
 
@@ -62,12 +62,11 @@ t.test('GET /auth/sessions lists the user\'s sessions without token material', a
   // No token material anywhere.
   const text = response.body
   t.notMatch(text, /eyJ/, 'no JWT')
-  for (const token of [laptop.accessToken, laptop.refreshToken, phone.accessToken, phone.refreshToken]) {
-    const claims = decodePayload(token)
+  for (const { token, jti, signature } of [laptop.accessToken, laptop.refreshToken, phone.accessToken, phone.refreshToken].map(tokenSecrets)) {
     t.notOk(text.includes(token), 'no token')
-    t.notOk(text.includes(claims.jti as string), 'no jti')
-    t.notOk(text.includes(createHash('sha256').update(claims.jti as string).digest('base64url')), 'no jti hash')
-    t.notOk(text.includes(token.split('.')[2] as string), 'no signature')
+    t.notOk(text.includes(jti), 'no jti')
+    t.notOk(text.includes(createHash('sha256').update(jti).digest('base64url')), 'no jti hash')
+    t.notOk(text.includes(signature), 'no signature or tag')
   }
 })
 

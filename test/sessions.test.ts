@@ -11,7 +11,7 @@ import { type AuthUser, SessionService, type SessionServiceOptions } from '../li
 import { MemoryStore } from '../lib/stores/memory.js'
 import type { SessionRecord } from '../lib/stores/types.js'
 import { type JwtPair, TokenCodec } from '../lib/tokens.js'
-import { ACCESS_KID, ACCESS_SECRET, REFRESH_SECRET } from './helpers.js'
+import { ACCESS_KID, ACCESS_SECRET, REFRESH_SECRET, refreshTokenOf } from './helpers.js'
 
 const IDLE = 60 // seconds
 const MAX_AGE = 300 // seconds
@@ -105,15 +105,11 @@ t.test('issue: tokens, claims and a record holding only hashes', async (t) => {
   t.equal(tokens.userId, ALICE.id)
   t.equal(tokens.refreshTokenExpiresAt, issuedAt + IDLE * 1000, 'idle expiry from the (fake) clock')
 
-  const refreshHeader = decodePart(tokens.refreshToken, 0)
-  t.same(refreshHeader, { alg: 'HS256', typ: 'rt+jwt' }, 'refresh token header is pinned')
-  const refreshPayload = decodePart(tokens.refreshToken, 1)
-  t.same(Object.keys(refreshPayload).sort(), ['exp', 'iat', 'jti', 'sid', 'sub'], 'refresh token carries only sub/sid/jti/iat/exp')
-  t.equal(refreshPayload.sub, ALICE.id)
-  t.equal(refreshPayload.sid, tokens.sessionId)
-  t.equal(refreshPayload.iat, Math.floor(issuedAt / 1000))
-  t.equal(refreshPayload.exp, Math.floor(tokens.refreshTokenExpiresAt / 1000))
-  const jti = refreshPayload.jti as string
+  const refreshToken = refreshTokenOf(tokens.refreshToken)
+  t.same(refreshToken, { sub: ALICE.id, sid: tokens.sessionId, jti: refreshToken.jti }, 'the refresh token names its user, session and id, nothing else')
+  t.equal(tokens.refreshToken.split('.').length, 3, 'no JOSE header: it is not a JWT')
+  t.throws(() => decodePart(tokens.refreshToken, 0), SyntaxError, 'its first segment is no JSON header')
+  const jti = refreshToken.jti
   t.ok(Buffer.from(jti, 'base64url').length >= 32, 'jti has at least 256 bits')
 
   t.same(decodePart(tokens.accessToken, 0), { alg: 'HS256', typ: 'at+jwt', kid: ACCESS_KID })
@@ -144,7 +140,7 @@ t.test('issue: tokens, claims and a record holding only hashes', async (t) => {
     const text = JSON.stringify(value)
     t.notOk(text.includes(jti), `record field ${field} does not contain the jti`)
     t.notOk(text.includes(tokens.refreshToken), `record field ${field} does not contain the refresh token`)
-    t.notOk(text.includes(tokens.refreshToken.split('.')[2] as string), `record field ${field} does not contain the token signature`)
+    t.notOk(text.includes(tokens.refreshToken.slice(-22)), `record field ${field} does not contain the token's tag`)
   }
   t.same(emitted, [{ event: 'login', payload: { userId: ALICE.id, sessionId: tokens.sessionId, ...CLIENT } }])
 })
@@ -163,7 +159,7 @@ t.test('access and refresh tokens never verify as each other', async (t) => {
 t.test('rotate -> grace -> grace exhausted -> after the window: recovered; the successor it replaced is theft', async (t) => {
   const { service, store, emitted, revocations, record, advance, now } = setup(t)
   const first = await service.issue(ALICE, CLIENT)
-  const firstJti = decodePart(first.refreshToken, 1).jti as string
+  const firstJti = refreshTokenOf(first.refreshToken).jti
 
   advance(10_000)
   const rotatedAt = now()
@@ -171,9 +167,8 @@ t.test('rotate -> grace -> grace exhausted -> after the window: recovered; the s
   t.not(second.refreshToken, first.refreshToken, 'rotation hands out a new refresh token')
   t.equal(second.sessionId, first.sessionId, 'same session')
   t.equal(second.refreshTokenExpiresAt, rotatedAt + IDLE * 1000, 'idle expiry slides on use')
-  const secondJti = decodePart(second.refreshToken, 1).jti as string
+  const secondJti = refreshTokenOf(second.refreshToken).jti
   t.not(secondJti, firstJti)
-  t.equal(decodePart(second.refreshToken, 1).iat, Math.floor(rotatedAt / 1000))
   let [session] = await record()
   t.equal(session?.tokenHash, sha256(secondJti), 'current hash is the successor')
   t.equal(session?.previousTokenHash, sha256(firstJti), 'predecessor hash kept for grace and theft detection')
@@ -211,12 +206,11 @@ t.test('rotate -> grace -> grace exhausted -> after the window: recovered; the s
   advance(1)
   const recoveredAt = now()
   const recovered = await service.refresh(first.refreshToken, { ip: '198.51.100.2', userAgent: 'retry-agent' })
-  const recoveredJti = decodePart(recovered.refreshToken, 1).jti as string
+  const recoveredJti = refreshTokenOf(recovered.refreshToken).jti
   t.not(recovered.refreshToken, second.refreshToken, 'a new successor, not the one it replaces')
   t.not(recoveredJti, secondJti)
   t.equal(recovered.sessionId, first.sessionId, 'same session')
   t.equal(recovered.refreshTokenExpiresAt, recoveredAt + IDLE * 1000, 'idle expiry slides as on a rotation')
-  t.equal(decodePart(recovered.refreshToken, 1).iat, Math.floor(recoveredAt / 1000))
   ;[session] = await record()
   t.equal(session?.tokenHash, sha256(recoveredJti), 'the new successor is current')
   t.equal(session?.previousTokenHash, sha256(firstJti), 'the predecessor stays')
@@ -287,7 +281,7 @@ t.test('reuseGrace 0: no grace; the predecessor is recovered a millisecond later
     t.not(recovered.refreshToken, second.refreshToken, 'a new successor')
     t.same(emitted.at(-1), { event: 'refresh', payload: { userId: ALICE.id, sessionId: first.sessionId, grace: false, recovered: true, ...CLIENT } })
     const [session] = await record()
-    t.equal(session?.tokenHash, sha256(decodePart(recovered.refreshToken, 1).jti as string))
+    t.equal(session?.tokenHash, sha256(refreshTokenOf(recovered.refreshToken).jti))
     t.equal(session?.rotatedAt, now())
     t.equal(store.size, 1, 'the session lives on')
     advance(1)
@@ -344,7 +338,6 @@ t.test('absolute expiry is never extended by rotation', async (t) => {
     t.equal(session?.absoluteExpiresAt, absolute, 'absoluteExpiresAt never moves')
     t.ok((session?.expiresAt as number) <= absolute, 'expiresAt <= absoluteExpiresAt')
     t.ok(tokens.refreshTokenExpiresAt <= absolute, 'the token expiry never passes the absolute end')
-    t.ok((decodePart(tokens.refreshToken, 1).exp as number) <= Math.floor(absolute / 1000), 'nor does its exp claim')
   }
   t.equal(rotations, 5)
   t.equal(tokens.refreshTokenExpiresAt, absolute, 'the last rotation is capped at the absolute end')
@@ -433,8 +426,8 @@ t.test('listSessions: oldest first, ISO dates, no token material', async (t) => 
   }
   const text = JSON.stringify(list)
   for (const token of [a.refreshToken, a2.refreshToken, b.refreshToken]) {
-    t.notOk(text.includes(decodePart(token, 1).jti as string), 'no jti in the list')
-    t.notOk(text.includes(sha256(decodePart(token, 1).jti as string)), 'no token hash in the list')
+    t.notOk(text.includes(refreshTokenOf(token).jti), 'no jti in the list')
+    t.notOk(text.includes(sha256(refreshTokenOf(token).jti)), 'no token hash in the list')
   }
   advance(IDLE * 1000 - 1000)
   t.same((await service.listSessions(ALICE.id)).map((s) => s.id), [a.sessionId], 'expired sessions are not listed')

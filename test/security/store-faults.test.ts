@@ -51,7 +51,7 @@ if (skip !== undefined) {
       if (reply.status === 200) break
       await sleep(100)
     } while (Date.now() < until)
-    t.equal(reply.status, 200, 'the store answers again, without a restart')
+    t.equal(reply.status, 200, `the store answers again, without a restart: ${reply.text}`)
   }
 
   /** The answer and how long it took. */

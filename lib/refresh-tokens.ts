@@ -1,0 +1,99 @@
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import { InvalidRefreshTokenError } from './errors.js'
+
+/*
+ * Refresh tokens (docs/design.md, «Refresh tokens»): opaque strings that never leave this
+ * service, so nothing but this file needs to read them, and no JWT is signed or verified on a
+ * refresh. A token is `<session id>.<user>.<id><tag>`:
+ *   session id  the store's id of the session: 1 to 128 characters of [A-Za-z0-9_-];
+ *   user        the user id, base64url: `loadUser` is asked before the store, as a disabled
+ *               user's token is refused as such even when the store no longer has the session;
+ *   id          43 base64url characters (256 bits): random at login, then each successor derived
+ *               from its predecessor and the time it was minted (`successorId`). The store keeps
+ *               only its SHA-256 («Hashed at rest») and decides whether it is current;
+ *   tag         22 base64url characters: the first 128 bits of HMAC-SHA256 over
+ *               `<session id>.<id>` with a key of its own, so a token we did not mint (another
+ *               session's id with a guessed id, say) is refused before the store is asked, and
+ *               logout, which ends the session a token names, cannot be driven by someone who
+ *               only knows a session id (session ids are in access tokens and the sessions list).
+ * A JWT parses as none (its segments are not of these lengths and alphabets), and none is a
+ * JWT (its first segment is not a JSON header).
+ */
+
+const TAG_BYTES = 16
+const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/
+/** A user id longer than this (in UTF-8 bytes) has no refresh token: cookies are small. */
+const MAX_USER_ID_BYTES = 512
+/** The whole token, in the one spelling we mint: session id, user, id (43), tag (22). */
+const OPAQUE_TOKEN = /^([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{2,683})\.([A-Za-z0-9_-]{43})([A-Za-z0-9_-]{22})$/
+
+/** What a refresh token names: its user, its session and its id (the store holds the id's hash). */
+export interface PresentedRefreshToken {
+  sub: string
+  sid: string
+  jti: string
+}
+
+/** Refresh tokens of an earlier format: which tokens are of it, and how to read one. */
+export interface LegacyFormat {
+  claims (token: string): boolean
+  read (token: string): PresentedRefreshToken
+}
+
+export class RefreshTokens {
+  readonly #tagKey: Buffer
+  readonly #successorKey: Buffer
+  readonly #legacy: LegacyFormat | undefined
+
+  /**
+   * `legacy` reads refresh tokens of an earlier format (the JWTs of versions up to 0.1), so
+   * sessions started before an upgrade go on; their next refresh answers in this format.
+   */
+  constructor (secret: string | Buffer, legacy?: LegacyFormat) {
+    // Keys of their own, so neither HMAC ever equals another made with the secret.
+    this.#tagKey = createHmac('sha256', secret).update('fastify-token-auth:refresh-token-tag').digest()
+    this.#successorKey = createHmac('sha256', secret).update('fastify-token-auth:successor').digest()
+    this.#legacy = legacy
+  }
+
+  /** The token with id `jti` (from `randomId(32)` or `successorId`) of a user's session. */
+  mint (userId: string, sessionId: string, jti: string): string {
+    // A store's `sessionIdFor` or the app's user ids broke the contract: fail loudly rather than
+    // mint a token that cannot be read back.
+    if (!SESSION_ID.test(sessionId)) throw new TypeError('fastify-token-auth: session ids must be 1 to 128 characters of [A-Za-z0-9_-]')
+    if (Buffer.byteLength(userId) > MAX_USER_ID_BYTES) throw new TypeError(`fastify-token-auth: user ids must be at most ${MAX_USER_ID_BYTES} bytes`)
+    const signed = `${sessionId}.${Buffer.from(userId).toString('base64url')}.${jti}`
+    return `${signed}${this.#tag(signed)}`
+  }
+
+  /** The session and id a token names, if we minted it; a coded 401 otherwise. */
+  read (token: string): PresentedRefreshToken {
+    if (this.#legacy?.claims(token) === true) return this.#legacy.read(token)
+    const parts = refreshTokenParts(token)
+    if (parts === null || !timingSafeEqual(Buffer.from(this.#tag(parts.signed)), Buffer.from(parts.tag))) throw new InvalidRefreshTokenError()
+    return { sub: parts.sub, sid: parts.sid, jti: parts.jti }
+  }
+
+  /**
+   * The id of the token that replaces `jti` when it is minted at `mintedAt` (ms). Derived, not
+   * random: a client that presents the predecessor inside the grace window gets the very same
+   * successor back (the store keeps when it was minted), so a session never has two live
+   * branches; and a recovery, minted later, gets a different one (docs/design.md, «A 503 is the
+   * truth»).
+   */
+  successorId (jti: string, mintedAt: number): string {
+    return createHmac('sha256', this.#successorKey).update(`${jti}.${mintedAt}`).digest('base64url')
+  }
+
+  #tag (signed: string): string {
+    return createHmac('sha256', this.#tagKey).update(signed).digest().toString('base64url', 0, TAG_BYTES)
+  }
+}
+
+/** The parts of a token in this format, unauthenticated (`RefreshTokens.read` checks the tag); null for any other text. */
+export function refreshTokenParts (token: string): (PresentedRefreshToken & { signed: string, tag: string }) | null {
+  const parts = OPAQUE_TOKEN.exec(token)
+  if (parts === null) return null
+  const [, sid, user, jti, tag] = parts as unknown as [string, string, string, string, string]
+  return { sub: Buffer.from(user, 'base64url').toString(), sid, jti, signed: `${sid}.${user}.${jti}`, tag }
+}
