@@ -17,6 +17,9 @@
  * changed nothing. A stalled store that wakes up therefore drops the work the plugin gave up on.
  */
 
+/** Records a store's sweep removes per batch unless told otherwise: each batch is short, so none blocks for long. */
+export const DEFAULT_SWEEP_BATCH = 1000
+
 /** What a store rejects with when a write reached it after its caller's deadline: nothing was changed. */
 export class StoreDeadlineError extends Error {
   constructor (what: string) {

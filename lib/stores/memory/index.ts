@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import {
+  DEFAULT_SWEEP_BATCH,
   type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError,
   type TokenStore, type WriteOptions
 } from '../types.js'
@@ -25,7 +26,6 @@ export interface MemoryStoreOptions {
 }
 
 const DEFAULT_MAX_SESSIONS = 100_000
-const DEFAULT_SWEEP_BATCH = 1000
 /** Slots a new store starts with; the slab doubles from there up to `maxSessions`. */
 const INITIAL_CAPACITY = 256
 

@@ -15,11 +15,8 @@ import { NONE } from './slot-index.js'
  *   order    insertion order, oldest first: a doubly-linked list through `#older`/`#newer`
  */
 
-const LIVE = 1
-const ID_SPILLED = 2
-const TOKEN_SPILLED = 4
-const PREVIOUS_SPILLED = 8
-const HAS_PREVIOUS = 16
+/** A slot's flag bits. */
+const FLAG = { LIVE: 1, ID_SPILLED: 2, TOKEN_SPILLED: 4, PREVIOUS_SPILLED: 8, HAS_PREVIOUS: 16 } as const
 
 export const CREATED_AT = 0
 export const LAST_USED_AT = 1
@@ -46,7 +43,7 @@ export type HashField = typeof TOKEN | typeof PREVIOUS
 type Field = typeof ID | HashField
 
 function spilled (field: Field): number {
-  return field === ID ? ID_SPILLED : field === TOKEN ? TOKEN_SPILLED : PREVIOUS_SPILLED
+  return field === ID ? FLAG.ID_SPILLED : field === TOKEN ? FLAG.TOKEN_SPILLED : FLAG.PREVIOUS_SPILLED
 }
 
 function isPackable (field: Field, text: string): boolean {
@@ -128,7 +125,7 @@ export class SessionSlab {
     if (this.#newest === NONE) this.oldest = slot
     else this.#newer[this.#newest] = slot
     this.#newest = slot
-    this.#flags[slot] = LIVE
+    this.#flags[slot] = FLAG.LIVE
     this.size++
     return slot
   }
@@ -149,7 +146,7 @@ export class SessionSlab {
   }
 
   isLive (slot: number): boolean {
-    return this.#has(slot, LIVE)
+    return this.#has(slot, FLAG.LIVE)
   }
 
   /** The slot after `slot` in insertion order, or NONE. */
@@ -234,20 +231,20 @@ export class SessionSlab {
   }
 
   hash (slot: number, field: HashField): string | null {
-    return field === PREVIOUS && !this.#has(slot, HAS_PREVIOUS) ? null : this.#unpack(slot, field)
+    return field === PREVIOUS && !this.#has(slot, FLAG.HAS_PREVIOUS) ? null : this.#unpack(slot, field)
   }
 
   setHash (slot: number, field: HashField, hash: string | null): void {
-    if (field === PREVIOUS) this.#flag(slot, HAS_PREVIOUS, hash !== null)
+    if (field === PREVIOUS) this.#flag(slot, FLAG.HAS_PREVIOUS, hash !== null)
     if (hash !== null) this.#setPacked(slot, field, hash)
   }
 
   /** `previousTokenHash = tokenHash`, without decoding and encoding it again. */
   promoteToken (slot: number): void {
-    if (this.#has(slot, PREVIOUS_SPILLED)) this.#spill.delete(slot * WORDS + PREVIOUS)
-    this.#flag(slot, HAS_PREVIOUS, true)
-    const spilled = this.#has(slot, TOKEN_SPILLED)
-    this.#flag(slot, PREVIOUS_SPILLED, spilled)
+    if (this.#has(slot, FLAG.PREVIOUS_SPILLED)) this.#spill.delete(slot * WORDS + PREVIOUS)
+    this.#flag(slot, FLAG.HAS_PREVIOUS, true)
+    const spilled = this.#has(slot, FLAG.TOKEN_SPILLED)
+    this.#flag(slot, FLAG.PREVIOUS_SPILLED, spilled)
     if (spilled) {
       this.#spill.set(slot * WORDS + PREVIOUS, this.#spill.get(slot * WORDS + TOKEN) as string)
     } else {
@@ -264,7 +261,7 @@ export class SessionSlab {
 
   /** The hash `prepareId` gives the id of `slot`. */
   idHash (slot: number): number {
-    return this.#has(slot, ID_SPILLED) ? stringHash(this.id(slot), this.#seed) : this.#words[slot * WORDS + ID] as number
+    return this.#has(slot, FLAG.ID_SPILLED) ? stringHash(this.id(slot), this.#seed) : this.#words[slot * WORDS + ID] as number
   }
 
   /** Whether `slot`'s id is `id`, just given to `prepareId`. */
@@ -279,7 +276,7 @@ export class SessionSlab {
 
   /** Whether `slot`'s `field` is `hash`, just given to `prepareHash`. */
   hashIs (slot: number, field: HashField, hash: string): boolean {
-    return (field === TOKEN || this.#has(slot, HAS_PREVIOUS)) && this.#equals(slot, field, hash)
+    return (field === TOKEN || this.#has(slot, FLAG.HAS_PREVIOUS)) && this.#equals(slot, field, hash)
   }
 
   #prepare (field: Field, text: string): void {

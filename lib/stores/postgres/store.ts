@@ -1,5 +1,6 @@
 import type { Pool, QueryResult } from 'pg'
 import {
+  DEFAULT_SWEEP_BATCH,
   type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError,
   type TokenStore, type WriteOptions
 } from '../types.js'
@@ -38,7 +39,6 @@ export interface PostgresStoreOptions extends PostgresNamingOptions {
   preparedStatements?: boolean
 }
 
-const DEFAULT_SWEEP_BATCH = 1000
 const DEFAULT_SWEEP_MAX_BATCHES = 100
 
 /**

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import {
+  DEFAULT_SWEEP_BATCH,
   type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError,
   type TokenStore, type WriteOptions
 } from '../types.js'
@@ -42,7 +43,6 @@ export interface RedisStoreOptions {
 }
 
 const DEFAULT_PREFIX = 'fta:'
-const DEFAULT_SWEEP_BATCH = 1000
 /** Attempts of `revokeUserSessions` when the user's index keeps changing under it. */
 const REVOKE_ALL_ATTEMPTS = 5
 
