@@ -11,8 +11,8 @@ import { InvalidRefreshTokenError } from './errors.js'
  *   id          43 base64url characters (256 bits): random at login, then each successor derived
  *               from its predecessor and the time it was minted (`successorId`). The store keeps
  *               only its SHA-256 («Hashed at rest») and decides whether it is current;
- *   tag         22 base64url characters: the first 128 bits of HMAC-SHA256 over
- *               `<session id>.<id>` with a key of its own, so a token we did not mint (another
+ *   tag         the first 22 base64url characters (132 bits) of HMAC-SHA256 over
+ *               `<session id>.<user>.<id>` with a key of its own, so a token we did not mint (another
  *               session's id with a guessed id, say) is refused before the store is asked, and
  *               logout, which ends the session a token names, cannot be driven by someone who
  *               only knows a session id (session ids are in access tokens and the sessions list).
@@ -20,7 +20,8 @@ import { InvalidRefreshTokenError } from './errors.js'
  * JWT (its first segment is not a JSON header).
  */
 
-const TAG_BYTES = 16
+/** Characters of the tag: 132 bits of the HMAC, cut from its base64url text (no second encoding). */
+const TAG_LENGTH = 22
 const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/
 /** A user id longer than this (in UTF-8 bytes) has no refresh token: cookies are small. */
 const MAX_USER_ID_BYTES = 512
@@ -86,7 +87,7 @@ export class RefreshTokens {
   }
 
   #tag (signed: string): string {
-    return createHmac('sha256', this.#tagKey).update(signed).digest().toString('base64url', 0, TAG_BYTES)
+    return createHmac('sha256', this.#tagKey).update(signed).digest('base64url').slice(0, TAG_LENGTH)
   }
 }
 

@@ -4,6 +4,7 @@ import {
 } from './errors.js'
 import type { ClientInfo, RevocationReason, TokenAuthEvents } from './events.js'
 import type { RevocationList } from './revocations.js'
+import { CallDeadlines } from './call-deadlines.js'
 import { StoreHealth } from './store-health.js'
 import type { SessionRecord, TokenStore } from './stores/types.js'
 import { type AccessTokenClaims, hashTokenId, randomId, type SignedAccessToken, type TokenCodec } from './tokens.js'
@@ -79,7 +80,8 @@ export class SessionService {
   readonly #maxAge: number
   readonly #grace: number
   readonly #graceLimit: number
-  readonly #storeTimeout: number
+  /** The time limit of every store call. */
+  readonly #deadlines: CallDeadlines
   readonly #revocationTtl: number
   /** Where the next poll of the revocation feed starts. */
   #feedCursor: number
@@ -97,7 +99,7 @@ export class SessionService {
     this.#maxAge = options.sessionMaxAge * 1000
     this.#grace = options.reuseGrace * 1000
     this.#graceLimit = options.reuseGraceLimit
-    this.#storeTimeout = options.storeTimeout
+    this.#deadlines = new CallDeadlines(options.storeTimeout)
     this.#revocationTtl = options.revocationTtl
     this.#loadUser = options.loadUser
     this.now = options.now ?? Date.now
@@ -318,18 +320,13 @@ export class SessionService {
    * there (docs/design.md, «A 503 is the truth»).
    */
   async #call<T> (operation: (deadline: number) => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`store call exceeded ${this.#storeTimeout} ms`)), this.#storeTimeout)
-    })
-    return await Promise.race([operation(Date.now() + this.#storeTimeout), timeout])
-      .then((result) => {
-        this.health.succeeded()
-        return result
-      }, (cause: unknown) => {
-        this.health.failed(cause)
-        throw new StoreUnavailableError({ cause })
-      })
-      .finally(() => clearTimeout(timer))
+    try {
+      const result = await this.#deadlines.run(operation)
+      this.health.succeeded()
+      return result
+    } catch (cause) {
+      this.health.failed(cause)
+      throw new StoreUnavailableError({ cause })
+    }
   }
 }

@@ -1,4 +1,6 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify'
+import type {
+  FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, onRequestHookHandler, preHandlerAsyncHookHandler
+} from 'fastify'
 import { InvalidCredentialsError, LoginThrottledError, UnsupportedGrantTypeError } from '../errors.js'
 import type { RateLimitOptions, ResolvedOptions } from '../options.js'
 import { BODY_LIMIT, type RouteContext } from './context.js'
@@ -13,7 +15,7 @@ export function loginRoute (
 ): void {
   const { options, sessions, events, transport } = context
   const verifyCredentials = options.verifyCredentials as NonNullable<ResolvedOptions['verifyCredentials']>
-  const onRequest: onRequestAsyncHookHandler[] = [context.crossSiteCheck]
+  const onRequest: Array<onRequestHookHandler | onRequestAsyncHookHandler> = [context.crossSiteCheck]
   const preHandler: preHandlerAsyncHookHandler[] = []
   if (options.loginRateLimit !== false) {
     // Per client IP, before the body is read.
