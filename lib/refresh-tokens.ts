@@ -96,5 +96,6 @@ export function refreshTokenParts (token: string): (PresentedRefreshToken & { si
   const parts = OPAQUE_TOKEN.exec(token)
   if (parts === null) return null
   const [, sid, user, jti, tag] = parts as unknown as [string, string, string, string, string]
-  return { sub: Buffer.from(user, 'base64url').toString(), sid, jti, signed: `${sid}.${user}.${jti}`, tag }
+  // The pattern spans the whole token, so what the tag covers is the token without it.
+  return { sub: Buffer.from(user, 'base64url').toString(), sid, jti, signed: token.slice(0, -TAG_LENGTH), tag }
 }
