@@ -69,3 +69,5 @@ export type TokenAuthErrorCode =
   | 'FST_TOKEN_AUTH_CROSS_SITE_REQUEST'
   | 'FST_TOKEN_AUTH_SESSION_NOT_FOUND'
   | 'FST_TOKEN_AUTH_STORE_UNAVAILABLE'
+  /** The OAuth 2.0 format's `code` for a 500 that carried none (an app callback threw, say). */
+  | 'FST_TOKEN_AUTH_INTERNAL'

@@ -1,4 +1,4 @@
-import { InvalidRequestBodyError } from './errors.js'
+import { InvalidRequestBodyError, type TokenAuthErrorCode } from './errors.js'
 import type { TokenSet } from './sessions.js'
 
 /**
@@ -34,7 +34,7 @@ export interface OAuth2ErrorResponse {
  * is retried). The plugin's `code` stays alongside for apps that switch on it.
  */
 export function toOAuth2Error (error: { statusCode?: number, code?: string, message: string }): OAuth2ErrorResponse {
-  const code = error.code ?? 'FST_TOKEN_AUTH_INTERNAL'
+  const code = error.code ?? ('FST_TOKEN_AUTH_INTERNAL' satisfies TokenAuthErrorCode)
   const grantError = GRANT_ERRORS[code]
   const status = error.statusCode ?? 500
   if (grantError !== undefined) return { statusCode: 400, body: { error: grantError, error_description: error.message, code } }

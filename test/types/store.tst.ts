@@ -125,6 +125,7 @@ describe('errors', () => {
     expect<TokenAuthErrorCode>().type.toBeAssignableFrom<'FST_TOKEN_AUTH_LOGIN_THROTTLED'>()
     expect<TokenAuthErrorCode>().type.toBeAssignableFrom<'FST_TOKEN_AUTH_AMBIGUOUS_REFRESH_TOKEN'>()
     expect<TokenAuthErrorCode>().type.toBeAssignableFrom<'FST_TOKEN_AUTH_STORE_UNAVAILABLE'>()
+    expect<TokenAuthErrorCode>().type.toBeAssignableFrom<'FST_TOKEN_AUTH_INTERNAL'>()
     // A boot-time configuration error never reaches a client.
     expect<TokenAuthErrorCode>().type.not.toBeAssignableFrom<'FST_TOKEN_AUTH_INVALID_OPTION'>()
     expect<TokenAuthErrorCode>().type.not.toBeAssignableFrom<string>()
