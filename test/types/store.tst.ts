@@ -169,6 +169,7 @@ describe('errors', () => {
   test('TokenAuthErrorCode is exactly the codes of the errors with a status', () => {
     // The union is maintained by hand; this keeps it equal to the error classes in both directions.
     type ErrorInstance = { [Name in keyof typeof errors]: InstanceType<(typeof errors)[Name]> }[keyof typeof errors]
-    expect<Extract<ErrorInstance, { statusCode: number }>['code']>().type.toBe<TokenAuthErrorCode>()
+    // FST_TOKEN_AUTH_INTERNAL is no class's: the OAuth 2.0 format gives it to a 500 without a code.
+    expect<Extract<ErrorInstance, { statusCode: number }>['code']>().type.toBe<Exclude<TokenAuthErrorCode, 'FST_TOKEN_AUTH_INTERNAL'>>()
   })
 })
