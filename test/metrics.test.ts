@@ -24,6 +24,7 @@ const ZERO = {
   [`${P}unavailable_responses_total{route="login"}`]: 0,
   [`${P}unavailable_responses_total{route="refresh"}`]: 0,
   [`${P}unavailable_responses_total{route="logout"}`]: 0,
+  [`${P}unavailable_responses_total{route="revoke"}`]: 0,
   [`${P}unavailable_responses_total{route="sessions"}`]: 0
 }
 

@@ -39,7 +39,8 @@ const ROUTES = [
   ['/auth/refresh', 'post', '200'],
   ['/auth/logout', 'post', '204'],
   ['/auth/sessions', 'get', '200'],
-  ['/auth/sessions/{id}', 'delete', '204']
+  ['/auth/sessions/{id}', 'delete', '204'],
+  ['/auth/revoke', 'post', '200']
 ] as const
 
 const ERROR_PROPERTIES = { statusCode: { type: 'integer' }, code: { type: 'string' }, error: { type: 'string' }, message: { type: 'string' } }
@@ -66,6 +67,7 @@ t.test('every route appears with its request and response schemas and its securi
       t.same(schema.properties, ERROR_PROPERTIES, `${path} ${status}: the error body`)
     }
     if (success === '204') t.equal(operation.responses['204']!.content, undefined, `${path}: 204 has no body`)
+    if (path === '/auth/revoke') t.equal(operation.responses['200']!.content, undefined, `${path}: RFC 7009's 200 has no body`)
   }
 
   // Requests.
@@ -85,6 +87,13 @@ t.test('every route appears with its request and response schemas and its securi
     schema: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }, in: 'path', name: 'id', required: true
   }])
 
+  const revokeBody = op('/auth/revoke', 'post').requestBody!
+  t.equal(revokeBody.required, true, 'revoke: a body')
+  t.match(revokeBody.content['application/json']!.schema, {
+    type: 'object', required: ['token'], additionalProperties: false, properties: { token: { type: 'string', minLength: 1, maxLength: 8192 } }
+  })
+  t.same(Object.keys(revokeBody.content['application/json']!.schema.properties), ['token', 'token_type_hint', 'client_id'], 'revoke: RFC 7009 §2.1 parameters')
+
   // Responses.
   for (const path of ['/auth/login', '/auth/refresh']) {
     const schema = op(path, 'post').responses['200']!.content!['application/json']!.schema
@@ -103,6 +112,7 @@ t.test('every route appears with its request and response schemas and its securi
   t.same(op('/auth/logout', 'post').security, [{ refreshCookie: [] }, { bearerAuth: [] }], 'logout: the refresh cookie or a bearer token')
   t.same(op('/auth/sessions', 'get').security, [{ bearerAuth: [] }], 'GET sessions: bearer')
   t.same(op('/auth/sessions/{id}', 'delete').security, [{ bearerAuth: [] }], 'DELETE session: bearer')
+  t.same(op('/auth/revoke', 'post').security, [], 'revoke: none, the token is the proof')
   const named = new Set(ROUTES.flatMap(([path, method]) => (op(path, method).security ?? []).flatMap((entry) => Object.keys(entry))))
   t.same([...named].sort(), Object.keys(spec.components.securitySchemes).sort(), 'every scheme named is declared, and every declared one used')
 })
@@ -136,7 +146,7 @@ t.test('refresh tokens in the body: the documented alternatives follow the trans
 
 t.test('the routes follow the prefix and route options', async (t) => {
   const { spec } = await documentOf(t, { prefix: '/api/v1/auth', routes: { sessions: false, refresh: { path: '/token' } } })
-  t.same(Object.keys(spec.paths).sort(), ['/api/v1/auth/login', '/api/v1/auth/logout', '/api/v1/auth/token'])
+  t.same(Object.keys(spec.paths).sort(), ['/api/v1/auth/login', '/api/v1/auth/logout', '/api/v1/auth/revoke', '/api/v1/auth/token'])
   t.same(spec.paths['/api/v1/auth/token']!.post!.security, [{ refreshCookie: [] }])
 })
 

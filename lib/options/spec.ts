@@ -29,7 +29,7 @@ export const loginThrottlePresets = {
   relaxed: { loginRateLimit: { max: 60, timeWindow: 60_000 }, accountRateLimit: { max: 30, timeWindow: 15 * 60_000 } }
 } as const satisfies Record<string, { loginRateLimit: RateLimitOptions, accountRateLimit: RateLimitOptions }>
 
-const ROUTE_PATHS = { login: '/login', refresh: '/refresh', logout: '/logout', sessions: '/sessions' } as const
+const ROUTE_PATHS = { login: '/login', refresh: '/refresh', logout: '/logout', sessions: '/sessions', revoke: '/revoke' } as const
 type RouteName = keyof typeof ROUTE_PATHS
 export type ResolvedRoutes = Record<RouteName, string | false>
 const ROUTE_NAMES = Object.keys(ROUTE_PATHS) as RouteName[]
@@ -121,7 +121,7 @@ export const optionSpecs = {
     default: show(ROUTE_PATHS),
     fields: { 'refresh.method': refreshMethod },
     resolve (value, name): ResolvedRoutes {
-      if (value === false) return { login: false, refresh: false, logout: false, sessions: false }
+      if (value === false) return Object.fromEntries(ROUTE_NAMES.map((route) => [route, false])) as ResolvedRoutes
       const routes = objectOrUndefined<RoutesOptions>(value, name, 'false or an object')
       const unknown = Object.keys(routes).find((key) => !(ROUTE_NAMES as string[]).includes(key))
       if (unknown !== undefined) throw new InvalidOptionError(`routes.${unknown}`, `unknown route; valid routes are ${ROUTE_NAMES.join(', ')}`)

@@ -40,6 +40,8 @@ export interface RoutesOptions {
   refresh?: RefreshRouteOptions | false
   logout?: RouteOptions | false
   sessions?: RouteOptions | false
+  /** The RFC 7009 token revocation endpoint. */
+  revoke?: RouteOptions | false
 }
 
 export interface CookieOptions {
@@ -185,7 +187,7 @@ export interface TokenAuthOptions {
   /**
    * The ready-made routes; `false` registers none (helpers and the hook still work).
    * Each route takes `{ path }` or `false`.
-   * @default { login: '/login', refresh: '/refresh', logout: '/logout', sessions: '/sessions' }
+   * @default { login: '/login', refresh: '/refresh', logout: '/logout', sessions: '/sessions', revoke: '/revoke' }
    */
   routes?: false | RoutesOptions
   /**

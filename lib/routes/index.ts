@@ -4,6 +4,7 @@ import type { RouteContext, RoutesContext } from './context.js'
 import { loginRoute } from './login.js'
 import { logoutRoute } from './logout.js'
 import { refreshRoute } from './refresh.js'
+import { revokeRoute } from './revoke.js'
 import { sessionRoutes } from './sessions.js'
 import { registerSharedPieces } from './shared.js'
 import { createTokenTransport } from './transport.js'
@@ -30,4 +31,5 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   if (routes.refresh !== false) refreshRoute(app, routes.refresh, routeContext)
   if (routes.logout !== false) logoutRoute(app, routes.logout, routeContext)
   if (routes.sessions !== false) sessionRoutes(app, routes.sessions, routeContext)
+  if (routes.revoke !== false) revokeRoute(app, routes.revoke, routeContext)
 }

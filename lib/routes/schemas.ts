@@ -88,8 +88,13 @@ export function tokenResponses (format: ResponseFormat, includesRefreshToken: bo
         ...(includesRefreshToken ? { [refreshTokenField(format)]: refreshToken } : {})
       }
     },
-    ...(format === 'oauth2' ? oauth2ErrorResponses : errorResponses)
+    ...formatErrorResponses(format)
   }
+}
+
+/** Errors in the format's shape: RFC 6749 §5.2 for the OAuth 2.0 token, and revocation, endpoints. */
+function formatErrorResponses (format: ResponseFormat): Record<string, object> {
+  return format === 'oauth2' ? oauth2ErrorResponses : errorResponses
 }
 
 /** Fields OAuth 2.0 clients send besides the grant's own; accepted and ignored but for grant_type. */
@@ -97,6 +102,24 @@ const oauth2BodyProperties = {
   grant_type: { type: 'string', maxLength: 64 },
   client_id: { type: 'string', maxLength: 256 },
   scope: { type: 'string', maxLength: 1024 }
+}
+
+/** RFC 7009 §2.1: the token, and a hint of its type that the server may ignore (we do). */
+export const revokeBodySchema = {
+  type: 'object',
+  required: ['token'],
+  additionalProperties: false,
+  properties: {
+    token: { type: 'string', minLength: 1, maxLength: 8192 },
+    token_type_hint: { type: 'string', maxLength: 64, description: '`refresh_token` or `access_token`; either kind is found without it' },
+    // Public clients identify themselves this way (RFC 6749 §2.3.1); accepted and ignored.
+    client_id: oauth2BodyProperties.client_id
+  }
+}
+
+/** RFC 7009 §2.2: 200 with an empty body, whether or not the token was live. */
+export function revokeResponses (format: ResponseFormat): Record<string, object> {
+  return { 200: { type: 'null', description: 'Revoked, or nothing to revoke' }, ...formatErrorResponses(format) }
 }
 
 /** The login body: credentials, the OAuth 2.0 fields in that format, and where the refresh token goes when the client may choose. */

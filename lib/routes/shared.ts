@@ -83,8 +83,8 @@ function createErrorHandler (app: FastifyInstance, options: SharedOptions, event
       reply.header('retry-after', RETRY_AFTER_SECONDS)
       events.emit('unavailableResponse', { route })
     }
-    // Login and refresh are the routes the OAuth 2.0 format shapes.
-    if (oauth2 && (route === 'login' || route === 'refresh')) {
+    // The OAuth 2.0 format shapes its token and revocation endpoints' errors (RFC 6749 §5.2, RFC 7009 §2.2.1).
+    if (oauth2 && (route === 'login' || route === 'refresh' || route === 'revoke')) {
       const { statusCode, body } = toOAuth2Error(error)
       if (statusCode >= 500 && !unavailable) reply.log.error({ err: error }, 'fastify-token-auth: token endpoint failed')
       return reply.code(statusCode).send(body)
@@ -101,7 +101,7 @@ function createErrorHandler (app: FastifyInstance, options: SharedOptions, event
 /** Which of our routes a URL pattern is, for the 503 metrics and the OAuth 2.0 token endpoints. */
 function routeNamesOf (prefix: string, routes: ResolvedOptions['routes']): Map<string, TokenAuthRoute> {
   const names = new Map<string, TokenAuthRoute>()
-  for (const name of ['login', 'refresh', 'logout', 'sessions'] as const) {
+  for (const name of ['login', 'refresh', 'logout', 'sessions', 'revoke'] as const) {
     const path = routes[name]
     if (path !== false) names.set(`${prefix}${path}`, name)
   }

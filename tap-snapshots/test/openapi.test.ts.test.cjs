@@ -336,6 +336,102 @@ Object {
         ],
       },
     },
+    "/auth/revoke": Object {
+      "post": Object {
+        "requestBody": Object {
+          "content": Object {
+            "application/json": Object {
+              "schema": Object {
+                "additionalProperties": false,
+                "properties": Object {
+                  "client_id": Object {
+                    "maxLength": 256,
+                    "type": "string",
+                  },
+                  "token": Object {
+                    "maxLength": 8192,
+                    "minLength": 1,
+                    "type": "string",
+                  },
+                  "token_type_hint": Object {
+                    "description": "\`refresh_token\` or \`access_token\`; either kind is found without it",
+                    "maxLength": 64,
+                    "type": "string",
+                  },
+                },
+                "required": Array [
+                  "token",
+                ],
+                "type": "object",
+              },
+            },
+          },
+          "required": true,
+        },
+        "responses": Object {
+          "200": Object {
+            "description": "Revoked, or nothing to revoke",
+          },
+          "4XX": Object {
+            "content": Object {
+              "application/json": Object {
+                "schema": Object {
+                  "additionalProperties": true,
+                  "description": "Refused; \`code\` (FST_TOKEN_AUTH_* or FST_ERR_*) tells why",
+                  "properties": Object {
+                    "code": Object {
+                      "type": "string",
+                    },
+                    "error": Object {
+                      "type": "string",
+                    },
+                    "message": Object {
+                      "type": "string",
+                    },
+                    "statusCode": Object {
+                      "type": "integer",
+                    },
+                  },
+                  "type": "object",
+                },
+              },
+            },
+            "description": "Refused; \`code\` (FST_TOKEN_AUTH_* or FST_ERR_*) tells why",
+          },
+          "5XX": Object {
+            "content": Object {
+              "application/json": Object {
+                "schema": Object {
+                  "additionalProperties": true,
+                  "description": "Store unavailable (503 with Retry-After) or a server error",
+                  "properties": Object {
+                    "code": Object {
+                      "type": "string",
+                    },
+                    "error": Object {
+                      "type": "string",
+                    },
+                    "message": Object {
+                      "type": "string",
+                    },
+                    "statusCode": Object {
+                      "type": "integer",
+                    },
+                  },
+                  "type": "object",
+                },
+              },
+            },
+            "description": "Store unavailable (503 with Retry-After) or a server error",
+          },
+        },
+        "security": Array [],
+        "summary": "Revoke a refresh or access token, ending its session (RFC 7009)",
+        "tags": Array [
+          "token-auth",
+        ],
+      },
+    },
     "/auth/sessions": Object {
       "get": Object {
         "responses": Object {

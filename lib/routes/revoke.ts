@@ -1,0 +1,45 @@
+import type { FastifyInstance } from 'fastify'
+import type { SessionService } from '../sessions.js'
+import { BODY_LIMIT, type RouteContext } from './context.js'
+import { documented, revokeBodySchema, revokeResponses } from './schemas.js'
+
+interface RevokeBody { token: string, token_type_hint?: string }
+
+/**
+ * `POST /revoke`, the RFC 7009 token revocation endpoint (docs/design.md, «Token revocation
+ * endpoint»): a refresh or access token in, its session ended, 200 whatever the token was. The
+ * token itself is the proof: no client authentication (our clients are public), no cookie read,
+ * so no cross-site check either.
+ */
+export function revokeRoute (app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions'>): void {
+  const { options, sessions } = context
+  app.post<{ Body: RevokeBody }>(path, {
+    bodyLimit: BODY_LIMIT,
+    schema: documented({
+      summary: 'Revoke a refresh or access token, ending its session (RFC 7009)',
+      security: [],
+      body: revokeBodySchema,
+      response: revokeResponses(options.responseFormat)
+    })
+  }, async (request, reply) => {
+    await revokeToken(sessions, request.body.token)
+    return await reply.code(200).send()
+  })
+}
+
+/**
+ * Ends the session a refresh or access token belongs to; resolves with whether one was ended.
+ * Refresh and access tokens never parse as each other, so `token_type_hint` cannot change the
+ * outcome and is not consulted (RFC 7009 §2.1 lets a server search every type). A token that is
+ * neither, expired, or of an ended session ends nothing (§2.2: still a 200).
+ */
+export async function revokeToken (sessions: SessionService, token: string): Promise<boolean> {
+  if (await sessions.logout(token)) return true
+  let claims: { sid: string, sub: string }
+  try {
+    claims = sessions.verifyAccessToken(token)
+  } catch {
+    return false
+  }
+  return await sessions.revokeSession(claims.sid, { userId: claims.sub, reason: 'logout' })
+}
