@@ -13,8 +13,9 @@
 //                tables, whose snapshot sizes are wrong (V8 overstates them ~2x), from the heap
 //                growth of the same two tables built alone (`Map<id, record>` and the user index
 //                `Map<userId, Set<id>>`, as MemoryStore declares them) with N entries.
-//   RedisStore   MEMORY USAGE (SAMPLES 0: exact) of every key under the run's prefix, / N: each
-//                session's record key and its share of its user's index (a sorted set). Also
+//   RedisStore   MEMORY USAGE (SAMPLES 0: exact) of every key under the run's prefix, / N: the
+//                users' buckets (a user's first sessions, packed, in one key) and any record keys
+//                and user indexes (sorted sets) of sessions beyond a bucket's room. Also
 //                INFO used_memory growth / N, which adds what MEMORY USAGE leaves out (each key's
 //                entry in the expiry table) but counts whatever else the server did meanwhile.
 //                The prefix is 4 bytes long, as the default `fta:`.
@@ -24,7 +25,10 @@
 import { randomBytes } from 'node:crypto'
 import { getHeapSnapshot, getHeapStatistics } from 'node:v8'
 import { MemoryStore } from '../lib/stores/memory.js'
+import { RESP_TYPES } from 'redis'
 import { RedisStore } from '../lib/stores/redis/index.js'
+import { decodeBucket } from '../lib/stores/redis/bucket.js'
+import { decodePacked, encodeClient } from '../lib/stores/redis/packed.js'
 import type { RotateRequest, SessionRecord, TokenStore } from '../lib/stores/types.js'
 import { hashTokenId, randomId } from '../lib/tokens.js'
 import { connectRedis, deleteRedisPrefix, inWindows, ipv4, sessionRecord, userAgent, userIdOf } from './stores.js'
@@ -44,11 +48,15 @@ export interface MemoryStoreFigure {
 export interface RedisFigure {
   sessionsPerUser: number
   sessions: number
-  /** MEMORY USAGE of the session's record key + its share of its user's index key. */
+  /**
+   * MEMORY USAGE of the keys holding sessions (the users' buckets, and record keys of sessions
+   * beyond a bucket's room) + the index keys, / sessions.
+   */
   bytesPerSession: number
+  /** The keys holding sessions (buckets and record keys), / sessions. */
   recordKeyBytes: number
   indexBytesPerSession: number
-  /** Of the record key: its name and its value (the JSON record); the rest is Redis's overhead. */
+  /** Of those keys: their names and their values, / sessions; the rest is Redis's overhead. */
   keyNameBytes: number
   valueBytes: number
   /** INFO used_memory growth / sessions (includes each key's expiry entry; noisy on a shared Redis). */
@@ -58,7 +66,10 @@ export interface RedisFigure {
 export interface SessionMemory {
   memoryStore: MemoryStoreFigure[]
   redis: RedisFigure[] | { skipped: string }
-  /** The JSON value of one Redis record, bytes per field (quotes and separator included). */
+  /**
+   * One Redis record, bytes per field: of the JSON array (quotes and separator included), or of
+   * the packed record (length prefixes included).
+   */
   redisRecordFields: Record<string, number> | null
 }
 
@@ -284,6 +295,11 @@ async function anyKey (client: Client, pattern: string): Promise<boolean> {
   return false
 }
 
+/** The first entry of a bucket: after its length (one byte below 255, else 255 and 4 bytes). */
+function firstEntry (bucket: Buffer): Buffer {
+  return bucket[0] === 255 ? bucket.subarray(5, 5 + bucket.readUInt32BE(1)) : bucket.subarray(1, 1 + bucket[0]!)
+}
+
 async function redisFigure (client: Client, count: number, perUser: number): Promise<{ figure: RedisFigure, fields: Record<string, number> }> {
   log(`session-memory: RedisStore, ${count} sessions, ${perUser} per user`)
   const prefix = await claimShortPrefix(client)
@@ -300,17 +316,27 @@ async function redisFigure (client: Client, count: number, perUser: number): Pro
       cursor = next
       keys.push(...found)
     } while (cursor !== '0')
+    // Sessions live in their user's bucket (packed records, the first few of each user) or in
+    // record keys of their own, which the user's index lists (lib/stores/redis/keys.ts).
+    const bucketKeys = keys.filter((key) => key.endsWith('}:b'))
     const recordKeys = keys.filter((key) => key.includes('}:s:'))
     const indexKeys = keys.filter((key) => key.endsWith('}:i'))
-    if (recordKeys.length !== count || recordKeys.length + indexKeys.length !== keys.length) {
-      throw new Error(`${recordKeys.length} record and ${indexKeys.length} index keys of ${keys.length} for ${count} sessions`)
+    const binary = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } }
+    const buckets = await Promise.all(bucketKeys.map(async (key) => await client.sendCommand(['GET', key], binary) as unknown as Buffer))
+    const bucketed = buckets.reduce((sum, bucket) => sum + decodeBucket(bucket).length, 0)
+    if (recordKeys.length + bucketed !== count || bucketKeys.length + recordKeys.length + indexKeys.length !== keys.length) {
+      throw new Error(`${recordKeys.length} record, ${bucketKeys.length} bucket (${bucketed} sessions) and ${indexKeys.length} index keys of ${keys.length} for ${count} sessions`)
     }
+    const sessionKeys = [...bucketKeys, ...recordKeys]
     const usage = async (list: string[]): Promise<number> => (await Promise.all(list.map(async (key) =>
       await client.sendCommand(['MEMORY', 'USAGE', key, 'SAMPLES', '0']) as number))).reduce((a, b) => a + b, 0)
-    const lengths = await Promise.all(recordKeys.map(async (key) => await client.sendCommand(['STRLEN', key]) as number))
-    const recordBytes = await usage(recordKeys)
+    const lengths = await Promise.all(sessionKeys.map(async (key) => await client.sendCommand(['STRLEN', key]) as number))
+    const recordBytes = await usage(sessionKeys)
     const indexBytes = await usage(indexKeys)
-    const values = JSON.parse(await client.sendCommand(['GET', recordKeys[0]!]) as string) as unknown[]
+    // One record's parts: the first entry of a bucket (a length prefix, then a packed record), or a record key's value.
+    const raw = buckets[0] === undefined
+      ? await client.sendCommand(['GET', recordKeys[0]!], binary) as unknown as Buffer
+      : firstEntry(buckets[0])
     return {
       figure: {
         sessionsPerUser: perUser,
@@ -318,11 +344,13 @@ async function redisFigure (client: Client, count: number, perUser: number): Pro
         bytesPerSession: (recordBytes + indexBytes) / count,
         recordKeyBytes: recordBytes / count,
         indexBytesPerSession: indexBytes / count,
-        keyNameBytes: recordKeys.reduce((sum, key) => sum + Buffer.byteLength(key), 0) / count,
+        keyNameBytes: sessionKeys.reduce((sum, key) => sum + Buffer.byteLength(key), 0) / count,
         valueBytes: lengths.reduce((a, b) => a + b, 0) / count,
         usedMemoryPerSession: (after - before) / count
       },
-      fields: Object.fromEntries(STORED_FIELDS.map((field, i) => [field, JSON.stringify(values[i]).length + 1]))
+      fields: raw[0] === 0x5B
+        ? Object.fromEntries(STORED_FIELDS.map((field, i) => [field, JSON.stringify((JSON.parse(raw.toString()) as unknown[])[i]).length + 1]))
+        : packedSizes(raw)
     }
   } finally {
     await store.close()
@@ -365,3 +393,21 @@ main().catch((error: unknown) => {
   console.error(error)
   process.exit(1)
 })
+
+/** Bytes per part of a packed record, for bench/memory.ts. */
+function packedSizes (raw: Buffer): Record<string, number> {
+  const record = decodePacked('', raw)
+  const text = (value: string): number => {
+    const bytes = Buffer.byteLength(value)
+    return bytes + (bytes < 255 ? 1 : 5)
+  }
+  const client = encodeClient(record.userAgent, record.ip)
+  const sizes = {
+    'version, flags': 3,
+    'session id (bucket entries only)': record.id === '' ? 0 : text(record.id),
+    userId: text(record.userId),
+    claims: text(JSON.stringify(record.claims)),
+    'userAgent, ip': client.length - 1
+  }
+  return { ...sizes, 'times, graceUses, hashes': raw.length - Object.values(sizes).reduce((a, b) => a + b, 0) }
+}

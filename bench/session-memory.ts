@@ -41,7 +41,7 @@ export function printSessionMemory (memory: SessionMemory): Array<{ name: string
         name: `Redis MEMORY USAGE, ${figure.sessionsPerUser} session(s)/user`,
         sessions: figure.sessions,
         bytesPerSession: figure.bytesPerSession,
-        note: `record key ${figure.recordKeyBytes.toFixed(0)} (name ${figure.keyNameBytes.toFixed(0)}, JSON value ` +
+        note: `record key ${figure.recordKeyBytes.toFixed(0)} (name ${figure.keyNameBytes.toFixed(0)}, value ` +
           `${figure.valueBytes.toFixed(0)}, Redis overhead ${(figure.recordKeyBytes - figure.keyNameBytes - figure.valueBytes).toFixed(0)}) ` +
           `+ user index ${figure.indexBytesPerSession.toFixed(0)}; used_memory growth ${figure.usedMemoryPerSession.toFixed(0)}`
       })))
@@ -66,7 +66,7 @@ export function printSessionMemory (memory: SessionMemory): Array<{ name: string
   }
   if (memory.redisRecordFields !== null) {
     const fields = Object.entries(memory.redisRecordFields).map(([field, bytes]) => `${field} ${bytes}`).join(', ')
-    console.log(`  Redis record value (JSON array) by field, bytes: ${fields}`)
+    console.log(`  Redis record value (packed) by part, bytes: ${fields}`)
   }
   return verdicts
 }

@@ -78,9 +78,9 @@ async function suite (): Promise<void> {
   })
 
   const prefixes = new WeakMap<RedisStore, string>()
-  function kitStore (client: ConstructorParameters<typeof RedisStore>[0]['client']): RedisStore {
+  function kitStore (client: ConstructorParameters<typeof RedisStore>[0]['client'], recordFormat?: 'json'): RedisStore {
     const prefix = `fta-test:${randomBytes(6).toString('hex')}:`
-    const store = new RedisStore({ client, prefix })
+    const store = new RedisStore({ client, prefix, recordFormat })
     prefixes.set(store, prefix)
     return store
   }
@@ -93,36 +93,44 @@ async function suite (): Promise<void> {
     defineStoreConformance({ test: (name, fn) => t.test(name, fn), createStore: () => kitStore(ioCluster) })
   })
 
-  t.test('users spread over the masters; each user\'s keys share one slot', async (t) => {
-    const prefix = `fta-test:${randomBytes(6).toString('hex')}:`
-    const store = new RedisStore({ client: cluster, prefix })
-    t.teardown(() => store.close())
-    const now = Date.now()
-    const users = Array.from({ length: 12 }, (_, i) => `user-${i}`)
-    for (const userId of users) {
-      for (let n = 0; n < 2; n++) {
-        const id = n === 0 ? randomBytes(16).toString('base64url') : store.sessionIdFor(userId)
-        await store.createSession(session(id, userId, now))
-      }
-    }
-    // Where each key landed: every master's own keys under this prefix.
-    const keysByMaster = await Promise.all(ports.map(async (port) => (await cli(port, '--scan', '--pattern', `${prefix}*`)).split('\n').filter(Boolean)))
-    const mastersWithUsers = keysByMaster.filter((keys) => keys.some((key) => key.endsWith(':i'))).length
-    t.ok(mastersWithUsers > 1, `the 12 users' indexes sit on ${mastersWithUsers} of ${MASTERS} masters`)
-    for (const userId of users) {
-      t.equal((await store.listUserSessions(userId, now)).length, 2, `${userId} lists both sessions`)
-    }
-    const recordKeys = keysByMaster.flat().filter((key) => key.includes(':s:'))
-    t.equal(recordKeys.length, 24)
-    for (const key of recordKeys) {
-      const index = key.slice(0, key.indexOf('}:s:') + 1) + ':i'
-      t.equal(await cluster.sendCommand(key, true, ['CLUSTER', 'KEYSLOT', key]), await cluster.sendCommand(index, true, ['CLUSTER', 'KEYSLOT', index]),
-        `${key} shares its index's slot`)
-    }
-    const revoked = await store.revokeUserSessions('user-0', { now, keepFor: 60_000 })
-    t.equal(revoked.length, 2)
-    t.equal(await store.sweep(now + 15 * 60_000), 22, 'sweep walks every master')
+  t.test('conformance kit through a node-redis cluster client, recordFormat json', async (t) => {
+    defineStoreConformance({ test: (name, fn) => t.test(name, fn), createStore: () => kitStore(cluster, 'json') })
   })
+
+  for (const recordFormat of ['packed', 'json'] as const) {
+    t.test(`users spread over the masters; each user's keys share one slot (recordFormat ${recordFormat})`, async (t) => {
+      const prefix = `fta-test:${randomBytes(6).toString('hex')}:`
+      const store = new RedisStore({ client: cluster, prefix, recordFormat })
+      t.teardown(() => store.close())
+      const now = Date.now()
+      const users = Array.from({ length: 12 }, (_, i) => `user-${i}`)
+      for (const userId of users) {
+        for (let n = 0; n < 2; n++) {
+          const id = n === 0 ? randomBytes(16).toString('base64url') : store.sessionIdFor(userId)
+          await store.createSession(session(id, userId, now))
+        }
+      }
+      // Where each key landed: every master's own keys under this prefix. Packed, a user's two
+      // sessions share their bucket; JSON, each has a record key, listed in the user's index.
+      const userKey = recordFormat === 'packed' ? ':b' : ':i'
+      const keysByMaster = await Promise.all(ports.map(async (port) => (await cli(port, '--scan', '--pattern', `${prefix}*`)).split('\n').filter(Boolean)))
+      const mastersWithUsers = keysByMaster.filter((keys) => keys.some((key) => key.endsWith(userKey))).length
+      t.ok(mastersWithUsers > 1, `the 12 users' ${userKey} keys sit on ${mastersWithUsers} of ${MASTERS} masters`)
+      for (const userId of users) {
+        t.equal((await store.listUserSessions(userId, now)).length, 2, `${userId} lists both sessions`)
+      }
+      const sessionKeys = keysByMaster.flat().filter((key) => key.includes(':s:') || key.endsWith(':b'))
+      t.equal(sessionKeys.length, recordFormat === 'packed' ? 12 : 24)
+      for (const key of sessionKeys) {
+        const index = key.slice(0, key.indexOf('}:') + 1) + ':i'
+        t.equal(await cluster.sendCommand(key, true, ['CLUSTER', 'KEYSLOT', key]), await cluster.sendCommand(index, true, ['CLUSTER', 'KEYSLOT', index]),
+          `${key} shares its index's slot`)
+      }
+      const revoked = await store.revokeUserSessions('user-0', { now, keepFor: 60_000 })
+      t.equal(revoked.length, 2)
+      t.equal(await store.sweep(now + 15 * 60_000), 22, 'sweep walks every master')
+    })
+  }
 
   t.test('a cluster client not yet connected is connected on first use, and closed by closeClient', async (t) => {
     const own = createCluster({ rootNodes: [{ url: `redis://127.0.0.1:${ports[0]}` }] })

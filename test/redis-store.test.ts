@@ -1,9 +1,11 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import net from 'node:net'
 import { Redis } from 'ioredis'
-import { createClient } from 'redis'
+import { createClient, RESP_TYPES } from 'redis'
 import t, { type Test } from 'tap'
-import { type IoredisLike, type NodeRedisClientLike, RedisStore, type RedisStoreOptions } from '../lib/stores/redis/index.js'
+import { type Arg, type IoredisLike, type NodeRedisClientLike, type NodeRedisCommandOptions, RedisStore, type RedisStoreOptions } from '../lib/stores/redis/index.js'
+import { BUCKET_SIZE } from '../lib/stores/redis/bucket.js'
+import { encodeRecord } from '../lib/stores/redis/record.js'
 import { type RevocationRecord, StoreDeadlineError } from '../lib/stores/types.js'
 import { defineStoreConformance, rotationRequest as rotation, sessionRecord as session } from '../lib/testing.js'
 import { hashTokenId } from '../lib/tokens.js'
@@ -30,6 +32,8 @@ async function suite (): Promise<void> {
   const client = createClient({ url: REDIS_URL })
   await client.connect()
   const io = new Redis(REDIS_URL)
+  /** The same client, answering strings as Buffers: packed records are bytes. */
+  const bytes = client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
   t.teardown(async () => {
     await client.close()
     await io.quit()
@@ -83,7 +87,8 @@ async function suite (): Promise<void> {
   const prefixes = new WeakMap<object, string>()
   const kits: Array<[string, () => RedisStore]> = [
     ['node-redis', () => new RedisStore({ client, prefix: kitPrefix() })],
-    ['ioredis', () => new RedisStore({ client: io, prefix: kitPrefix() })]
+    ['ioredis', () => new RedisStore({ client: io, prefix: kitPrefix() })],
+    ['node-redis, recordFormat json', () => new RedisStore({ client, prefix: kitPrefix(), recordFormat: 'json' })]
   ]
   let lastKitPrefix = ''
   function kitPrefix (): string {
@@ -141,9 +146,9 @@ async function suite (): Promise<void> {
 
   // ---- Key layout, TTLs, contents ----
 
-  t.test('every key carries a TTL that ends with its session (records, index, pointer, feed)', async (t) => {
+  t.test('every key carries a TTL that ends with its session (records, index, pointer, feed; recordFormat json)', async (t) => {
     const prefix = freshPrefix(t)
-    const store = new RedisStore({ client, prefix })
+    const store = new RedisStore({ client, prefix, recordFormat: 'json' })
     t.teardown(() => store.close())
     const userId = `user-${randomUUID()}`
     const start = Date.now()
@@ -198,56 +203,66 @@ async function suite (): Promise<void> {
     const secondAccess = refreshed.json().accessToken as string
     const secrets = [first.refreshToken, first.accessToken, secondRefresh, secondAccess].map(tokenSecrets)
 
-    const dump: string[] = []
+    // Values as bytes: a packed record holds hashes as raw bytes, so secrets are looked for both
+    // as text and as the bytes their base64url stands for.
+    const dump: Buffer[] = []
     for (const key of await keysOf(prefix)) {
       const type = await client.type(key)
-      dump.push(key, ...(type === 'string' ? [await client.get(key) as string] : await client.zRange(key, 0, -1)))
+      const values = type === 'string' ? [await bytes.get(key) as Buffer] : await client.zRange(key, 0, -1)
+      dump.push(Buffer.from(key), ...values.map((value) => Buffer.from(value)))
     }
-    const text = dump.join('\n')
+    const all = Buffer.concat(dump)
     for (const secret of secrets.flatMap(({ token, jti, signature }) => [token, jti, signature])) {
-      t.notOk(text.includes(secret), `Redis holds no ${secret.slice(0, 12)}…`)
+      t.notOk(all.includes(secret), `Redis holds no ${secret.slice(0, 12)}…`)
+      t.notOk(all.includes(Buffer.from(secret, 'base64url')), `nor its bytes (${secret.slice(0, 12)}…)`)
     }
     const [record] = await store.listUserSessions('user-1', Date.now())
     t.equal(record?.tokenHash, hashTokenId(refreshTokenOf(secondRefresh).jti), 'the record keeps the hash of the current jti')
     t.equal(record?.previousTokenHash, hashTokenId(refreshTokenOf(first.refreshToken).jti), 'and of its predecessor')
-    t.ok(text.includes(record?.tokenHash as string))
+    t.ok(all.includes(Buffer.from(record?.tokenHash as string, 'base64url')), 'as raw bytes')
   })
 
-  t.test('memory per session (MEMORY USAGE), with and without ids from sessionIdFor', async (t) => {
+  t.test('memory per session (MEMORY USAGE), with and without ids from sessionIdFor, in both formats', async (t) => {
     const count = 200
     const figures: Record<string, number> = {}
-    for (const tagged of [false, true]) {
-      const prefix = freshPrefix(t)
-      // The default prefix's length, so the figure is the one an app sees.
-      const store = new RedisStore({ client, prefix })
-      t.teardown(() => store.close())
-      const now = Date.now()
-      for (let i = 0; i < count; i++) {
-        const userId = randomUUID()
-        await store.createSession(session({
-          id: tagged ? store.sessionIdFor(userId) : randomBytes(16).toString('base64url'),
-          userId,
-          claims: { username: `user${i}`, role: 'user' },
-          createdAt: now,
-          lastUsedAt: now,
-          expiresAt: now + 14 * 24 * 60 * MINUTE,
-          absoluteExpiresAt: now + 30 * 24 * 60 * MINUTE,
-          userAgent: 'Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0',
-          ip: '203.0.113.45'
-        }))
+    for (const recordFormat of ['packed', 'json'] as const) {
+      for (const tagged of [false, true]) {
+        const prefix = freshPrefix(t)
+        // The default prefix's length, so the figure is the one an app sees.
+        const store = new RedisStore({ client, prefix, recordFormat })
+        t.teardown(() => store.close())
+        const now = Date.now()
+        for (let i = 0; i < count; i++) {
+          const userId = randomUUID()
+          await store.createSession(session({
+            id: tagged ? store.sessionIdFor(userId) : randomBytes(16).toString('base64url'),
+            userId,
+            claims: { username: `user${i}`, role: 'user' },
+            createdAt: now,
+            lastUsedAt: now,
+            expiresAt: now + 14 * 24 * 60 * MINUTE,
+            absoluteExpiresAt: now + 30 * 24 * 60 * MINUTE,
+            userAgent: 'Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0',
+            ip: '203.0.113.45'
+          }))
+        }
+        const keys = await keysOf(prefix)
+        // Packed, a user's one session is an entry of their bucket; JSON, a record and an index.
+        const perUser = (recordFormat === 'packed' ? 1 : 2) + (tagged ? 0 : 1)
+        t.equal(keys.length, count * perUser, `${recordFormat}: ${perUser} keys per user${tagged ? '' : ', a pointer included'}`)
+        let total = 0
+        for (const key of keys) {
+          // Measured under the default prefix's length: this test's prefix is longer.
+          total += Number(await client.memoryUsage(key, { SAMPLES: 0 })) - (prefix.length - 'fta:'.length)
+        }
+        figures[`${recordFormat}, ${tagged ? 'sessionIdFor ids' : 'random ids (pointer)'}`] = total / count
       }
-      const keys = await keysOf(prefix)
-      t.equal(keys.length, count * (tagged ? 2 : 3), tagged ? 'a record and an index per user' : 'a record, an index and a pointer per user')
-      let bytes = 0
-      for (const key of keys) {
-        // Measured under the default prefix's length: this test's prefix is longer.
-        bytes += Number(await client.memoryUsage(key, { SAMPLES: 0 })) - (prefix.length - 'fta:'.length)
-      }
-      figures[tagged ? 'sessionIdFor ids' : 'random ids (pointer)'] = bytes / count
+      t.ok((figures[`${recordFormat}, random ids (pointer)`] as number) - (figures[`${recordFormat}, sessionIdFor ids`] as number) > 50,
+        `${recordFormat}: ids from sessionIdFor save the pointer key`)
     }
     t.comment(`bytes per session, one session per user: ${JSON.stringify(figures)}`)
-    t.ok((figures['random ids (pointer)'] as number) - (figures['sessionIdFor ids'] as number) > 50, 'ids from sessionIdFor save the pointer key')
-    t.ok((figures['sessionIdFor ids'] as number) < 600, 'a record and a one-entry index stay under 600 bytes')
+    t.ok((figures['json, sessionIdFor ids'] as number) < 600, 'json: a record and a one-entry index stay under 600 bytes')
+    t.ok((figures['packed, sessionIdFor ids'] as number) < 350, 'packed: a bucket with one session stays under 350 bytes')
   })
 
   t.test('records round-trip exactly through rotations: integers beyond cjson\'s 14 digits, unicode, escapes', async (t) => {
@@ -319,7 +334,7 @@ async function suite (): Promise<void> {
   })
 
   t.test('a script error is not mistaken for NOSCRIPT', async (t) => {
-    const store = freshStore(t)
+    const store = freshStore(t, { recordFormat: 'json' })
     const original = session()
     await store.createSession(original)
     // A record that is not JSON: the rotate script fails in cjson, and the error surfaces.
@@ -425,12 +440,14 @@ async function suite (): Promise<void> {
   })
 
   t.test('recovered and superseded, through node-redis and ioredis: recovery renews as a rotation does; superseded writes nothing', async (t) => {
-    for (const [name, base] of [['node-redis', client], ['ioredis', io]] as const) {
+    for (const [name, base, recordFormat] of [['node-redis', client, 'packed'], ['ioredis', io, 'packed'], ['node-redis, json', client, 'json']] as const) {
       const prefix = freshPrefix(t)
-      const store = new RedisStore({ client: base, prefix })
+      const store = new RedisStore({ client: base, prefix, recordFormat })
       t.teardown(() => store.close())
       const original = session({ id: store.sessionIdFor('user-a'), claims: { role: 'user' } })
-      const [recordKey, indexKey] = [`${prefix}{${tagOf(store, 'user-a')}}:s:${original.id}`, `${prefix}{${tagOf(store, 'user-a')}}:i`]
+      const tag = tagOf(store, 'user-a')
+      // Packed, the user's first session is an entry of the bucket, which has no index.
+      const [recordKey, indexKey] = recordFormat === 'json' ? [`${prefix}{${tag}}:s:${original.id}`, `${prefix}{${tag}}:i`] : [`${prefix}{${tag}}:b`, undefined]
       await store.createSession(original)
       const rotatedAt = original.createdAt + MINUTE
       const rotated = await store.rotate(rotation(original, original.tokenHash, hash('2'), rotatedAt))
@@ -465,8 +482,10 @@ async function suite (): Promise<void> {
       t.strictSame(result, { outcome: 'recovered', session: expected }, `${name}: recovered, the predecessor kept`)
       t.strictSame(await store.listUserSessions('user-a', retry), [expected], `${name}: as stored`)
       await expiresWithin(t, recordKey, window, IDLE, `${name}: the record's TTL is renewed from the recovery's now`)
-      await expiresWithin(t, indexKey, window, IDLE, `${name}: and the index's`)
-      t.equal(await client.zScore(indexKey, original.id), retry + IDLE, `${name}: the index score is the new expiresAt`)
+      if (indexKey !== undefined) {
+        await expiresWithin(t, indexKey, window, IDLE, `${name}: and the index's`)
+        t.equal(await client.zScore(indexKey, original.id), retry + IDLE, `${name}: the index score is the new expiresAt`)
+      }
       t.equal((await store.rotate(rotation(original, original.tokenHash, hash('2c'), retry + 1))).outcome, 'grace',
         `${name}: the recovery opened a grace window of its own`)
 
@@ -570,7 +589,8 @@ async function suite (): Promise<void> {
     const prefix = freshPrefix(t)
     const plain = new RedisStore({ client, prefix })
     t.teardown(() => plain.close())
-    await plain.createSession(session())
+    // The bucket full, so the logins below go to the index.
+    for (let i = 0; i < BUCKET_SIZE; i++) await plain.createSession(session())
     let logins = 0
     const churning = wrap(client, async (args, send) => {
       const reply = await send()
@@ -584,11 +604,12 @@ async function suite (): Promise<void> {
     t.teardown(() => store.close())
     await t.rejects(store.revokeUserSessions('user-a', { now: 1, keepFor: KEEP }), { message: /kept changing during 5 attempts/ })
     t.equal(logins, 5)
-    t.equal((await plain.listUserSessions('user-a', 0)).length, 6, 'nothing was revoked')
+    t.equal((await plain.listUserSessions('user-a', 0)).length, BUCKET_SIZE + 5, 'nothing was revoked')
   })
 
   t.test('revokeUserSessions drops index entries whose record already expired, and leaves a tag-sharing user alone', async (t) => {
-    const store = freshStore(t)
+    // JSON records, which have keys of their own and index entries; the stranger's is packed.
+    const store = freshStore(t, { recordFormat: 'json' })
     const prefix = prefixOf(store)
     const alive = session()
     const gone = session()
@@ -597,8 +618,7 @@ async function suite (): Promise<void> {
     await client.del(`${prefix}{${tagOf(store, 'user-a')}}:s:${gone.id}`) // as its TTL would
     // Another user whose records share user-a's tag (a 48-bit collision, forced here).
     const stranger = session({ userId: 'user-z' })
-    const record = await client.get(`${prefix}{${tagOf(store, 'user-a')}}:s:${alive.id}`) as string
-    const strangerRecord = JSON.stringify([stranger.userId, ...(JSON.parse(record) as unknown[]).slice(1)])
+    const strangerRecord = encodeRecord(stranger, 'packed')
     await client.set(`${prefix}{${tagOf(store, 'user-a')}}:s:${stranger.id}`, strangerRecord, { PX: MINUTE })
     await client.zAdd(`${prefix}{${tagOf(store, 'user-a')}}:i`, { score: stranger.expiresAt, value: stranger.id })
     t.strictSame(await store.listUserSessions('user-a', alive.createdAt), [alive], 'listing skips the missing record and the stranger')
@@ -696,7 +716,7 @@ async function suite (): Promise<void> {
 
     const dead = new Redis({ port, lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false, maxRetriesPerRequest: 0 })
     dead.on('error', () => {})
-    const ioredisLike: IoredisLike = { isCluster: false, status: 'ready', call: async (command, args) => await io.call(command, args), duplicate: () => dead, quit: async () => 'OK' }
+    const ioredisLike: IoredisLike = { isCluster: false, status: 'ready', call: async (command, args) => await io.call(command, args), callBuffer: async (command, args) => await io.callBuffer(command, args), duplicate: () => dead, quit: async () => 'OK' }
     const ioStore = new RedisStore({ client: ioredisLike, prefix: freshPrefix(t) })
     t.teardown(() => ioStore.close())
     await t.rejects(ioStore.subscribeRevocations(() => {}))
@@ -871,7 +891,8 @@ function wrap (
     get isOpen () { return base.isOpen },
     get isReady () { return base.isReady },
     connect: async () => await base.connect(),
-    sendCommand: async (args: string[]) => await hook(args, async () => await base.sendCommand(args)),
+    sendCommand: async (args: Arg[], options?: NodeRedisCommandOptions) =>
+      await hook(args.map(String), async () => await base.sendCommand(args, options)),
     duplicate,
     subscribe: async () => { throw new Error('not used') },
     on: () => undefined,

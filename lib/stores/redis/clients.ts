@@ -4,12 +4,23 @@
  * the store uses of each; they are public, the types of the `client` option.
  */
 
+/** A command argument: packed records and hashes are sent as bytes. */
+export type Arg = string | Buffer
+
+/**
+ * node-redis's per-command options as far as this store sets them: `typeMapping` with
+ * `{ [RESP_TYPES.BLOB_STRING]: Buffer }` for replies that hold packed records.
+ */
+export interface NodeRedisCommandOptions {
+  typeMapping?: Record<number, unknown>
+}
+
 /** A node-redis 5/6 client from `createClient()`, as far as this store uses it. */
 export interface NodeRedisClientLike {
   readonly isOpen: boolean
   readonly isReady: boolean
   connect (): Promise<unknown>
-  sendCommand (args: string[]): Promise<unknown>
+  sendCommand (args: Arg[], options?: NodeRedisCommandOptions): Promise<unknown>
   duplicate (): NodeRedisClientLike
   subscribe (channel: string, listener: (message: string) => void): Promise<unknown>
   on (event: 'error', listener: (error: Error) => void): unknown
@@ -22,7 +33,7 @@ export interface NodeRedisClusterLike {
   readonly isOpen: boolean
   readonly masters: readonly object[]
   connect (): Promise<unknown>
-  sendCommand (firstKey: string | undefined, isReadonly: boolean | undefined, args: string[]): Promise<unknown>
+  sendCommand (firstKey: string | undefined, isReadonly: boolean | undefined, args: Arg[], options?: NodeRedisCommandOptions): Promise<unknown>
   nodeClient (node: object): Promise<{ sendCommand (args: string[]): Promise<unknown> }>
   subscribe (channel: string, listener: (message: string | Buffer) => void): Promise<unknown>
   unsubscribe (channel: string, listener: (message: string | Buffer) => void): Promise<unknown>
@@ -33,7 +44,9 @@ export interface NodeRedisClusterLike {
 export interface IoredisLike {
   readonly isCluster: boolean
   readonly status: string
-  call (command: string, args: string[]): Promise<unknown>
+  call (command: string, args: Arg[]): Promise<unknown>
+  /** As `call`, its strings answered as Buffers. */
+  callBuffer (command: string, args: Arg[]): Promise<unknown>
   nodes? (role: 'master'): IoredisLike[]
   duplicate (): IoredisSubscriberLike
   quit (): Promise<unknown>
@@ -53,8 +66,11 @@ export type Send = (args: string[]) => Promise<unknown>
 
 /** What the store needs from a client, whatever its library. */
 export interface Connection {
-  /** Sends one command; `key` routes it to its node in a cluster (`undefined`: any node). */
-  send (key: string | undefined, args: string[]): Promise<unknown>
+  /**
+   * Sends one command; `key` routes it to its node in a cluster (`undefined`: any node).
+   * `binary`: the reply's strings come as Buffers (replies holding packed records), else as strings.
+   */
+  send (key: string | undefined, args: Arg[], binary?: boolean): Promise<unknown>
   /** A sender per master, for commands about one node's own data (SCAN, INFO). */
   masters (): Promise<Send[]>
   /** Subscribes on a connection of its own; resolves with the unsubscribe function. */
@@ -101,13 +117,19 @@ function notConnected (): Error {
   return new Error('Redis connection is not ready')
 }
 
+/**
+ * node-redis's option for replies whose strings should come as Buffers: RESP_TYPES.BLOB_STRING
+ * (the type byte `$`, 36) mapped to Buffer. Spelt out so the store imports nothing of node-redis.
+ */
+const BINARY_REPLIES: NodeRedisCommandOptions = { typeMapping: { 36: Buffer } }
+
 export function nodeRedisConnection (client: NodeRedisClientLike): Connection {
-  const send: Send = async (args) => {
+  const send = async (args: Arg[], binary = false): Promise<unknown> => {
     if (!client.isReady) throw notConnected()
-    return await client.sendCommand(args)
+    return binary ? await client.sendCommand(args, BINARY_REPLIES) : await client.sendCommand(args)
   }
   return {
-    send: async (_key, args) => await send(args),
+    send: async (_key, args, binary) => await send(args, binary),
     masters: async () => [send],
     async subscribe (channel, onMessage) {
       // A subscribed RESP2 connection can run nothing else: listen on a duplicate.
@@ -137,7 +159,9 @@ export function nodeRedisConnection (client: NodeRedisClientLike): Connection {
 
 function nodeRedisClusterConnection (cluster: NodeRedisClusterLike): Connection {
   return {
-    send: async (key, args) => await cluster.sendCommand(key, false, args),
+    send: async (key, args, binary) => binary
+      ? await cluster.sendCommand(key, false, args, BINARY_REPLIES)
+      : await cluster.sendCommand(key, false, args),
     masters: async () => await Promise.all(cluster.masters.map(async (master) => {
       const client = await cluster.nodeClient(master)
       return async (args: string[]) => await client.sendCommand(args)
@@ -161,14 +185,15 @@ function nodeRedisClusterConnection (cluster: NodeRedisClusterLike): Connection 
 const IOREDIS_DOWN = new Set(['reconnecting', 'close', 'end'])
 
 function ioredisConnection (client: IoredisLike): Connection {
-  const sender = (node: IoredisLike): Send => async (args) => {
+  const sender = (node: IoredisLike, binary = false) => async (args: Arg[]): Promise<unknown> => {
     if (IOREDIS_DOWN.has(node.status)) throw notConnected()
-    return await node.call(args[0] as string, args.slice(1))
+    const [command, ...rest] = args as [string, ...Arg[]]
+    return binary ? await node.callBuffer(command, rest) : await node.call(command, rest)
   }
   return {
     // ioredis routes by the command's keys itself (EVALSHA included).
-    send: async (_key, args) => await sender(client)(args),
-    masters: async () => (client.nodes?.('master') ?? [client]).map(sender),
+    send: async (_key, args, binary) => await sender(client, binary)(args),
+    masters: async () => (client.nodes?.('master') ?? [client]).map((node) => sender(node)),
     async subscribe (channel, onMessage) {
       const subscriber = client.duplicate()
       subscriber.on('error', ignore)

@@ -2,16 +2,19 @@ import { createHash } from 'node:crypto'
 
 /*
  * Key layout (P = prefix, T = the user's tag: 8 base64url characters of SHA-256(userId)):
- *   P{T}:s:<sessionId>   string, the session record (JSON array, see record.ts); TTL: its expiresAt
- *   P{T}:i               sorted set, the sessions of the user(s) with tag T, scored by expiresAt;
- *                        TTL: its longest-lived session
+ *   P{T}:b               string, the bucket: the first sessions of the user(s) with tag T, packed
+ *                        records with their ids (bucket.ts); TTL: its longest-lived session
+ *   P{T}:s:<sessionId>   string, a session record (packed or JSON, see record.ts) of a session
+ *                        not in the bucket (it was full, or the record is JSON); TTL: its expiresAt
+ *   P{T}:i               sorted set, the sessions of the user(s) with tag T that have a record
+ *                        key, scored by expiresAt; TTL: its longest-lived session
  *   Pp:<sessionId>       string, T: the pointer from a session id to its user's slot (see below);
  *                        TTL: the session's absoluteExpiresAt
  *   P{feed}:at           sorted set, the revocation feed: session id scored by revokedAt
  *   P{feed}:until        sorted set, the same ids scored by when they may leave the feed
  *   channel P revocations   pub/sub: every revocation, pushed as it is recorded
  *
- * `{T}` is a Redis Cluster hash tag: a user's records and index share one hash slot, so every
+ * `{T}` is a Redis Cluster hash tag: a user's bucket, records and index share one hash slot, so every
  * change to them is one Lua script, atomic, and never a CROSSSLOT error. The tag is a digest
  * rather than the user id itself, so any user id gives a short key with no `{` or `}` in it.
  *
@@ -71,6 +74,10 @@ export class RedisKeys {
     return `${this.prefix}{${tag}}:i`
   }
 
+  bucket (tag: string): string {
+    return `${this.prefix}{${tag}}:b`
+  }
+
   pointer (sessionId: string): string {
     return `${this.prefix}p:${sessionId}`
   }
@@ -83,12 +90,17 @@ export class RedisKeys {
     return `${this.prefix}revocations`
   }
 
-  /** A SCAN pattern matching every user index, the prefix taken literally (Redis glob). */
-  indexPattern (): string {
-    return `${this.prefix.replace(/[*?[\]\\]/g, '\\$&')}{${'?'.repeat(TAG_LENGTH)}}:i`
+  /** A SCAN pattern matching every user index and bucket, the prefix taken literally (Redis glob). */
+  sweepPattern (): string {
+    return `${this.prefix.replace(/[*?[\]\\]/g, '\\$&')}{${'?'.repeat(TAG_LENGTH)}}:[bi]`
   }
 
-  /** The tag of an index key found by `indexPattern`. */
+  /** Whether a key found by `sweepPattern` is a bucket (else it is an index). */
+  isBucket (key: string): boolean {
+    return key.endsWith(':b')
+  }
+
+  /** The tag of an index or bucket key found by `sweepPattern`. */
   tagOfIndex (index: string): string {
     return index.slice(this.prefix.length + 1, this.prefix.length + 1 + TAG_LENGTH)
   }

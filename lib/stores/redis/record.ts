@@ -1,10 +1,20 @@
 import type { SessionRecord } from '../types.js'
+import { decodePacked, encodePacked, isPacked, LUA_PACKED, packable } from './packed.js'
 
 /*
- * A record is a JSON array of strings and nulls, numbers written as decimal strings: Lua's cjson
- * would print numbers with 14 significant digits, so numbers are never re-encoded as numbers,
- * and claims are stored as their JSON text, which Lua never parses.
+ * A record is stored in one of two formats, told apart by its first byte:
+ * - packed (packed.ts), the default: binary, about 30% smaller;
+ * - JSON (this file), what every earlier release wrote and reads: an array of strings and nulls,
+ *   numbers written as decimal strings (Lua's cjson would print numbers with 14 significant
+ *   digits, so numbers are never re-encoded as numbers), claims stored as their JSON text, which
+ *   Lua never parses.
+ * Both are read everywhere, in Node and in the scripts; a script rewrites a record in the format
+ * it found it in, so records of the earlier release stay readable by it (the store option
+ * `recordFormat` decides only the format of new records: docs/stores.md, «Upgrading»).
  */
+
+/** The format new records are written in (`RedisStoreOptions.recordFormat`). */
+export type RecordFormat = 'packed' | 'json'
 
 type Field = Exclude<keyof SessionRecord, 'id'>
 
@@ -48,17 +58,70 @@ const RECORD_FIELDS = {
 // Each codec fits its own field (checked above); the loops below see them all as one type.
 const FIELDS = Object.entries(RECORD_FIELDS) as Array<[Field, { lua: string, codec: Codec<unknown> }]>
 
-/** Lua: each field's position in the decoded array (1-based), e.g. `local USER, CLAIMS = 1, 2`. */
-export const LUA_FIELD_POSITIONS =
+/** Lua: each field's position in a decoded JSON record (1-based), e.g. `local USER, CLAIMS = 1, 2`. */
+const LUA_FIELD_POSITIONS =
   `local ${FIELDS.map(([, { lua }]) => lua).join(', ')} = ${FIELDS.map((_, index) => index + 1).join(', ')}`
 
-export function encodeRecord (session: SessionRecord): string {
+/** A record as stored: packed when asked for and every value fits the layout, else JSON. */
+export function encodeRecord (session: SessionRecord, format: RecordFormat): string | Buffer {
+  if (format === 'packed' && packable(session)) return encodePacked(session)
   return JSON.stringify(FIELDS.map(([field, { codec }]) => codec.encode(session[field])))
 }
 
-export function decodeRecord (id: string, raw: string): SessionRecord {
-  const stored = JSON.parse(raw) as Array<string | null>
+/** A stored record, either format, read back with the id its key names. */
+export function decodeRecord (id: string, raw: Buffer): SessionRecord {
+  if (!Buffer.isBuffer(raw)) {
+    // A client that ignored the request for binary replies would have mangled a packed record.
+    throw new TypeError('RedisStore: a record was read as text, not bytes: the client must honour per-command binary replies')
+  }
+  if (isPacked(raw)) return decodePacked(id, raw)
+  const stored = JSON.parse(raw.toString('utf8')) as Array<string | null>
   const session: Record<string, unknown> = { id }
   for (const [index, [field, { codec }]] of FIELDS.entries()) session[field] = codec.decode(stored[index] as string | null)
   return session as unknown as SessionRecord
 }
+
+/**
+ * Lua: `decodeRecord(raw)` reads a record of either format into one table (times and graceUses
+ * as numbers; hashes as text for JSON records, tagged bytes for packed ones); `encodeRecord(s)`
+ * writes it back in the format it was read in. A JSON record's numbers are written with 17
+ * significant digits, which give back the very double Node wrote.
+ */
+export const LUA_RECORD = `
+${LUA_FIELD_POSITIONS}
+${LUA_PACKED}
+local function decodeJson(raw)
+  local a = cjson.decode(raw)
+  local s = { packed = false, user = a[USER], claims = a[CLAIMS], token = a[TOKEN], agent = a[AGENT], ip = a[IP] }
+  s.created, s.lastUsed = tonumber(a[CREATED]), tonumber(a[LAST_USED])
+  s.expires, s.absolute = tonumber(a[EXPIRES]), tonumber(a[ABSOLUTE])
+  s.grace = tonumber(a[GRACE_USES])
+  if a[PREVIOUS] ~= cjson.null then s.previous = a[PREVIOUS] end
+  if a[ROTATED] ~= cjson.null then s.rotated = tonumber(a[ROTATED]) end
+  return s
+end
+
+local function encodeJson(s)
+  local function number(n) return string.format('%.17g', n) end
+  local a = {}
+  a[USER], a[CLAIMS], a[TOKEN], a[AGENT], a[IP] = s.user, s.claims, s.token, s.agent, s.ip
+  a[CREATED], a[LAST_USED] = number(s.created), number(s.lastUsed)
+  a[EXPIRES], a[ABSOLUTE] = number(s.expires), number(s.absolute)
+  a[GRACE_USES] = number(s.grace)
+  a[PREVIOUS] = s.previous or cjson.null
+  a[ROTATED] = s.rotated and number(s.rotated) or cjson.null
+  return cjson.encode(a)
+end
+
+local function decodeRecord(raw)
+  local first = string.byte(raw, 1)
+  if first == 91 then return decodeJson(raw) end
+  if first == 1 then return decodePacked(raw) end
+  error('not a session record (neither JSON nor packed)')
+end
+
+local function encodeRecord(s)
+  if s.packed then return encodePacked(s) end
+  return encodeJson(s)
+end
+`

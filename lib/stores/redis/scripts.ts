@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto'
-import type { Connection } from './clients.js'
+import type { Arg, Connection } from './clients.js'
 import { MIN_TTL } from './keys.js'
-import { LUA_FIELD_POSITIONS } from './record.js'
+import { LUA_BUCKET } from './bucket.js'
+import { LUA_RECORD } from './record.js'
 
 /*
  * The Lua scripts of the store. Each touches only the keys passed in KEYS, all in one hash slot
@@ -26,9 +27,9 @@ local function ttl(at, now)
 end
 `
 
-/** Shared by every session script: the record's field positions, the deadline and TTL helpers. */
+/** Shared by every session script: the record codecs, the deadline and TTL helpers. */
 const LUA_PRELUDE = `
-${LUA_FIELD_POSITIONS}
+${LUA_RECORD}
 ${LUA_TTL}
 -- True once Redis's clock (ms) has passed the caller's deadline ('' for none): the caller has
 -- answered 503, so the change must not be applied.
@@ -49,16 +50,41 @@ local function deleteSession(key, index, id, now)
   redis.call('ZREM', index, id)
   expireIndex(index, now)
 end
+${LUA_BUCKET}
+-- Deletes a session found by findSession: its own key and index entry, or its bucket entry.
+local function dropSession(place, key, index, id, now)
+  if place then
+    table.remove(place.entries, place.at)
+    writeBucket(place.key, place.entries, now)
+  else
+    deleteSession(key, index, id, now)
+  end
+end
 `
 
 /**
- * Stores a record and adds it to its user's index; returns 1, or 0 when late (nothing stored).
- * KEYS: record, index. ARGV: session id, record, expiresAt, now (the record's lastUsedAt),
- * deadline ('' for none).
+ * Stores a new session: as an entry of its user's bucket while it has room (packed records
+ * only), else as a record of its own (the packed record without its id, its key names it) added
+ * to the user's index. Returns 1, or 0 when late (nothing stored).
+ * KEYS: record, index, bucket. ARGV: session id, record (packed with its id, or JSON), expiresAt,
+ * now (the record's lastUsedAt), deadline ('' for none), '1' if the record is packed.
  */
 const CREATE = `${LUA_PRELUDE}
 if late(ARGV[5]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl(ARGV[3], ARGV[4]))
+local record = ARGV[2]
+if ARGV[6] == '1' then
+  local entries = readBucket(KEYS[3])
+  local s = decodePacked(record)
+  if #entries < BUCKET_SIZE then
+    s.raw = record
+    entries[#entries + 1] = s
+    writeBucket(KEYS[3], entries, ARGV[4])
+    return 1
+  end
+  s.id = nil
+  record = encodePacked(s)
+end
+redis.call('SET', KEYS[1], record, 'PX', ttl(ARGV[3], ARGV[4]))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 expireIndex(KEYS[2], ARGV[4])
 return 1
@@ -69,83 +95,103 @@ return 1
  * the deadline first (a late call changes nothing, not even an expired record), then expiry,
  * the current hash, the predecessor (grace, superseded or recovered), and anything else is
  * reuse. Returns {'late'}, false (missing) or {outcome, record}, where the record is the new one
- * for rotated/recovered/grace and the one as it was otherwise.
- * KEYS: record, index. ARGV: session id, presented hash, next hash, now, now + idleTtl, grace,
- * graceLimit, JSON [userAgent, ip, claims JSON text or null to keep the stored claims],
+ * for rotated/recovered/grace and the one as it was otherwise. The record is rewritten in the
+ * format it was read in, so each hash and the client come in both formats.
+ * KEYS: record, index, bucket. ARGV: session id, presented hash, next hash (as text, then each as
+ * `taggedHash`), now, now + idleTtl, grace, graceLimit, JSON [userAgent, ip, claims JSON text or
+ * null to keep the stored claims], the client part of a packed record (`encodeClient`),
  * deadline ('' for none).
  */
 const ROTATE = `${LUA_PRELUDE}
-if late(ARGV[9]) then return {'late'} end
-local raw = redis.call('GET', KEYS[1])
+if late(ARGV[12]) then return {'late'} end
+local raw, place = findSession(KEYS[1], KEYS[3], ARGV[1])
 if not raw then return false end
-local s = cjson.decode(raw)
-local now = tonumber(ARGV[4])
-if now >= tonumber(s[EXPIRES]) then
-  deleteSession(KEYS[1], KEYS[2], ARGV[1], now)
+local s = decodeRecord(raw)
+local now = tonumber(ARGV[6])
+if now >= s.expires then
+  dropSession(place, KEYS[1], KEYS[2], ARGV[1], now)
   return {'expired', raw}
 end
+local presented, nextHash = ARGV[2], ARGV[3]
+if s.packed then presented, nextHash = ARGV[4], ARGV[5] end
 
--- The next hash becomes current, as a rotation and a recovery both do (they differ in PREVIOUS).
+-- Stores the changed record where it was found.
+local function save(keepTtl)
+  raw = encodeRecord(s)
+  if place then
+    s.raw = raw
+    place.entries[place.at] = s
+    writeBucket(place.key, place.entries, now)
+  elseif keepTtl then
+    redis.call('SET', KEYS[1], raw, 'KEEPTTL')
+  else
+    redis.call('SET', KEYS[1], raw, 'PX', ttl(s.expires, now))
+    redis.call('ZADD', KEYS[2], 'XX', s.expires, ARGV[1])
+    expireIndex(KEYS[2], now)
+  end
+end
+
+-- The next hash becomes current, as a rotation and a recovery both do (they differ in previous).
 local function renew(outcome)
-  local client = cjson.decode(ARGV[8])
-  s[TOKEN] = ARGV[3]
-  s[ROTATED] = ARGV[4]
-  s[GRACE_USES] = '0'
-  s[LAST_USED] = ARGV[4]
-  if tonumber(ARGV[5]) < tonumber(s[ABSOLUTE]) then s[EXPIRES] = ARGV[5] else s[EXPIRES] = s[ABSOLUTE] end
-  s[AGENT] = client[1]
-  s[IP] = client[2]
-  if client[3] ~= cjson.null then s[CLAIMS] = client[3] end
-  raw = cjson.encode(s)
-  redis.call('SET', KEYS[1], raw, 'PX', ttl(s[EXPIRES], now))
-  redis.call('ZADD', KEYS[2], 'XX', s[EXPIRES], ARGV[1])
-  expireIndex(KEYS[2], now)
+  local client = cjson.decode(ARGV[10])
+  s.token = nextHash
+  s.rotated = now
+  s.grace = 0
+  s.lastUsed = now
+  s.expires = math.min(tonumber(ARGV[7]), s.absolute)
+  if s.packed then
+    s.clientFlags = string.byte(ARGV[11], 1)
+    s.client = string.sub(ARGV[11], 2)
+  else
+    s.agent, s.ip = client[1], client[2]
+  end
+  if client[3] ~= cjson.null then s.claims = client[3] end
+  save(false)
   return {outcome, raw}
 end
 
-if ARGV[2] == s[TOKEN] then
-  s[PREVIOUS] = s[TOKEN]
+if presented == s.token then
+  s.previous = s.token
   return renew('rotated')
 end
-if ARGV[2] == s[PREVIOUS] then
+if presented == s.previous then
   -- Its successor was never used: a retry of a response that never arrived, not a theft.
-  local grace, rotatedAt = tonumber(ARGV[6]), tonumber(s[ROTATED])
-  if grace > 0 and now - rotatedAt <= grace then
-    local uses = tonumber(s[GRACE_USES])
-    if uses >= tonumber(ARGV[7]) then return {'superseded', raw} end
-    s[GRACE_USES] = tostring(uses + 1)
-    raw = cjson.encode(s)
-    redis.call('SET', KEYS[1], raw, 'KEEPTTL')
+  local grace = tonumber(ARGV[8])
+  if grace > 0 and now - s.rotated <= grace then
+    if s.grace >= tonumber(ARGV[9]) then return {'superseded', raw} end
+    s.grace = s.grace + 1
+    save(true)
     return {'grace', raw}
   end
   -- No successor but the current one can be minted at its rotation's ms (or a clock behind it).
-  if now <= rotatedAt then return {'superseded', raw} end
+  if now <= s.rotated then return {'superseded', raw} end
   return renew('recovered')
 end
-deleteSession(KEYS[1], KEYS[2], ARGV[1], now)
+dropSession(place, KEYS[1], KEYS[2], ARGV[1], now)
 return {'reused', raw}
 `
 
 /**
  * Deletes one session, only if it belongs to the given user when one is given. Returns the
  * record as it was, or false when nothing was deleted.
- * KEYS: record, index. ARGV: session id, '1' to check the owner or '0', owner, now.
+ * KEYS: record, index, bucket. ARGV: session id, '1' to check the owner or '0', owner, now.
  */
 const REVOKE = `${LUA_PRELUDE}
-local raw = redis.call('GET', KEYS[1])
+local raw, place = findSession(KEYS[1], KEYS[3], ARGV[1])
 if not raw then return false end
-if ARGV[2] == '1' and cjson.decode(raw)[USER] ~= ARGV[3] then return false end
-deleteSession(KEYS[1], KEYS[2], ARGV[1], ARGV[4])
+if ARGV[2] == '1' and decodeRecord(raw).user ~= ARGV[3] then return false end
+dropSession(place, KEYS[1], KEYS[2], ARGV[1], ARGV[4])
 return raw
 `
 
 /**
- * Deletes every session of a user listed in the index. The caller read the index just before
- * and passes those ids (and their keys, so the script touches only declared keys); if the
- * index changed meanwhile (a login, a logout), nothing is done and false tells the caller to
- * read again, so the whole change is one atomic step over exactly the sessions there are.
- * An id whose record already expired (TTL) is only dropped from the index.
- * KEYS: index, then the records of ARGV[3..]. ARGV: user id, now, session ids...
+ * Deletes every session of a user: the bucket's entries that are the user's, and those listed
+ * in the index. The caller read the index just before and passes those ids (and their keys, so
+ * the script touches only declared keys); if the index changed meanwhile (a login, a logout),
+ * nothing is done and false tells the caller to read again, so the whole change is one atomic
+ * step over exactly the sessions there are. An id whose record already expired (TTL) is only
+ * dropped from the index. Returns the ids deleted.
+ * KEYS: index, bucket, then the records of ARGV[3..]. ARGV: user id, now, session ids...
  */
 const REVOKE_ALL = `${LUA_PRELUDE}
 if redis.call('ZCARD', KEYS[1]) ~= #ARGV - 2 then return false end
@@ -154,16 +200,21 @@ for i = 3, #ARGV do
 end
 local revoked = {}
 for i = 3, #ARGV do
-  local raw = redis.call('GET', KEYS[i - 1])
+  local raw = redis.call('GET', KEYS[i])
   if not raw then
     redis.call('ZREM', KEYS[1], ARGV[i])
-  elseif cjson.decode(raw)[USER] == ARGV[1] then
-    redis.call('DEL', KEYS[i - 1])
+  elseif decodeRecord(raw).user == ARGV[1] then
+    redis.call('DEL', KEYS[i])
     redis.call('ZREM', KEYS[1], ARGV[i])
     revoked[#revoked + 1] = ARGV[i]
   end
 end
 expireIndex(KEYS[1], ARGV[2])
+local entries, kept = readBucket(KEYS[2]), {}
+for _, s in ipairs(entries) do
+  if s.user == ARGV[1] then revoked[#revoked + 1] = s.id else kept[#kept + 1] = s end
+end
+if #kept < #entries then writeBucket(KEYS[2], kept, ARGV[2]) end
 return revoked
 `
 
@@ -179,7 +230,7 @@ local now = tonumber(ARGV[1])
 local removed = 0
 for i = 2, #ARGV do
   local raw = redis.call('GET', KEYS[i])
-  local expiresAt = raw and tonumber(cjson.decode(raw)[EXPIRES])
+  local expiresAt = raw and decodeRecord(raw).expires
   if raw and now < expiresAt then
     redis.call('ZADD', KEYS[1], 'XX', expiresAt, ARGV[i])
   else
@@ -188,6 +239,20 @@ for i = 2, #ARGV do
   end
 end
 expireIndex(KEYS[1], now)
+return removed
+`
+
+/**
+ * The sweep of one bucket: drops the entries expired at `now`; returns their ids.
+ * KEYS: bucket. ARGV: now.
+ */
+const SWEEP_BUCKET = `${LUA_PRELUDE}
+local now = tonumber(ARGV[1])
+local entries, kept, removed = readBucket(KEYS[1]), {}, {}
+for _, s in ipairs(entries) do
+  if now < s.expires then kept[#kept + 1] = s else removed[#removed + 1] = s.id end
+end
+if #removed > 0 then writeBucket(KEYS[1], kept, now) end
 return removed
 `
 
@@ -246,6 +311,7 @@ export const SCRIPTS = {
   revoke: new LuaScript(REVOKE),
   revokeAll: new LuaScript(REVOKE_ALL),
   sweepIndex: new LuaScript(SWEEP_INDEX),
+  sweepBucket: new LuaScript(SWEEP_BUCKET),
   feedAdd: new LuaScript(FEED_ADD),
   feedRead: new LuaScript(FEED_READ),
   feedSweep: new LuaScript(FEED_SWEEP)
@@ -253,14 +319,15 @@ export const SCRIPTS = {
 
 /**
  * Runs a script by its SHA-1, loading it (EVAL) only when that node does not know it yet; routed
- * by its first key, the slot every key of a script shares.
+ * by its first key, the slot every key of a script shares. `binary`: its strings come back as
+ * Buffers (the scripts that return records).
  */
-export async function runScript (redis: Connection, script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
+export async function runScript (redis: Connection, script: LuaScript, keys: string[], args: Arg[], binary = false): Promise<unknown> {
   const tail = [String(keys.length), ...keys, ...args]
   try {
-    return await redis.send(keys[0], ['EVALSHA', script.sha, ...tail])
+    return await redis.send(keys[0], ['EVALSHA', script.sha, ...tail], binary)
   } catch (error) {
     if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
-    return await redis.send(keys[0], ['EVAL', script.source, ...tail])
+    return await redis.send(keys[0], ['EVAL', script.source, ...tail], binary)
   }
 }

@@ -6,7 +6,9 @@ import {
 } from '../types.js'
 import { type Connection, connectionFor, ignore, nodeRedisConnection, type RedisClientLike } from './clients.js'
 import { embeddedTag, RedisKeys, ttl, userTag } from './keys.js'
-import { decodeRecord, encodeRecord } from './record.js'
+import { decodeBucket } from './bucket.js'
+import { encodeClient, encodePacked, packable, taggedHash } from './packed.js'
+import { decodeRecord, encodeRecord, type RecordFormat } from './record.js'
 import { listenForRevocations, readRevocations, recordRevocations, sweepRevocations } from './feed.js'
 import { runScript, SCRIPTS } from './scripts.js'
 import { warnIfEvicting } from './settings.js'
@@ -40,6 +42,15 @@ export interface RedisStoreOptions {
    * @default 1000
    */
   sweepBatchSize?: number
+  /**
+   * The format new session records are written in: `'packed'`, binary and about 30% smaller, or
+   * `'json'`, the format of earlier releases, which cannot read packed records. Records of
+   * either format are always read, and a rotation keeps a record's format. Deploy with `'json'`
+   * while instances of an earlier release still share the Redis; switch to `'packed'` once every
+   * instance runs this one (docs/stores.md, «Upgrading»).
+   * @default 'packed'
+   */
+  recordFormat?: RecordFormat
 }
 
 const DEFAULT_PREFIX = 'fta:'
@@ -66,6 +77,7 @@ function deadlineArg (deadline: number | undefined): string {
 export class RedisStore implements TokenStore {
   readonly #keys: RedisKeys
   readonly #sweepBatchSize: number
+  readonly #recordFormat: RecordFormat
   readonly #url: string | undefined
   readonly #closeClient: boolean
   #connection: Connection | undefined
@@ -85,6 +97,11 @@ export class RedisStore implements TokenStore {
     if (!Number.isSafeInteger(sweepBatchSize) || sweepBatchSize <= 0) {
       throw new TypeError(`RedisStore option "sweepBatchSize" must be a positive integer, got ${String(sweepBatchSize)}`)
     }
+    const recordFormat = options.recordFormat ?? 'packed'
+    if (recordFormat !== 'packed' && recordFormat !== 'json') {
+      throw new TypeError(`RedisStore option "recordFormat" must be 'packed' or 'json', got ${JSON.stringify(recordFormat)}`)
+    }
+    this.#recordFormat = recordFormat
     this.#keys = new RedisKeys(prefix)
     this.#sweepBatchSize = sweepBatchSize
     this.#url = options.url
@@ -110,8 +127,11 @@ export class RedisStore implements TokenStore {
       const pointer = this.#keys.pointer(session.id)
       await redis.send(pointer, ['SET', pointer, tag, 'PX', ttl(session.absoluteExpiresAt, session.lastUsedAt)])
     }
-    const stored = await runScript(redis, SCRIPTS.create, [this.#keys.record(tag, session.id), this.#keys.index(tag)],
-      [session.id, encodeRecord(session), String(session.expiresAt), String(session.lastUsedAt), deadlineArg(options.deadline)])
+    // Packed, it holds its id: it may become an entry of the user's bucket (bucket.ts).
+    const packed = this.#recordFormat === 'packed' && packable(session)
+    const record = packed ? encodePacked(session, true) : encodeRecord(session, 'json')
+    const stored = await runScript(redis, SCRIPTS.create, [this.#keys.record(tag, session.id), this.#keys.index(tag), this.#keys.bucket(tag)],
+      [session.id, record, String(session.expiresAt), String(session.lastUsedAt), deadlineArg(options.deadline), packed ? '1' : '0'])
     if (stored === 0) throw new StoreDeadlineError('createSession')
   }
 
@@ -119,12 +139,15 @@ export class RedisStore implements TokenStore {
     const redis = await this.#use()
     const { sessionId, now } = request
     const update = JSON.stringify([request.userAgent, request.ip, request.claims === undefined ? null : JSON.stringify(request.claims)])
-    const args = [sessionId, request.presentedHash, request.nextHash, String(now), String(now + request.idleTtl),
-      String(request.grace), String(request.graceLimit), update, deadlineArg(request.deadline)]
+    // Hashes and client as both formats hold them: the script rewrites the record in its own.
+    const args = [sessionId, request.presentedHash, request.nextHash, taggedHash(request.presentedHash), taggedHash(request.nextHash),
+      String(now), String(now + request.idleTtl), String(request.grace), String(request.graceLimit), update,
+      encodeClient(request.userAgent, request.ip), deadlineArg(request.deadline)]
     const found = await this.#inSessionSlot(redis, sessionId, async (tag) =>
-      await runScript(redis, SCRIPTS.rotate, [this.#keys.record(tag, sessionId), this.#keys.index(tag)], args) as [RotateOutcome | 'late', string] | null)
+      await runScript(redis, SCRIPTS.rotate, this.#sessionKeys(tag, sessionId), args, true) as [Buffer, Buffer] | null)
     if (found === null) return { outcome: 'missing' }
-    const [outcome, raw] = found.reply
+    const outcome = String(found.reply[0]) as RotateOutcome | 'late'
+    const raw = found.reply[1]
     if (outcome === 'late') throw new StoreDeadlineError('rotate')
     if (outcome === 'reused') await recordRevocations(redis, this.#keys, [sessionId], { now, keepFor: request.keepRevocationFor })
     if (outcome === 'reused' || outcome === 'expired') await this.#dropPointers(redis, found.tag, [sessionId])
@@ -134,8 +157,8 @@ export class RedisStore implements TokenStore {
   async revokeSession (sessionId: string, userId: string | undefined, context: RevocationContext): Promise<SessionRecord | null> {
     const redis = await this.#use()
     const args = [sessionId, userId === undefined ? '0' : '1', userId ?? '', String(context.now)]
-    const revoke = async (tag: string): Promise<string | null> =>
-      await runScript(redis, SCRIPTS.revoke, [this.#keys.record(tag, sessionId), this.#keys.index(tag)], args) as string | null
+    const revoke = async (tag: string): Promise<Buffer | null> =>
+      await runScript(redis, SCRIPTS.revoke, this.#sessionKeys(tag, sessionId), args, true) as Buffer | null
     // A record lives in its owner's slot: with the owner given, that is the only place to look.
     const found = userId === undefined
       ? await this.#inSessionSlot(redis, sessionId, revoke)
@@ -152,8 +175,7 @@ export class RedisStore implements TokenStore {
     const index = this.#keys.index(tag)
     for (let attempt = 1; ; attempt++) {
       const ids = strings(await redis.send(index, ['ZRANGE', index, '0', '-1']))
-      if (ids.length === 0) return []
-      const revoked = await runScript(redis, SCRIPTS.revokeAll, [index, ...ids.map((id) => this.#keys.record(tag, id))],
+      const revoked = await runScript(redis, SCRIPTS.revokeAll, [index, this.#keys.bucket(tag), ...ids.map((id) => this.#keys.record(tag, id))],
         [userId, String(context.now), ...ids]) as string[] | null
       if (revoked !== null) {
         await recordRevocations(redis, this.#keys, revoked, context)
@@ -171,16 +193,12 @@ export class RedisStore implements TokenStore {
     const tag = userTag(userId)
     const index = this.#keys.index(tag)
     const ids = strings(await redis.send(index, ['ZRANGE', index, '0', '-1']))
-    if (ids.length === 0) return []
     // One slot, so one MGET even on a cluster. A snapshot: records may change right after.
-    const keys = ids.map((id) => this.#keys.record(tag, id))
-    const raws = await redis.send(keys[0], ['MGET', ...keys]) as Array<string | null>
-    const sessions: SessionRecord[] = []
-    for (const [i, raw] of raws.entries()) {
-      if (raw === null) continue
-      const session = decodeRecord(ids[i] as string, raw)
-      if (session.userId === userId && now < session.expiresAt) sessions.push(session)
-    }
+    const bucket = this.#keys.bucket(tag)
+    const [entries, ...raws] = await redis.send(bucket, ['MGET', bucket, ...ids.map((id) => this.#keys.record(tag, id))], true) as Array<Buffer | null>
+    const found = entries === null || entries === undefined ? [] : decodeBucket(entries)
+    for (const [i, raw] of raws.entries()) if (raw !== null) found.push(decodeRecord(ids[i] as string, raw))
+    const sessions = found.filter((session) => session.userId === userId && now < session.expiresAt)
     return sessions.sort((a, b) => a.createdAt - b.createdAt)
   }
 
@@ -201,21 +219,23 @@ export class RedisStore implements TokenStore {
   /**
    * Redis deletes records by their TTL on its own; this removes what TTLs cannot: records
    * expired by the caller's clock before Redis's (the contract's `now`), their index entries,
-   * entries left by records that expired by TTL, and feed entries past their keep time. It walks
+   * entries left by records that expired by TTL, expired sessions in a bucket that lives on for
+   * a longer-lived one (bucket.ts), and feed entries past their keep time. It walks
    * each master's keys with SCAN, `sweepBatchSize` at a time, so no command blocks Redis long;
    * the walk is O(keys), so with many sessions a longer `sweepInterval` costs nothing in safety.
    */
   async sweep (now: number): Promise<number> {
     const redis = await this.#use()
     const batch = String(this.#sweepBatchSize)
-    const pattern = this.#keys.indexPattern()
+    const pattern = this.#keys.sweepPattern()
     let removed = 0
     for (const send of await redis.masters()) {
       let cursor = '0'
       do {
-        const [next, indexes] = await send(['SCAN', cursor, 'MATCH', pattern, 'COUNT', batch]) as [string, string[]]
+        const [next, found] = await send(['SCAN', cursor, 'MATCH', pattern, 'COUNT', batch]) as [string, string[]]
         cursor = next
-        const counts = await Promise.all(indexes.map(async (index) => await this.#sweepIndex(redis, index, now)))
+        const counts = await Promise.all(found.map(async (key) =>
+          this.#keys.isBucket(key) ? await this.#sweepBucket(redis, key, now) : await this.#sweepIndex(redis, key, now)))
         for (const count of counts) removed += count
       } while (cursor !== '0')
     }
@@ -277,6 +297,17 @@ export class RedisStore implements TokenStore {
     const tag = await redis.send(pointer, ['GET', pointer]) as string | null
     if (tag === null) return null
     return await this.#inSlot(tag, operation)
+  }
+
+  /** The keys of a session's scripts: its record key, its user's index and bucket. */
+  #sessionKeys (tag: string, sessionId: string): string[] {
+    return [this.#keys.record(tag, sessionId), this.#keys.index(tag), this.#keys.bucket(tag)]
+  }
+
+  async #sweepBucket (redis: Connection, bucket: string, now: number): Promise<number> {
+    const ids = strings(await runScript(redis, SCRIPTS.sweepBucket, [bucket], [String(now)]))
+    await this.#dropPointers(redis, this.#keys.tagOfIndex(bucket), ids)
+    return ids.length
   }
 
   async #sweepIndex (redis: Connection, index: string, now: number): Promise<number> {
