@@ -43,6 +43,8 @@ export interface MemoryStoreFigure {
   bytesPerSession: number
   /** Where they go; the last part is what the others leave unexplained. */
   breakdown: Share[] | null
+  /** The same sessions sharing one User-Agent string: what interning the strings would give. */
+  internedBytesPerSession: number
 }
 
 export interface RedisFigure {
@@ -92,7 +94,7 @@ function integerFromEnv (name: string, fallback: number, min: number): number {
 }
 
 /** The refresh that follows login: rotation to a fresh hash, the client's strings built anew. */
-function rotation (session: SessionRecord, n: number): RotateRequest {
+function rotation (session: SessionRecord, n: number, sharedAgent?: string): RotateRequest {
   return {
     sessionId: session.id,
     presentedHash: session.tokenHash,
@@ -101,29 +103,33 @@ function rotation (session: SessionRecord, n: number): RotateRequest {
     idleTtl: HOUR,
     grace: 30_000,
     graceLimit: 10,
-    userAgent: userAgent(n),
+    userAgent: sharedAgent ?? userAgent(n),
     ip: ipv4(n),
     keepRevocationFor: 15 * 60 * 1000
   }
 }
 
-/** Logs in and refreshes `count` sessions, `perUser` per user, `window` of them at a time. */
-async function fill (store: TokenStore, count: number, perUser: number, window = 1): Promise<void> {
+/**
+ * Logs in and refreshes `count` sessions, `perUser` per user, `window` of them at a time; each
+ * with a User-Agent string of its own (as parsed from its requests), or all with `sharedAgent`.
+ */
+async function fill (store: TokenStore, count: number, perUser: number, window = 1, sharedAgent?: string): Promise<void> {
   await inWindows(count, window, async (n) => {
     const user = Math.floor(n / perUser)
     const session = sessionRecord(n, user, Date.now(), HOUR, store.sessionIdFor?.(`user-${user}`))
+    if (sharedAgent !== undefined) session.userAgent = sharedAgent
     await store.createSession(session)
-    const result = await store.rotate(rotation(session, n))
+    const result = await store.rotate(rotation(session, n, sharedAgent))
     if (result.outcome !== 'rotated') throw new Error(`rotation answered ${result.outcome}`)
   })
 }
 
-async function memoryStoreBytes (count: number, perUser: number): Promise<number> {
+async function memoryStoreBytes (count: number, perUser: number, sharedAgent?: string): Promise<number> {
   // Warm the code paths first, so compiled code and feedback are not counted.
   await fill(new MemoryStore(), 2000, perUser)
   const before = heapUsed()
   const store = new MemoryStore({ maxSessions: count })
-  await fill(store, count, perUser)
+  await fill(store, count, perUser, 1, sharedAgent)
   const after = heapUsed()
   if (store.size !== count) throw new Error(`the store holds ${store.size} sessions, not ${count}`)
   return (after - before) / count
@@ -245,7 +251,8 @@ async function objectShares (count: number, perUser: number): Promise<Share[]> {
 async function memoryStoreFigure (count: number, snapshotCount: number, perUser: number): Promise<MemoryStoreFigure> {
   log(`session-memory: MemoryStore, ${count} sessions, ${perUser} per user`)
   const bytesPerSession = await memoryStoreBytes(count, perUser)
-  if (snapshotCount === 0) return { sessionsPerUser: perUser, sessions: count, bytesPerSession, breakdown: null }
+  const internedBytesPerSession = await memoryStoreBytes(count, perUser, userAgent(0))
+  if (snapshotCount === 0) return { sessionsPerUser: perUser, sessions: count, bytesPerSession, breakdown: null, internedBytesPerSession }
   const objects = await objectShares(snapshotCount, perUser)
   const tables = tableBytes(count, perUser)
   const breakdown = [
@@ -255,7 +262,7 @@ async function memoryStoreFigure (count: number, snapshotCount: number, perUser:
   ].sort((a, b) => b.bytesPerSession - a.bytesPerSession)
   const explained = breakdown.reduce((sum, share) => sum + share.bytesPerSession, 0)
   breakdown.push({ part: 'unexplained (total - parts)', bytesPerSession: bytesPerSession - explained })
-  return { sessionsPerUser: perUser, sessions: count, bytesPerSession, breakdown }
+  return { sessionsPerUser: perUser, sessions: count, bytesPerSession, breakdown, internedBytesPerSession }
 }
 
 // ---------------------------------------------------------------------------------------------
