@@ -1,6 +1,6 @@
 // Checks the capacity model (scripts/capacity/model.ts) against a small fleet:
 //   node --import tsx bench/capacity-check.ts
-// Two plugin instances, separate Node processes (bench/capacity-costs.ts `serve`), share one
+// Two plugin instances, separate Node processes (bench/capacity-server.ts), share one
 // Redis under the key prefix `fta-capacity:check-<run>:` (deleted at the end). Both are loaded at
 // the same time and at fixed rates (autocannon `overallRate`): refreshes and protected requests
 // on each. Measured over the window: each instance's CPU (its process.cpuUsage()), Redis's CPU

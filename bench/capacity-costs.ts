@@ -3,7 +3,7 @@
 // produced it, the date and its runs:
 //   node --import tsx bench/capacity-costs.ts
 // The plugin runs from the working tree's lib/ (through tsx, as BENCH_SOURCE=lib) in a server
-// process of its own (this file, `serve` mode), loaded by autocannon from this process over
+// process of its own (bench/capacity-server.ts), loaded by autocannon from this process over
 // loopback, as `npm run bench` does (bench/load.ts: its CPU per answer comes from the server's own
 // process.cpuUsage()). Each window runs at a FIXED rate (autocannon overallRate, 8 connections), an
 // instance moderately busy: CPU per request depends on load (a saturated server batches reads,
@@ -35,130 +35,20 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { availableParallelism, cpus, loadavg } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
-import { constants, performance, PerformanceObserver } from 'node:perf_hooks'
+import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { Pool } from 'pg'
 import type { RedisClientType } from 'redis'
 import type { CostsFile, Figure, FigureName } from '../scripts/capacity/model.js'
 import { loadGet, loadRefresh, type Sample } from './load.js'
+import { PASSWORD, type ServerConfig } from './capacity-server.js'
 import type { Scenario } from './server/scenarios.js'
 import { connectRedis, DATABASE_URL, deleteRedisPrefix } from './server/stores.js'
 import type { Server, Usage } from './spawn.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = join(here, '..')
-export const ACCESS_SECRET = 'capacity-access-secret-0123456789-abcdefghijk'
-export const REFRESH_SECRET = 'capacity-refresh-secret-0123456789-abcdefghij'
-export const PASSWORD = 'capacity-password'
-
-// ---------------------------------------------------------------------------------------------
-// The server process: `node --import tsx bench/capacity-costs.ts serve`, configured by
-// CAPACITY_SERVER (JSON, a ServerConfig). Prints `listening <port>`; answers over IPC.
-
-export interface ServerConfig {
-  store: 'memory' | 'redis' | 'postgres'
-  /** Redis key prefix (redis). */
-  prefix?: string
-  /** PostgreSQL schema, already migrated (postgres). */
-  schema?: string
-  /** revocationPollInterval, ms (default 5000, the plugin's). */
-  pollIntervalMs?: number
-  /** false: the store's push (subscribeRevocations) is hidden, so revocations arrive by polling only. */
-  push?: boolean
-}
-
-type Request = { id: number } & (
-  { type: 'usage' } | { type: 'issue', count: number, firstUser: number } | { type: 'session', user: string } |
-  { type: 'revoke', sessionId: string } | { type: 'sweep' })
-
-async function serve (): Promise<void> {
-  const config = JSON.parse(process.env.CAPACITY_SERVER ?? '{}') as ServerConfig
-  const { default: Fastify } = await import('fastify')
-  const { default: tokenAuth, MemoryStore } = await import('../lib/index.js')
-  let store: import('../lib/index.js').TokenStore
-  let close = async () => {}
-  if (config.store === 'redis') {
-    const { RedisStore } = await import('../lib/stores/redis/index.js')
-    const client = await connectRedis()
-    if ('unreachable' in client) throw new Error(client.unreachable)
-    store = new RedisStore({ client, prefix: config.prefix ?? 'fta-capacity:' })
-    close = async () => { await client.close() }
-  } else if (config.store === 'postgres') {
-    const { PostgresStore } = await import('../lib/stores/postgres/index.js')
-    const { default: pg } = await import('pg')
-    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 10, idleTimeoutMillis: 0 })
-    pool.on('error', () => {})
-    store = new PostgresStore({ pool, schema: config.schema ?? 'public' })
-    close = async () => { await pool.end() }
-  } else {
-    store = new MemoryStore({ maxSessions: 10_000_000 })
-  }
-  // Hiding the prototype's method leaves the plugin nothing to subscribe with: polling only.
-  if (config.push === false) Object.defineProperty(store, 'subscribeRevocations', { value: undefined })
-  const app = Fastify({ logger: false })
-  await app.register(tokenAuth, {
-    accessTokenSecret: ACCESS_SECRET,
-    refreshTokenSecret: REFRESH_SECRET,
-    // Trivial on purpose: the measured login is the plugin's work, not a password hash.
-    verifyCredentials: async (username, password) => password === PASSWORD ? { id: username, claims: { username } } : null,
-    loginRateLimit: false,
-    accountRateLimit: false,
-    refreshTokenTtl: 60 * 60,
-    // No sweep during a measurement; the sweep step calls it on purpose.
-    sweepInterval: 60 * 60 * 1000,
-    revocationPollInterval: config.pollIntervalMs ?? 5000,
-    store
-  })
-  app.get('/me', { onRequest: app.authenticate }, async (request) => ({ id: request.user.sub }))
-  await app.ready()
-  const gc = { ms: 0, major: 0 }
-  new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) {
-      gc.ms += entry.duration
-      if ((entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) gc.major++
-    }
-  }).observe({ entryTypes: ['gc'] })
-  const answer = async (message: Request): Promise<object> => {
-    switch (message.type) {
-      case 'usage': return { cpu: process.cpuUsage(), elu: performance.eventLoopUtilization(), gc: { ...gc }, store: null }
-      case 'issue': {
-        // One user per session (the worst case for Redis keys), 64 at a time so round trips overlap.
-        const tokens: string[] = new Array(message.count)
-        let next = 0
-        await Promise.all(Array.from({ length: Math.min(64, message.count) }, async () => {
-          while (next < message.count) {
-            const i = next++
-            const user = `cap-${message.firstUser + i}`
-            tokens[i] = (await app.tokenAuth.issueSession({ id: user, claims: { username: user } })).refreshToken
-          }
-        }))
-        return { tokens }
-      }
-      case 'session': {
-        const set = await app.tokenAuth.issueSession({ id: message.user, claims: { username: message.user } })
-        return { accessToken: set.accessToken, refreshToken: set.refreshToken, sessionId: set.sessionId }
-      }
-      case 'revoke': return { revoked: await app.tokenAuth.revokeSession(message.sessionId) }
-      case 'sweep': return { removed: await store.sweep(Date.now()) }
-    }
-  }
-  process.on('message', (message: Request) => {
-    answer(message).then((reply) => process.send?.({ ...reply, id: message.id }), (error: unknown) => {
-      process.send?.({ id: message.id, error: String(error) })
-    })
-  })
-  let stopping = false
-  const stop = () => {
-    if (stopping) return
-    stopping = true
-    app.close().then(close).catch((error: unknown) => console.error(error)).finally(() => process.exit(0))
-  }
-  process.once('SIGTERM', stop)
-  process.once('disconnect', stop)
-  const address = await app.listen({ host: '127.0.0.1', port: 0 })
-  process.stdout.write(`listening ${new URL(address).port}\n`)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Driving a server from the measuring process (also used by bench/capacity-check.ts).
@@ -177,7 +67,7 @@ process.on('exit', () => { for (const child of children) child.kill('SIGKILL') }
 let issuedUsers = 0
 
 export async function startCapacityServer (config: ServerConfig): Promise<CapacityServer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'serve'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'capacity-server.ts')], {
     cwd: root,
     env: { ...process.env, CAPACITY_SERVER: JSON.stringify(config) },
     stdio: ['ignore', 'pipe', 'inherit', 'ipc']
@@ -585,7 +475,7 @@ async function sessionMemory (): Promise<Array<{ sessionsPerUser: number, sessio
 
 const entry = process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href
 if (entry) {
-  (process.argv[2] === 'serve' ? serve() : measure()).catch((error: unknown) => {
+  measure().catch((error: unknown) => {
     console.error(error)
     for (const child of children) child.kill('SIGKILL')
     process.exitCode = 1
