@@ -45,6 +45,10 @@ export const CrossSiteRequestError = createError(
   'FST_TOKEN_AUTH_CROSS_SITE_REQUEST', 'Cross-site request refused', 403)
 export const SessionNotFoundError = createError(
   'FST_TOKEN_AUTH_SESSION_NOT_FOUND', 'Session not found', 404)
+export const InvalidClientError = createError(
+  'FST_TOKEN_AUTH_INVALID_CLIENT', 'Client authentication failed', 401)
+export const IntrospectionThrottledError = createError(
+  'FST_TOKEN_AUTH_INTROSPECTION_THROTTLED', 'Too many introspection requests, retry in %s seconds', 429)
 export const StoreUnavailableError = createError(
   'FST_TOKEN_AUTH_STORE_UNAVAILABLE', 'Token store unavailable, retry later', 503)
 
@@ -68,6 +72,8 @@ export type TokenAuthErrorCode =
   | 'FST_TOKEN_AUTH_LOGIN_THROTTLED'
   | 'FST_TOKEN_AUTH_CROSS_SITE_REQUEST'
   | 'FST_TOKEN_AUTH_SESSION_NOT_FOUND'
+  | 'FST_TOKEN_AUTH_INVALID_CLIENT'
+  | 'FST_TOKEN_AUTH_INTROSPECTION_THROTTLED'
   | 'FST_TOKEN_AUTH_STORE_UNAVAILABLE'
   /** The OAuth 2.0 format's `code` for a 500 that carried none (an app callback threw, say). */
   | 'FST_TOKEN_AUTH_INTERNAL'

@@ -38,7 +38,7 @@ export interface StoreRecoveredEvent {
   unavailableResponses: number
 }
 /** The plugin's routes whose 503s are counted apart. */
-export type TokenAuthRoute = 'login' | 'refresh' | 'logout' | 'sessions' | 'revoke'
+export type TokenAuthRoute = 'login' | 'refresh' | 'logout' | 'sessions' | 'revoke' | 'introspect'
 /** A plugin route answered 503 (store unavailable): the client was told to retry. */
 export interface UnavailableResponseEvent { route: TokenAuthRoute }
 

@@ -41,7 +41,7 @@ const REVOCATION_REASONS = Object.keys({
 } satisfies Record<RevocationReason, true>) as RevocationReason[]
 
 const ROUTES = Object.keys({
-  login: true, refresh: true, logout: true, sessions: true, revoke: true
+  login: true, refresh: true, logout: true, sessions: true, revoke: true, introspect: true
 } satisfies Record<TokenAuthRoute, true>) as TokenAuthRoute[]
 
 interface Counter {

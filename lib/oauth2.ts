@@ -38,6 +38,8 @@ export function toOAuth2Error (error: { statusCode?: number, code?: string, mess
   const grantError = GRANT_ERRORS[code]
   const status = error.statusCode ?? 500
   if (grantError !== undefined) return { statusCode: 400, body: { error: grantError, error_description: error.message, code } }
+  // §5.2: a client that failed HTTP Basic authentication gets 401 `invalid_client`.
+  if (code === 'FST_TOKEN_AUTH_INVALID_CLIENT') return { statusCode: 401, body: { error: 'invalid_client', error_description: error.message, code } }
   const description = status >= 500 && status !== 503 ? 'Internal server error' : error.message
   const kind = status === 503 ? 'temporarily_unavailable' : status >= 500 ? 'server_error' : 'invalid_request'
   return { statusCode: status, body: { error: kind, error_description: description, code } }

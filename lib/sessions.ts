@@ -225,13 +225,23 @@ export class SessionService {
    * garbage) identifies no live session, so there is nothing to end: resolves with `false`.
    */
   async logout (refreshToken: string): Promise<boolean> {
-    let sessionId: string
+    const presented = this.readRefreshToken(refreshToken)
+    return presented === null ? false : await this.revokeSession(presented.sid, { reason: 'logout' })
+  }
+
+  /** What a refresh token names if we minted it (its tag verifies), else `null`; no store call. */
+  readRefreshToken (refreshToken: string): { sub: string, sid: string, jti: string } | null {
     try {
-      sessionId = this.#codec.refresh.read(refreshToken).sid
+      return this.#codec.refresh.read(refreshToken)
     } catch {
-      return false
+      return null
     }
-    return await this.revokeSession(sessionId, { reason: 'logout' })
+  }
+
+  /** A live session of the user, as the store has it now (an instance's denylist may lag), or `null`. */
+  async liveSession (userId: string, sessionId: string): Promise<SessionRecord | null> {
+    const sessions = await this.#call(() => this.#store.listUserSessions(userId, this.now()))
+    return sessions.find((session) => session.id === sessionId) ?? null
   }
 
   /** The user's live sessions, oldest first. */

@@ -25,6 +25,7 @@ const ZERO = {
   [`${P}unavailable_responses_total{route="refresh"}`]: 0,
   [`${P}unavailable_responses_total{route="logout"}`]: 0,
   [`${P}unavailable_responses_total{route="revoke"}`]: 0,
+  [`${P}unavailable_responses_total{route="introspect"}`]: 0,
   [`${P}unavailable_responses_total{route="sessions"}`]: 0
 }
 

@@ -114,7 +114,8 @@ t.test('every route appears with its request and response schemas and its securi
   t.same(op('/auth/sessions/{id}', 'delete').security, [{ bearerAuth: [] }], 'DELETE session: bearer')
   t.same(op('/auth/revoke', 'post').security, [], 'revoke: none, the token is the proof')
   const named = new Set(ROUTES.flatMap(([path, method]) => (op(path, method).security ?? []).flatMap((entry) => Object.keys(entry))))
-  t.same([...named].sort(), Object.keys(spec.components.securitySchemes).sort(), 'every scheme named is declared, and every declared one used')
+  const declared = Object.keys(spec.components.securitySchemes).filter((scheme) => scheme !== 'introspectionClient')
+  t.same([...named].sort(), declared.sort(), 'every scheme named is declared, and every declared one used (introspection is off by default)')
 })
 
 t.test('the declared cookie scheme names the cookie the plugin really sets', async (t) => {
@@ -158,4 +159,13 @@ t.test('the document of the default configuration (snapshot)', async (t) => {
   const text = JSON.stringify(first)
   t.notMatch(text, /secret|\d{4}-\d{2}-\d{2}T|127\.0\.0\.1|localhost/i, 'no secret, date or address')
   t.matchSnapshot(first, 'OpenAPI 3 document, default options, schemes declared by the app')
+})
+
+t.test('with introspection configured, its endpoint is documented with the Basic scheme', async (t) => {
+  const { spec } = await documentOf(t, { introspection: { clients: [{ id: 'rs', secret: 'Zq1Xw2Ec3Rv4Tb5Yn6Um7Ik8Ol9Pa0SdQ' }] } })
+  const operation = spec.paths['/auth/introspect']!.post as Operation
+  t.same(operation.security, [{ introspectionClient: [] }], 'HTTP Basic, the declared introspectionClient scheme')
+  t.same(spec.components.securitySchemes.introspectionClient, { type: 'http', scheme: 'basic', description: 'A resource server of `introspection.clients` (RFC 7662 §2.1)' })
+  t.same(operation.requestBody!.content['application/json']!.schema.required, ['token'])
+  t.same(operation.responses['200']!.content!['application/json']!.schema.required, ['active'])
 })

@@ -4,7 +4,10 @@ import type { TokenStore } from '../stores/types.js'
 import {
   boolean, checkPath, describe, integer, lifetime, objectOrUndefined, type OptionSpec, oneOf, optionalString, path, resolveFields, show
 } from './checks.js'
-import { CLEAR_SITE_DATA_TYPES, type CookieOptions, type JwksOptions, type RateLimitOptions, type RoutesOptions, type TokenAuthOptions } from './types.js'
+import {
+  CLEAR_SITE_DATA_TYPES, type CookieOptions, type IntrospectionClient, type IntrospectionOptions, type JwksOptions, type RateLimitOptions,
+  type RoutesOptions, type TokenAuthOptions
+} from './types.js'
 
 // Every option once, in the order of ./types.ts: its default, its unit and its validation. The
 // `satisfies` below makes the compiler refuse an option missing here or one the interface lacks;
@@ -29,7 +32,7 @@ export const loginThrottlePresets = {
   relaxed: { loginRateLimit: { max: 60, timeWindow: 60_000 }, accountRateLimit: { max: 30, timeWindow: 15 * 60_000 } }
 } as const satisfies Record<string, { loginRateLimit: RateLimitOptions, accountRateLimit: RateLimitOptions }>
 
-const ROUTE_PATHS = { login: '/login', refresh: '/refresh', logout: '/logout', sessions: '/sessions', revoke: '/revoke' } as const
+const ROUTE_PATHS = { login: '/login', refresh: '/refresh', logout: '/logout', sessions: '/sessions', revoke: '/revoke', introspect: '/introspect' } as const
 type RouteName = keyof typeof ROUTE_PATHS
 export type ResolvedRoutes = Record<RouteName, string | false>
 const ROUTE_NAMES = Object.keys(ROUTE_PATHS) as RouteName[]
@@ -76,6 +79,27 @@ function rateLimit (fallback: RateLimitOptions): OptionSpec<RateLimitOptions | f
     }
   }
 }
+
+const introspectionFields = {
+  clients: {
+    default: 'none: required',
+    resolve (value: unknown, name: string): IntrospectionClient[] {
+      if (!Array.isArray(value) || value.length === 0) throw new InvalidOptionError(name, `must be a non-empty array of { id, secret }, got ${describe(value)}`)
+      const ids = new Set<string>()
+      return value.map((client: unknown, index) => {
+        const at = `${name}[${index}]`
+        const { id, secret } = objectOrUndefined<Partial<IntrospectionClient>>(client, at, 'an object { id, secret }')
+        if (typeof id !== 'string' || id === '' || id.length > 256) throw new InvalidOptionError(`${at}.id`, `must be a string of 1 to 256 characters, got ${describe(id)}`)
+        if (ids.has(id)) throw new InvalidOptionError(`${at}.id`, `duplicates "${id}"`)
+        ids.add(id)
+        if (typeof secret !== 'string') throw new InvalidOptionError(`${at}.secret`, `must be a string, got ${describe(secret)}`)
+        validateSecret(secret, `${at}.secret`)
+        return { id, secret }
+      })
+    }
+  },
+  rateLimit: rateLimit({ max: 600, timeWindow: 60_000 })
+} satisfies { [K in keyof Required<IntrospectionOptions>]: OptionSpec<unknown> }
 
 /** A function, unset by default. */
 function optionalFunction<F> (fallback: string): OptionSpec<F | undefined> {
@@ -191,6 +215,15 @@ export const optionSpecs = {
     resolve (value, name, options) {
       if (value === undefined || value === false) return false as const
       return resolveFields(jwksFields, objectOrUndefined<JwksOptions>(value === true ? {} : value, name, 'a boolean or { path, maxAge }'), name, options)
+    }
+  },
+
+  introspection: {
+    default: show(false),
+    fields: introspectionFields,
+    resolve (value, name, options) {
+      if (value === undefined || value === false) return false as const
+      return resolveFields(introspectionFields, objectOrUndefined<IntrospectionOptions>(value, name, 'false or { clients, rateLimit }'), name, options)
     }
   },
 

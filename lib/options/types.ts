@@ -42,6 +42,8 @@ export interface RoutesOptions {
   sessions?: RouteOptions | false
   /** The RFC 7009 token revocation endpoint. */
   revoke?: RouteOptions | false
+  /** The RFC 7662 introspection endpoint, registered when `introspection` names clients. */
+  introspect?: RouteOptions | false
 }
 
 export interface CookieOptions {
@@ -81,6 +83,25 @@ export interface RateLimitOptions {
   max: number
   /** Window length in milliseconds. */
   timeWindow: number
+}
+
+/** A resource server allowed to introspect tokens (RFC 7662 §2.1), by HTTP Basic authentication. */
+export interface IntrospectionClient {
+  /** Its client id, as it sends it in the Basic credentials. */
+  id: string
+  /** Its secret: at least 32 random bytes, like every secret of the plugin. */
+  secret: string
+}
+
+export interface IntrospectionOptions {
+  /** The resource servers that may call the introspection endpoint. */
+  clients: IntrospectionClient[]
+  /**
+   * Introspection requests per client IP within the window, authenticated or not; `false`
+   * disables it (only behind another limiter).
+   * @default { max: 600, timeWindow: 60000 }
+   */
+  rateLimit?: RateLimitOptions | false
 }
 
 export interface JwksOptions {
@@ -187,7 +208,7 @@ export interface TokenAuthOptions {
   /**
    * The ready-made routes; `false` registers none (helpers and the hook still work).
    * Each route takes `{ path }` or `false`.
-   * @default { login: '/login', refresh: '/refresh', logout: '/logout', sessions: '/sessions', revoke: '/revoke' }
+   * @default { login: '/login', refresh: '/refresh', logout: '/logout', sessions: '/sessions', revoke: '/revoke', introspect: '/introspect' }
    */
   routes?: false | RoutesOptions
   /**
@@ -227,6 +248,12 @@ export interface TokenAuthOptions {
    * @default false
    */
   jwks?: boolean | JwksOptions
+  /**
+   * The RFC 7662 introspection endpoint (`POST /introspect`) for resource servers that must see
+   * a revocation at once: the clients allowed to call it and its rate limit. Off unless set.
+   * @default false
+   */
+  introspection?: false | IntrospectionOptions
 
   // Login throttling (see `loginThrottlePresets`)
 

@@ -4,6 +4,7 @@ import type { RouteContext, RoutesContext } from './context.js'
 import { loginRoute } from './login.js'
 import { logoutRoute } from './logout.js'
 import { refreshRoute } from './refresh.js'
+import { introspectRoute } from './introspect.js'
 import { revokeRoute } from './revoke.js'
 import { sessionRoutes } from './sessions.js'
 import { registerSharedPieces } from './shared.js'
@@ -32,4 +33,5 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   if (routes.logout !== false) logoutRoute(app, routes.logout, routeContext)
   if (routes.sessions !== false) sessionRoutes(app, routes.sessions, routeContext)
   if (routes.revoke !== false) revokeRoute(app, routes.revoke, routeContext)
+  if (routes.introspect !== false && options.introspection !== false) introspectRoute(app, routes.introspect, routeContext, options.introspection)
 }

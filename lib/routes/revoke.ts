@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import type { SessionService } from '../sessions.js'
 import { BODY_LIMIT, type RouteContext } from './context.js'
-import { documented, revokeBodySchema, revokeResponses } from './schemas.js'
+import { ACCEPTS_FORMS } from './shared.js'
+import { documented, revokeResponses, tokenParameterBody } from './schemas.js'
 
 interface RevokeBody { token: string, token_type_hint?: string }
 
@@ -9,16 +10,17 @@ interface RevokeBody { token: string, token_type_hint?: string }
  * `POST /revoke`, the RFC 7009 token revocation endpoint (docs/design.md, «Token revocation
  * endpoint»): a refresh or access token in, its session ended, 200 whatever the token was. The
  * token itself is the proof: no client authentication (our clients are public), no cookie read,
- * so no cross-site check either.
+ * so no cross-site check either, and RFC 7009's form body is accepted in every response format.
  */
 export function revokeRoute (app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions'>): void {
   const { options, sessions } = context
   app.post<{ Body: RevokeBody }>(path, {
     bodyLimit: BODY_LIMIT,
+    config: ACCEPTS_FORMS,
     schema: documented({
       summary: 'Revoke a refresh or access token, ending its session (RFC 7009)',
       security: [],
-      body: revokeBodySchema,
+      body: tokenParameterBody,
       response: revokeResponses(options.responseFormat)
     })
   }, async (request, reply) => {

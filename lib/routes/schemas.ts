@@ -52,7 +52,9 @@ export const bearerSecurity = [{ bearerAuth: [] }]
 export function openApiSecuritySchemes (cookieName = 'refresh_token') {
   return {
     bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'Access token (typ at+jwt)' },
-    refreshCookie: { type: 'apiKey', in: 'cookie', name: cookieName, description: 'HttpOnly refresh-token cookie' }
+    refreshCookie: { type: 'apiKey', in: 'cookie', name: cookieName, description: 'HttpOnly refresh-token cookie' },
+    // Named by the introspection endpoint only, which exists when `introspection` is configured.
+    introspectionClient: { type: 'http', scheme: 'basic', description: 'A resource server of `introspection.clients` (RFC 7662 §2.1)' }
   } as const
 }
 
@@ -104,8 +106,11 @@ const oauth2BodyProperties = {
   scope: { type: 'string', maxLength: 1024 }
 }
 
-/** RFC 7009 §2.1: the token, and a hint of its type that the server may ignore (we do). */
-export const revokeBodySchema = {
+/**
+ * RFC 7009 §2.1 and RFC 7662 §2.1: the token, and a hint of its type that the server may
+ * ignore (we do).
+ */
+export const tokenParameterBody = {
   type: 'object',
   required: ['token'],
   additionalProperties: false,
@@ -114,6 +119,20 @@ export const revokeBodySchema = {
     token_type_hint: { type: 'string', maxLength: 64, description: '`refresh_token` or `access_token`; either kind is found without it' },
     // Public clients identify themselves this way (RFC 6749 §2.3.1); accepted and ignored.
     client_id: oauth2BodyProperties.client_id
+  }
+}
+
+/** RFC 7662 §2.2: `active`, and the token's claims when it is. */
+export function introspectionResponses (format: ResponseFormat): Record<string, object> {
+  return {
+    200: {
+      type: 'object',
+      description: '`{ active: false }` for anything not live; otherwise `active: true`, `token_type` and the token\'s claims',
+      required: ['active'],
+      additionalProperties: true,
+      properties: { active: { type: 'boolean' }, token_type: { type: 'string' }, sub: { type: 'string' }, sid: { type: 'string' }, exp: { type: 'integer' }, iat: { type: 'integer' } }
+    },
+    ...formatErrorResponses(format)
   }
 }
 

@@ -1,7 +1,9 @@
 import AjvCompiler from '@fastify/ajv-compiler'
 import fastifyCookie from '@fastify/cookie'
 import fastifyRateLimit from '@fastify/rate-limit'
-import Fastify, { errorCodes, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, {
+  errorCodes, type FastifyContextConfig, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest
+} from 'fastify'
 import type { TokenAuthEvents, TokenAuthRoute } from '../events.js'
 import { FORM_CONTENT_TYPE, parseForm, toOAuth2Error } from '../oauth2.js'
 import type { ResolvedOptions } from '../options.js'
@@ -19,10 +21,13 @@ import type { ResolvedOptions } from '../options.js'
  * out the rotation after the 503 (docs/design.md, «A 503 is the truth»).
  */
 const RETRY_AFTER_SECONDS = 1
+/** The route config of a route that takes a form body in every response format (see the hook below). */
+export const ACCEPTS_FORMS = { tokenAuthAcceptsForms: true } as FastifyContextConfig
+
 const JSON_CONTENT_TYPE = /^application\/json(; ?charset=utf-8)?$/i
 
 type SharedOptions = Pick<ResolvedOptions,
-  'routes' | 'refreshTokenTransport' | 'responseFormat' | 'loginRateLimit' | 'accountRateLimit'>
+  'routes' | 'refreshTokenTransport' | 'responseFormat' | 'loginRateLimit' | 'accountRateLimit' | 'introspection'>
 
 export async function registerSharedPieces (app: FastifyInstance, options: SharedOptions, events: TokenAuthEvents): Promise<void> {
   const oauth2 = options.responseFormat === 'oauth2'
@@ -36,13 +41,17 @@ export async function registerSharedPieces (app: FastifyInstance, options: Share
     // Token responses and errors alike are never cached (RFC 6749 §5.1).
     reply.header('cache-control', 'no-store')
     reply.header('pragma', 'no-cache')
-    done(acceptedContentType(request.headers['content-type'], oauth2) ? undefined : new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE())
+    // Forms in the OAuth 2.0 format, and on the routes whose RFCs send them and that read no cookie.
+    const forms = oauth2 || (request.routeOptions.config as { tokenAuthAcceptsForms?: boolean }).tokenAuthAcceptsForms === true
+    done(acceptedContentType(request.headers['content-type'], forms) ? undefined : new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE())
   })
-  // OAuth 2.0 clients send forms (RFC 6749 §4.3.2, §6).
-  if (oauth2) app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, parseFormBody)
+  // OAuth 2.0 clients send forms (RFC 6749 §4.3.2, §6; RFC 7009 §2.1; RFC 7662 §2.1); the hook
+  // above decides which routes take them.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, parseFormBody)
   app.setErrorHandler(createErrorHandler(app, options, events))
-  const throttled = options.loginRateLimit !== false || options.accountRateLimit !== false
-  if (options.routes.login !== false && throttled && !app.hasDecorator('createRateLimit')) {
+  const loginThrottled = options.routes.login !== false && (options.loginRateLimit !== false || options.accountRateLimit !== false)
+  const introspectionThrottled = options.routes.introspect !== false && options.introspection !== false && options.introspection.rateLimit !== false
+  if ((loginThrottled || introspectionThrottled) && !app.hasDecorator('createRateLimit')) {
     await app.register(fastifyRateLimit, { global: false })
   }
 }
@@ -84,7 +93,7 @@ function createErrorHandler (app: FastifyInstance, options: SharedOptions, event
       events.emit('unavailableResponse', { route })
     }
     // The OAuth 2.0 format shapes its token and revocation endpoints' errors (RFC 6749 §5.2, RFC 7009 §2.2.1).
-    if (oauth2 && (route === 'login' || route === 'refresh' || route === 'revoke')) {
+    if (oauth2 && (route === 'login' || route === 'refresh' || route === 'revoke' || route === 'introspect')) {
       const { statusCode, body } = toOAuth2Error(error)
       if (statusCode >= 500 && !unavailable) reply.log.error({ err: error }, 'fastify-token-auth: token endpoint failed')
       return reply.code(statusCode).send(body)
@@ -101,7 +110,7 @@ function createErrorHandler (app: FastifyInstance, options: SharedOptions, event
 /** Which of our routes a URL pattern is, for the 503 metrics and the OAuth 2.0 token endpoints. */
 function routeNamesOf (prefix: string, routes: ResolvedOptions['routes']): Map<string, TokenAuthRoute> {
   const names = new Map<string, TokenAuthRoute>()
-  for (const name of ['login', 'refresh', 'logout', 'sessions', 'revoke'] as const) {
+  for (const name of ['login', 'refresh', 'logout', 'sessions', 'revoke', 'introspect'] as const) {
     const path = routes[name]
     if (path !== false) names.set(`${prefix}${path}`, name)
   }

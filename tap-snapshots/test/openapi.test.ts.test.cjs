@@ -16,6 +16,11 @@ Object {
         "scheme": "bearer",
         "type": "http",
       },
+      "introspectionClient": Object {
+        "description": "A resource server of \`introspection.clients\` (RFC 7662 §2.1)",
+        "scheme": "basic",
+        "type": "http",
+      },
       "refreshCookie": Object {
         "description": "HttpOnly refresh-token cookie",
         "in": "cookie",

@@ -1,0 +1,40 @@
+import type { SessionService } from './sessions.js'
+import { type AccessTokenClaims, hashTokenId } from './tokens.js'
+
+/*
+ * What the RFC 7662 introspection endpoint answers about a token (docs/design.md, «Token
+ * introspection endpoint»). No Fastify types: the route authenticates the caller, this decides.
+ * The store is asked every time, so a resource server sees a revocation made on any instance at
+ * once, not after the revocation feed reaches this one.
+ */
+
+/** RFC 7662 §2.2: `{ active: false }` and nothing else for anything not live. */
+export type Introspection = { active: false } | { active: true, [claim: string]: unknown }
+
+const INACTIVE: Introspection = { active: false }
+
+export async function introspect (sessions: SessionService, token: string): Promise<Introspection> {
+  const refresh = sessions.readRefreshToken(token)
+  if (refresh !== null) {
+    const session = await sessions.liveSession(refresh.sub, refresh.sid)
+    // Only the session's current token is live: a rotated one can no longer be exchanged for
+    // anything but the successor already issued.
+    if (session === null || session.tokenHash !== hashTokenId(refresh.jti)) return INACTIVE
+    return {
+      active: true,
+      token_type: 'refresh_token',
+      sub: session.userId,
+      sid: session.id,
+      iat: Math.floor((session.rotatedAt ?? session.createdAt) / 1000),
+      exp: Math.floor(session.expiresAt / 1000)
+    }
+  }
+  let claims: AccessTokenClaims & Record<string, unknown>
+  try {
+    claims = sessions.verifyAccessToken<AccessTokenClaims & Record<string, unknown>>(token)
+  } catch {
+    return INACTIVE
+  }
+  if (await sessions.liveSession(claims.sub, claims.sid) === null) return INACTIVE
+  return { active: true, token_type: 'Bearer', ...claims }
+}
