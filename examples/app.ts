@@ -64,6 +64,8 @@ export interface ExampleConfig {
   accessTokenPreviousPublicKey: string | undefined
   refreshTokenSecret: string
   issuer: string | undefined
+  /** The resource server allowed to call POST /auth/introspect (RFC 7662), when both are set. */
+  introspectionClient: { id: string, secret: string } | undefined
   /** Keys were generated at start: tokens die with the process. */
   generatedSecrets: boolean
   /** Secure cookies need HTTPS; a local demo runs on plain http unless NODE_ENV=production. */
@@ -113,6 +115,9 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): ExampleCon
     accessTokenPreviousPublicKey: previousPublicKey,
     refreshTokenSecret: env.REFRESH_TOKEN_SECRET ?? generateSecret(),
     issuer: env.TOKEN_ISSUER === '' ? undefined : env.TOKEN_ISSUER,
+    introspectionClient: env.INTROSPECTION_CLIENT_ID === undefined || env.INTROSPECTION_CLIENT_SECRET === undefined
+      ? undefined
+      : { id: env.INTROSPECTION_CLIENT_ID, secret: env.INTROSPECTION_CLIENT_SECRET },
     generatedSecrets: !accessKeyGiven || env.REFRESH_TOKEN_SECRET === undefined,
     // The prefix only works with Secure: browsers drop a __Host- cookie without it.
     secureCookies: env.NODE_ENV === 'production' || cookieHostPrefix,
@@ -256,6 +261,7 @@ export async function buildApp (config: ExampleConfig, serverOptions: FastifySer
     ...(config.accountRateLimit === undefined ? {} : { accountRateLimit: { max: config.accountRateLimit, timeWindow: config.rateLimitWindow * 1000 } }),
     ...(config.storeTimeout === undefined ? {} : { storeTimeout: config.storeTimeout }),
     ...(config.issuer === undefined ? {} : { issuer: config.issuer }),
+    ...(config.introspectionClient === undefined ? {} : { introspection: { clients: [config.introspectionClient] } }),
     verifyCredentials: users.verifyCredentials,
     loadUser: users.loadUser,
     cookie: { secure: config.secureCookies, hostPrefix: config.cookieHostPrefix },

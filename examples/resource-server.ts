@@ -56,9 +56,18 @@ export interface ResourceServerOptions {
   jwksTimeout?: number
   /** Keys remembered at most. Default 20. */
   maxKeys?: number
+  /**
+   * This service's credentials at the auth server's introspection endpoint (its `introspection`
+   * option): with them, `POST /transfers` asks the auth server about every token (RFC 7662), so
+   * a revocation there refuses the token here at once, for the cost of a round trip.
+   */
+  introspection?: { clientId: string, clientSecret: string, timeout?: number }
 }
 
-/** A protected `GET /whoami` that answers the `sub` of a valid access token of `issuer`. */
+/**
+ * A protected `GET /whoami` that answers the `sub` of a valid access token of `issuer`; with
+ * `introspection`, also `POST /transfers`, a sensitive action that honours revocations at once.
+ */
 export async function buildResourceServer (options: ResourceServerOptions, serverOptions: FastifyServerOptions = {}): Promise<FastifyInstance> {
   const issuer = checkIssuer(options.issuer)
   const { audience } = options
@@ -133,7 +142,50 @@ export async function buildResourceServer (options: ResourceServerOptions, serve
   }
 
   app.get('/whoami', { onRequest: authenticate }, async (request) => ({ sub: request.user.sub }))
+  if (options.introspection !== undefined) {
+    const stillActive = introspector(`${issuer}/auth/introspect`, options.introspection)
+    // The local check first (a bad token costs no round trip), then the auth server's word.
+    app.post('/transfers', { onRequest: [authenticate, stillActive] }, async (request) => ({ sub: request.user.sub, accepted: true }))
+  }
   return app
+}
+
+const IntrospectionUnavailableError = createError('INTROSPECTION_UNAVAILABLE', 'The token issuer cannot be asked, retry later', 503)
+
+/**
+ * An onRequest hook asking the auth server whether the (locally verified) token is still live.
+ * `Server-Timing: introspection;dur=<ms>` shows what the round trip cost. An auth server that
+ * cannot answer makes it a 503, never an acceptance: this route is the one that must not run on
+ * a revoked token.
+ */
+function introspector (endpoint: string, credentials: NonNullable<ResourceServerOptions['introspection']>) {
+  const encode = (text: string): string => encodeURIComponent(text).replaceAll('%20', '+')
+  const authorization = `Basic ${Buffer.from(`${encode(credentials.clientId)}:${encode(credentials.clientSecret)}`).toString('base64')}`
+  return async function stillActive (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const token = (request.headers.authorization as string).slice('Bearer '.length)
+    const started = performance.now()
+    let active: unknown
+    try {
+      const response = await fetch(endpoint, {
+        method: 'POST',
+        headers: { authorization, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token, token_type_hint: 'access_token' }),
+        signal: AbortSignal.timeout(credentials.timeout ?? 2000)
+      })
+      if (response.status !== 200) throw new Error(`introspection answered ${response.status}`)
+      active = ((await response.json()) as { active?: unknown }).active
+    } catch (cause) {
+      request.log.warn({ err: cause }, 'token introspection failed')
+      reply.header('retry-after', 1)
+      throw new IntrospectionUnavailableError()
+    } finally {
+      reply.header('server-timing', `introspection;dur=${(performance.now() - started).toFixed(1)}`)
+    }
+    if (active !== true) {
+      reply.header('www-authenticate', INVALID_TOKEN)
+      throw new errors.SessionRevokedError()
+    }
+  }
 }
 
 /** The issuer URL, refused unless keys fetched from it cannot be swapped on the way (HTTPS). */
@@ -254,12 +306,17 @@ function createKeySource (options: KeySourceOptions): (kid: string, alg: string)
   }
 }
 
-// `node --import tsx examples/resource-server.ts`: AUTH_ISSUER is the auth server's TOKEN_ISSUER.
+// `node --import tsx examples/resource-server.ts`: AUTH_ISSUER is the auth server's TOKEN_ISSUER;
+// INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET, the same as the auth server's, add POST /transfers.
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const issuer = process.env.AUTH_ISSUER
+  const { AUTH_ISSUER: issuer, AUTH_AUDIENCE: audience, INTROSPECTION_CLIENT_ID: clientId, INTROSPECTION_CLIENT_SECRET: clientSecret } = process.env
   if (issuer === undefined || issuer === '') throw new Error('AUTH_ISSUER must be the auth server\'s base URL, e.g. http://127.0.0.1:3000')
   const app = await buildResourceServer(
-    { issuer, ...(process.env.AUTH_AUDIENCE === undefined ? {} : { audience: process.env.AUTH_AUDIENCE }) },
+    {
+      issuer,
+      ...(audience === undefined ? {} : { audience }),
+      ...(clientId === undefined || clientSecret === undefined ? {} : { introspection: { clientId, clientSecret } })
+    },
     { logger: { level: process.env.LOG_LEVEL ?? 'info', redact: ['req.headers.authorization'] } }
   )
   await serve(app, 3001)

@@ -15,6 +15,8 @@ import {
 } from './security/forge.js'
 
 const JWKS_PATH = '/.well-known/jwks.json'
+/** The resource server's credentials at the auth server's introspection endpoint. */
+const INTROSPECTION = { clientId: 'resource-server', clientSecret: 'rS4kQ9wE2tY7uI1oP6aZ3xC8vB5nM0lKj' }
 const JWKS_UNAVAILABLE = 'JWKS_UNAVAILABLE'
 
 /**
@@ -52,7 +54,9 @@ class AuthServer {
       ACCESS_TOKEN_ALG: keys.alg,
       ACCESS_TOKEN_PRIVATE_KEY: keys.privatePem,
       ...(previous === undefined ? {} : { ACCESS_TOKEN_PREVIOUS_PUBLIC_KEY: previous.publicPem }),
-      TOKEN_ISSUER: this.url
+      TOKEN_ISSUER: this.url,
+      INTROSPECTION_CLIENT_ID: INTROSPECTION.clientId,
+      INTROSPECTION_CLIENT_SECRET: INTROSPECTION.clientSecret
     })
     let handler: http.RequestListener | undefined
     // The app never listens: requests reach it through this server's listener.
@@ -272,5 +276,40 @@ t.test('JWKS unreachable: 503 with Retry-After (never 500, never a guess), fetch
   auth.mode = 'hung'
   const hung = await startResourceServer(t, auth.url, { jwksTimeout: 200 })
   await refused(t, hung, accessToken, 'the JWKS never answers: the fetch times out', unavailable)
+  noIncidents(t)
+})
+
+t.test('POST /transfers asks the auth server (RFC 7662): a revoked session is refused at once, and the round trip is shown', async (t) => {
+  const auth = await AuthServer.start(t, generateKeys('EdDSA'))
+  const resourceServer = await startResourceServer(t, auth.url, { introspection: INTROSPECTION })
+  const alice = await auth.login()
+  const transfer = async (token: string) => await fetch(`${resourceServer}/transfers`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
+
+  const allowed = await transfer(alice.accessToken)
+  t.equal(allowed.status, 200, 'a live session: 200')
+  t.same(await allowed.json(), { sub: ALICE_ID, accepted: true })
+  const timing = /^introspection;dur=(\d+\.\d)$/.exec(allowed.headers.get('server-timing') ?? '')
+  t.ok(timing, `Server-Timing shows the introspection round trip (${allowed.headers.get('server-timing')})`)
+
+  const loggedOut = await fetch(`${auth.url}/auth/logout`, { method: 'POST', headers: { cookie: `refresh_token=${alice.refreshToken}` } })
+  t.equal(loggedOut.status, 204, 'alice logs out at the auth server')
+  await accepted(t, resourceServer, alice.accessToken, ALICE_ID, 'GET /whoami, verified locally, still accepts it until exp (the trade-off)')
+  const refusedTransfer = await transfer(alice.accessToken)
+  t.equal(refusedTransfer.status, 401, 'POST /transfers refuses it at once')
+  t.equal((await refusedTransfer.json()).code, 'FST_TOKEN_AUTH_SESSION_REVOKED')
+  t.equal(refusedTransfer.headers.get('www-authenticate'), INVALID_TOKEN)
+
+  const bob = await auth.login(BOB)
+  auth.mode = 'down'
+  const unreachable = await transfer(bob.accessToken)
+  t.equal(unreachable.status, 503, 'the auth server unreachable: 503, never an acceptance')
+  t.equal((await unreachable.json()).code, 'INTROSPECTION_UNAVAILABLE')
+  t.equal(unreachable.headers.get('retry-after'), '1')
+  auth.mode = 'up'
+  t.equal((await transfer(bob.accessToken)).status, 200, 'back: 200')
+
+  const wrongSecret = await startResourceServer(t, auth.url, { introspection: { ...INTROSPECTION, clientSecret: 'not-the-secret' } })
+  const misconfigured = await fetch(`${wrongSecret}/transfers`, { method: 'POST', headers: { authorization: `Bearer ${bob.accessToken}` } })
+  t.equal(misconfigured.status, 503, 'credentials the auth server refuses: 503, not an acceptance')
   noIncidents(t)
 })
