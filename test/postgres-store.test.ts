@@ -141,7 +141,8 @@ async function suite (): Promise<void> {
       rotated_at: 'bigint null',
       grace_uses: 'integer',
       user_agent: 'text null',
-      ip: 'text null'
+      ip: 'text null',
+      sweep_at: 'bigint'
     })
     t.same(shape('token_auth_revocations'), { seq: 'bigint', session_id: 'text', revoked_at: 'bigint', keep_until: 'bigint' })
     const indexes = await pool.query('SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 ORDER BY indexname', [schema])
@@ -149,10 +150,11 @@ async function suite (): Promise<void> {
       'btree (keep_until)',
       'btree (seq)',
       'btree (revoked_at)',
-      'btree (expires_at)',
       'btree (id)',
+      'btree (sweep_at)',
       'btree (user_id, created_at)'
-    ], 'primary keys, per-user, expiry and feed indexes')
+    ], 'primary keys, per-user, sweep and feed indexes; expires_at, which every rotation writes, is not indexed')
+    t.same(await fillfactor(schema), ['fillfactor=80'], 'room on each page for a rotation\'s HOT update')
 
     const other = await freshSchema(t)
     await pool.query(postgresMigrationSql({ schema: other, tablePrefix: 'other_' }))
@@ -168,6 +170,47 @@ async function suite (): Promise<void> {
     const tables = await pool.query('SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND table_type = $2', [schema, 'BASE TABLE'])
     t.same(tables.rows, [], 'the sessions table created before the failure was rolled back')
     await t.rejects(migrate(pool, { schema: `${schema}_missing` }), { message: /schema .* does not exist/ })
+  })
+
+  t.test('migration: a version 1 schema is upgraded in place; its sessions are kept, swept and rotated (HOT)', async (t) => {
+    const schema = await freshSchema(t)
+    await pool.query(VERSION_1_SQL.replaceAll('{schema}', schema))
+    const sessions = `"${schema}".token_auth_sessions`
+    const expired = record({ expiresAt: T0 + MINUTE })
+    const live = record({ expiresAt: T0 + 10 * MINUTE })
+    // Inserted as a version 1 process did: no sweep_at column yet.
+    for (const session of [expired, live]) {
+      await pool.query(`INSERT INTO ${sessions} (id, user_id, claims, created_at, last_used_at, expires_at, absolute_expires_at, token_hash, grace_uses)
+        VALUES ($1, $2, $3, $4, $4, $5, $6, $7, 0)`, [session.id, session.userId, session.claims, session.createdAt, session.expiresAt, session.absoluteExpiresAt, session.tokenHash])
+    }
+    await migrate(pool, { schema })
+    await migrate(pool, { schema })
+    const indexes = await pool.query('SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 ORDER BY indexname', [schema, 'token_auth_sessions'])
+    t.same(indexes.rows.map((row) => row.indexdef.replace(/^.* USING /, '')), ['btree (id)', 'btree (sweep_at)', 'btree (user_id, created_at)'], 'the expiry index is replaced')
+    t.same(await fillfactor(schema), ['fillfactor=80'])
+    t.same((await pool.query(`SELECT sweep_at FROM ${sessions}`)).rows, [{ sweep_at: '0' }, { sweep_at: '0' }], 'old rows are due at once')
+
+    const store = new PostgresStore({ pool, schema })
+    t.equal(await store.sweep(T0 + MINUTE), 1, 'the expired session goes')
+    t.same((await pool.query(`SELECT id, sweep_at FROM ${sessions}`)).rows, [{ id: live.id, sweep_at: String(live.expiresAt) }], 'the live one is due at its expiry')
+    t.equal(await store.sweep(T0 + MINUTE), 0, 'and not looked at again before')
+    const before = await hotUpdates(sessions)
+    const rotated = await store.rotate(rotation(live, { now: T0 + 2 * MINUTE }))
+    t.equal(rotated.outcome, 'rotated')
+    t.same(await hotUpdates(sessions), { updates: before.updates + 1, hot: before.hot + 1 }, 'the rotation was a HOT update')
+    t.same((await pool.query(`SELECT sweep_at FROM ${sessions}`)).rows, [{ sweep_at: String(live.expiresAt) }], 'sweep_at is left alone')
+    t.equal(await store.sweep(T0 + 10 * MINUTE), 0, 'due, but alive: its idle expiry moved on')
+    t.same((await pool.query(`SELECT sweep_at FROM ${sessions}`)).rows, [{ sweep_at: String(T0 + 2 * MINUTE + rotation(live).idleTtl) }])
+  })
+
+  t.test('sweep_at never trails expires_at: a rotation that shortens the idle expiry lowers it', async (t) => {
+    const store = await freshStore(t)
+    const schema = store.channel.split('.')[0] as string
+    const session = record({ expiresAt: T0 + 10 * MINUTE })
+    await store.createSession(session)
+    t.equal((await store.rotate(rotation(session, { now: T0 + MINUTE, idleTtl: MINUTE }))).outcome, 'rotated')
+    t.same((await pool.query(`SELECT sweep_at, expires_at FROM "${schema}".token_auth_sessions`)).rows, [{ sweep_at: String(T0 + 2 * MINUTE), expires_at: String(T0 + 2 * MINUTE) }])
+    t.equal(await store.sweep(T0 + 2 * MINUTE), 1, 'swept at its new expiry')
   })
 
   t.test('records round-trip exactly; the pool\'s global type parsers are neither used nor changed', async (t) => {
@@ -663,6 +706,19 @@ async function suite (): Promise<void> {
     return Number(result.rows[0].n)
   }
 
+  /** The sessions table's storage options. */
+  async function fillfactor (schema: string): Promise<string[] | null> {
+    const { rows } = await pool.query(`SELECT reloptions FROM pg_class WHERE oid = '"${schema}".token_auth_sessions'::regclass`)
+    return rows[0].reloptions
+  }
+
+  /** Updates of a table so far, and how many of them were HOT (the statistics of this backend's transactions included). */
+  async function hotUpdates (table: string): Promise<{ updates: number, hot: number }> {
+    const { rows } = await pool.query(`SELECT pg_stat_get_xact_tuples_updated(oid) + pg_stat_get_tuples_updated(oid) AS updates,
+      pg_stat_get_xact_tuples_hot_updated(oid) + pg_stat_get_tuples_hot_updated(oid) AS hot FROM pg_class WHERE oid = $1::regclass`, [table])
+    return { updates: Number(rows[0].updates), hot: Number(rows[0].hot) }
+  }
+
   /** The pid of a statement on `schema`'s tables, once it waits for a lock. */
   async function blockedOn (schema: string): Promise<number> {
     return await waitFor(async () => {
@@ -707,3 +763,18 @@ function tally (results: RotateResult[]): Record<string, number> {
   for (const { outcome } of results) counts[outcome] = (counts[outcome] ?? 0) + 1
   return counts
 }
+
+/** The migration of schema version 1 (fastify-token-auth before the sweep_at column), `{schema}` to fill in. */
+const VERSION_1_SQL = `CREATE TABLE "{schema}"."token_auth_sessions" (
+  id text PRIMARY KEY, user_id text NOT NULL, claims jsonb NOT NULL, created_at bigint NOT NULL,
+  last_used_at bigint NOT NULL, expires_at bigint NOT NULL, absolute_expires_at bigint NOT NULL,
+  token_hash text NOT NULL, previous_token_hash text, rotated_at bigint, grace_uses integer NOT NULL DEFAULT 0,
+  user_agent text, ip text
+);
+CREATE INDEX "token_auth_sessions_user_created_idx" ON "{schema}"."token_auth_sessions" (user_id, created_at);
+CREATE INDEX "token_auth_sessions_expires_idx" ON "{schema}"."token_auth_sessions" (expires_at);
+CREATE TABLE "{schema}"."token_auth_revocations" (
+  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, session_id text NOT NULL, revoked_at bigint NOT NULL, keep_until bigint NOT NULL
+);
+CREATE INDEX "token_auth_revocations_revoked_idx" ON "{schema}"."token_auth_revocations" (revoked_at);
+CREATE INDEX "token_auth_revocations_keep_idx" ON "{schema}"."token_auth_revocations" (keep_until);`

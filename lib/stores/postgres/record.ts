@@ -32,8 +32,11 @@ const FIELDS = (Object.entries(FIELDS_BY_COLUMN_TYPE) as Array<[ColumnType, Read
 /** How many parameters a whole record takes: `$1` to `$<FIELD_COUNT>`, in `COLUMNS` order. */
 export const FIELD_COUNT = FIELDS.length
 
+/** Each field's parameter number in `RECORD_PARAMETERS` (`$<n>`). */
+export const FIELD_NUMBER = Object.fromEntries(FIELDS.map(({ field }, index) => [field, index + 1])) as Record<keyof SessionRecord, number>
+
 /** Every session column, in the order of `FIELDS_BY_COLUMN_TYPE`. */
-export const COLUMNS = columnsOf()
+export const COLUMNS = FIELDS.map(({ column }) => column).join(', ')
 
 /**
  * A record's fields as the parameters `$1..$<FIELD_COUNT>`, each cast to its column's type: a
@@ -46,9 +49,12 @@ export const RECORD_PARAMETERS = FIELDS.map(({ type }, index) => `$${index + 1}:
 export const OVERWRITE_COLUMNS = FIELDS.filter(({ column }) => column !== 'id')
   .map(({ column }) => `${column} = EXCLUDED.${column}`).join(', ')
 
-/** `COLUMNS`, each qualified by a table alias (`s.id, s.user_id, ...`) when one is given. */
-export function columnsOf (alias?: string): string {
-  return FIELDS.map(({ column }) => alias === undefined ? column : `${alias}.${column}`).join(', ')
+/** `COLUMNS` with their types (`id text, user_id text, ...`): the rotate function's OUT parameters. */
+export const COLUMN_DEFINITIONS = FIELDS.map(({ column, type }) => `${column} ${type}`).join(', ')
+
+/** `id := c.id; user_id := c.user_id; ...`: plpgsql assignments of every column from a row variable. */
+export function assignColumns (from: string): string {
+  return FIELDS.map(({ column }) => `${column} := ${from}.${column};`).join(' ')
 }
 
 /** The values of `RECORD_PARAMETERS`; jsonb as JSON text, stringified here rather than left to pg's conversion of objects. */
@@ -56,9 +62,11 @@ export function toParameters (session: SessionRecord): unknown[] {
   return FIELDS.map(({ field, type }) => type === 'jsonb' ? JSON.stringify(session[field]) : session[field])
 }
 
-/** A row of `COLUMNS` (as read through `TYPES`) as the record it stores. */
+/** A row of `COLUMNS` (as read through `TYPES`) as the record it stores. A plain loop: it runs on every rotation. */
 export function toRecord (row: Record<string, any>): SessionRecord {
-  return Object.fromEntries(FIELDS.map(({ field, column }) => [field, row[column]])) as unknown as SessionRecord
+  const record: Record<string, unknown> = {}
+  for (const { field, column } of FIELDS) record[field] = row[column]
+  return record as unknown as SessionRecord
 }
 
 /**

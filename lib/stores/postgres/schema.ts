@@ -1,4 +1,5 @@
 import type { Pool } from 'pg'
+import { ROTATE_FUNCTION } from './rotate.js'
 
 /** Where the store's tables live. Both default so one database can hold one store without options. */
 export interface PostgresNamingOptions {
@@ -21,7 +22,11 @@ export interface Names {
   sessions: string
   revocations: string
   sessionsByUser: string
+  sessionsBySweep: string
+  /** The version 1 expiry index, schema-qualified: the upgrade drops it. */
   sessionsByExpiry: string
+  /** The rotation function (rotate.ts), schema-qualified. */
+  rotateFunction: string
   revocationsByTime: string
   revocationsByKeep: string
   /** The channel as `pg_notify` takes it (a string value). */
@@ -40,10 +45,10 @@ const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/
 const LONGEST_NAME_SUFFIX = 'sessions_user_created_idx'
 
 /*
- * The schema (version 1). Every statement is idempotent (`IF NOT EXISTS`), so it is safe to run
- * on every deploy. `{name}` placeholders are replaced by quoted, validated identifiers.
- * A session column added here is also added to `FIELDS_BY_COLUMN_TYPE` in record.ts, which every statement
- * and the row mapping derive from.
+ * The schema (version 2). Every statement is idempotent, so it is safe to run on every deploy, and
+ * it upgrades a version 1 schema in place. `{name}` placeholders are replaced by quoted, validated
+ * identifiers. A session column added here is also added to `FIELDS_BY_COLUMN_TYPE` in record.ts,
+ * which every statement and the row mapping derive from (sweep_at excepted: no record field).
  *
  * {sessions} — one row per session (refresh-token family); never a token, only SHA-256 hashes:
  *   id                   text     primary key: the session id (`sid` claim)
@@ -51,7 +56,7 @@ const LONGEST_NAME_SUFFIX = 'sessions_user_created_idx'
  *   claims               jsonb    extra access-token claims (jsonb reorders keys; values are kept)
  *   created_at           bigint   ms since the epoch, like every time column, so values round-trip exactly
  *   last_used_at         bigint
- *   expires_at           bigint   idle expiry (never after absolute_expires_at); indexed for the sweep
+ *   expires_at           bigint   idle expiry (never after absolute_expires_at); not indexed (below)
  *   absolute_expires_at  bigint
  *   token_hash           text     hash of the refresh-token id accepted now
  *   previous_token_hash  text     hash of its immediate predecessor (grace window, recovery, theft detection)
@@ -59,14 +64,24 @@ const LONGEST_NAME_SUFFIX = 'sessions_user_created_idx'
  *                                 start of the grace window, and what token_hash was derived from
  *   grace_uses           integer  grace answers given in the current window
  *   user_agent, ip       text     last client seen
+ *   sweep_at             bigint   indexed: when the sweep looks at the row next; never after expires_at.
+ *                                 The sweep deletes the rows due that have expired and moves the others'
+ *                                 sweep_at to their expires_at. A rotation moves expires_at but leaves
+ *                                 sweep_at (unless expires_at drops below it), so it writes no indexed
+ *                                 column: its new row version is a HOT update, on the same page (hence
+ *                                 fillfactor 80), with no new index entries. Indexing expires_at itself
+ *                                 made every rotation insert into all three indexes. A live session is
+ *                                 rewritten by the sweep about once per idle lifetime instead.
  *
  * {revocations} — the revocation feed read by every process (`revokedSince`):
  *   seq                  bigint   identity: a stable order for revocations made in the same ms
  *   session_id           text     the revoked session
  *   revoked_at           bigint   indexed: the feed is read by time
  *   keep_until           bigint   indexed: the sweep drops entries from this time on
+ *
+ * {rotateFunction} — the rotation (rotate.ts), replaced on every run.
  */
-const MIGRATION = `-- fastify-token-auth PostgresStore schema, version 1 (idempotent).
+const MIGRATION = `-- fastify-token-auth PostgresStore schema, version 2 (idempotent; upgrades version 1).
 -- Serialises concurrent runs against the same tables (two instances deploying at once), which
 -- IF NOT EXISTS alone does not; held until the end of the transaction running this script.
 SELECT pg_advisory_xact_lock(hashtext('fastify-token-auth {sessions} {revocations}'));
@@ -83,12 +98,27 @@ CREATE TABLE IF NOT EXISTS {sessions} (
   rotated_at bigint,
   grace_uses integer NOT NULL DEFAULT 0,
   user_agent text,
-  ip text
-);
+  ip text,
+  sweep_at bigint NOT NULL DEFAULT 0
+) WITH (fillfactor = 80);
+-- Version 1 to 2, once (catalog checks first, so later runs take no table lock): sweep_at with a
+-- default of 0 (no table rewrite; every old row is due, and the next sweeps set it in batches),
+-- room on each page for HOT updates (pages written from now on), and the expires_at index gone.
+-- Each step on its own, so an operator may add the column and build the index CONCURRENTLY first.
+DO $upgrade$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = '{sessions}'::regclass AND attname = 'sweep_at' AND NOT attisdropped) THEN
+    ALTER TABLE {sessions} ADD COLUMN sweep_at bigint NOT NULL DEFAULT 0, SET (fillfactor = 80);
+  END IF;
+  IF to_regclass('{sessionsByExpiry}') IS NOT NULL THEN
+    DROP INDEX {sessionsByExpiry};
+  END IF;
+END
+$upgrade$;
 -- Listing a user's sessions oldest first, and revoking them all.
 CREATE INDEX IF NOT EXISTS {sessionsByUser} ON {sessions} (user_id, created_at);
--- The sweep finds expired sessions without a full scan.
-CREATE INDEX IF NOT EXISTS {sessionsByExpiry} ON {sessions} (expires_at);
+-- The sweep finds the sessions due without a full scan.
+CREATE INDEX IF NOT EXISTS {sessionsBySweep} ON {sessions} (sweep_at);
 CREATE TABLE IF NOT EXISTS {revocations} (
   seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   session_id text NOT NULL,
@@ -99,6 +129,7 @@ CREATE TABLE IF NOT EXISTS {revocations} (
 CREATE INDEX IF NOT EXISTS {revocationsByTime} ON {revocations} (revoked_at);
 -- The sweep finds feed entries past their keep time.
 CREATE INDEX IF NOT EXISTS {revocationsByKeep} ON {revocations} (keep_until);
+${ROTATE_FUNCTION}
 `
 
 /**
@@ -145,7 +176,9 @@ export function resolveNames (options: PostgresNamingOptions, owner: string): Na
     revocations: table('revocations'),
     // Index names live in the table's schema and are never schema-qualified.
     sessionsByUser: quote(`${prefix}sessions_user_created_idx`),
-    sessionsByExpiry: quote(`${prefix}sessions_expires_idx`),
+    sessionsBySweep: quote(`${prefix}sessions_sweep_idx`),
+    sessionsByExpiry: `${quote(schema)}.${quote(`${prefix}sessions_expires_idx`)}`,
+    rotateFunction: `${quote(schema)}.${quote(`${prefix}rotate_v2`)}`,
     revocationsByTime: quote(`${prefix}revocations_revoked_idx`),
     revocationsByKeep: quote(`${prefix}revocations_keep_idx`),
     channel,

@@ -1,109 +1,37 @@
 import { createHash } from 'node:crypto'
 import type { QueryConfig } from 'pg'
-import { columnsOf, COLUMNS, FIELD_COUNT, OVERWRITE_COLUMNS, RECORD_PARAMETERS } from './record.js'
+import { COLUMNS, FIELD_COUNT, FIELD_NUMBER, OVERWRITE_COLUMNS, RECORD_PARAMETERS } from './record.js'
+import { CLOCK_MS } from './rotate.js'
 import { type Names, render } from './schema.js'
-
-/**
- * The database's clock in ms, read when evaluated: `clock_timestamp()` is volatile, so inside a
- * statement it is read at execution, after every lock the statement waited for (`now()` would be
- * the transaction's start). A write's deadline is compared with it (types.ts): a statement that
- * waited behind a lock past its caller's deadline applies nothing, since the caller has answered
- * 503. The deadline is on the app's clock: a database clock behind it widens the window in which a
- * change answered 503 still applies; the client's retry then meets `grace` or `recovered`, never
- * theft.
- */
-const CLOCK_MS = 'floor(extract(epoch FROM clock_timestamp()) * 1000)'
 
 /** The parameter after a whole record: `CREATE_SESSION`'s deadline. */
 const DEADLINE = `$${FIELD_COUNT + 1}::bigint`
 
-/**
- * Inserts a session, or overwrites every field of the one with the same id (ids are random; the
- * contract lets a collision overwrite), unless the database's clock is past the deadline: then
- * nothing is written and no row counted. The clock is read after any table lock wait (only a
- * collision could make the statement wait for a row afterwards). $1..$FIELD_COUNT: the record
- * (`toParameters`), then the deadline or null.
- */
-const CREATE_SESSION = `INSERT INTO {sessions} (${COLUMNS})
-SELECT ${RECORD_PARAMETERS}
-WHERE ${DEADLINE} IS NULL OR ${CLOCK_MS} <= ${DEADLINE}
-ON CONFLICT (id) DO UPDATE SET ${OVERWRITE_COLUMNS}`
+/** The parameter number of the record's expiresAt, the new session's sweep_at. */
+const EXPIRES_AT = FIELD_NUMBER.expiresAt
 
 /**
- * The refresh state machine of `TokenStore.rotate` in ONE statement, atomic at the default READ
- * COMMITTED isolation:
- * - `current` locks the session row (`FOR UPDATE`). Concurrent rotations of the session queue
- *   on that lock; each, once it holds the lock, reads the latest committed version of the row
- *   (or nothing, if the previous holder deleted it). So the decision below is always taken on
- *   fresh data, and exactly one rotation can see `token_hash = presented` for a given hash.
- * - `decision` is the state machine, in the order of MemoryStore.rotate: late (the database's
- *   clock past the deadline: first, so a late call deletes nothing either), expired, rotated,
- *   then for the predecessor grace/superseded inside the window (inclusive, grace > 0 only),
- *   recovered after its rotation's ms, superseded in it (or before: a caller whose clock is
- *   behind); otherwise reused. No row: missing, late or not. The decision reads the clock after
- *   `current` holds the row lock, itself taken after any table lock wait (the plan's locks are
- *   acquired before execution), so a statement stuck behind a lock drops what its caller gave up.
- *   It is evaluated once (a CTE referenced several times is materialised), so all the parts
- *   below see the same outcome.
- * - `renewed`, `graced` and `removed` apply it; at most one of them matches. They target the
- *   row this statement already locks, so nothing can change it in between (PostgreSQL re-reads
- *   the locked version for them). `renewed` is rotated and recovered alike, except that a
- *   recovery keeps previous_token_hash: the unused successor it replaces is dead from then on.
- * - `recorded` writes the revocation of a reused session to the feed and queues its NOTIFY;
- *   both take effect when the statement commits, together with the delete, or not at all.
- * The result is one row (outcome + the record, after the change for rotated/recovered/grace and
- * as it was otherwise) or no row (missing).
- * $1 session id, $2 presented hash, $3 next hash, $4 now, $5 idle TTL, $6 grace, $7 grace
- * limit, $8 user agent, $9 ip, $10 replacement claims or null, $11 keep revocation until,
- * $12 notification channel, $13 deadline or null.
+ * Inserts a session, or overwrites every field of the one with the same id (ids are random; the
+ * contract lets a collision overwrite), unless the database's clock (rotate.ts) is past the
+ * deadline: then nothing is written and no row counted. The clock is read after any table lock
+ * wait (only a collision could make the statement wait for a row afterwards). The sweep looks at
+ * the session first when it is due to expire (sweep_at, schema.ts). $1..$FIELD_COUNT: the record
+ * (`toParameters`), then the deadline or null.
  */
-const ROTATE = `WITH request AS (
-  SELECT $2::text AS presented_hash, $3::text AS next_hash, $4::bigint AS now,
-    $5::bigint AS idle_ttl, $6::bigint AS grace, $7::bigint AS grace_limit,
-    $8::text AS user_agent, $9::text AS ip, $10::jsonb AS claims, $11::bigint AS keep_until,
-    $13::bigint AS deadline
-), current AS (
-  SELECT ${COLUMNS} FROM {sessions} WHERE id = $1::text FOR UPDATE
-), decision AS (
-  SELECT c.*, CASE
-      WHEN ${CLOCK_MS} > r.deadline THEN 'late'
-      WHEN r.now >= c.expires_at THEN 'expired'
-      WHEN c.token_hash = r.presented_hash THEN 'rotated'
-      WHEN c.previous_token_hash = r.presented_hash THEN CASE
-          WHEN r.grace > 0 AND r.now - c.rotated_at <= r.grace
-            THEN CASE WHEN c.grace_uses >= r.grace_limit THEN 'superseded' ELSE 'grace' END
-          WHEN r.now > c.rotated_at THEN 'recovered'
-          ELSE 'superseded'
-        END
-      ELSE 'reused'
-    END AS outcome
-  FROM current c CROSS JOIN request r
-), renewed AS (
-  UPDATE {sessions} s SET
-    previous_token_hash = CASE WHEN d.outcome = 'rotated' THEN s.token_hash ELSE s.previous_token_hash END,
-    token_hash = r.next_hash, rotated_at = r.now, grace_uses = 0, last_used_at = r.now,
-    expires_at = LEAST(r.now + r.idle_ttl, s.absolute_expires_at),
-    user_agent = r.user_agent, ip = r.ip, claims = COALESCE(r.claims, s.claims)
-  FROM decision d CROSS JOIN request r
-  WHERE s.id = d.id AND d.outcome IN ('rotated', 'recovered')
-  RETURNING d.outcome, ${columnsOf('s')}
-), graced AS (
-  UPDATE {sessions} s SET grace_uses = s.grace_uses + 1
-  FROM decision d
-  WHERE s.id = d.id AND d.outcome = 'grace'
-  RETURNING ${columnsOf('s')}
-), removed AS (
-  DELETE FROM {sessions} s USING decision d
-  WHERE s.id = d.id AND d.outcome IN ('expired', 'reused')
-  RETURNING s.id, d.outcome
-), recorded AS (
-  INSERT INTO {revocations} (session_id, revoked_at, keep_until)
-  SELECT m.id, r.now, r.keep_until FROM removed m CROSS JOIN request r WHERE m.outcome = 'reused'
-  RETURNING pg_notify($12::text, json_build_object('sessionId', session_id, 'revokedAt', revoked_at)::text)
-)
-SELECT outcome, ${COLUMNS} FROM renewed
-UNION ALL SELECT 'grace', ${COLUMNS} FROM graced
-UNION ALL SELECT outcome, ${COLUMNS} FROM decision WHERE outcome IN ('superseded', 'reused', 'expired', 'late')`
+const CREATE_SESSION = `INSERT INTO {sessions} (${COLUMNS}, sweep_at)
+SELECT ${RECORD_PARAMETERS}, $${EXPIRES_AT}::bigint
+WHERE ${DEADLINE} IS NULL OR ${CLOCK_MS} <= ${DEADLINE}
+ON CONFLICT (id) DO UPDATE SET ${OVERWRITE_COLUMNS}, sweep_at = EXCLUDED.sweep_at`
+
+/**
+ * The rotation: one statement calling the migration's function (rotate.ts), which holds the state
+ * machine and its reasoning. The result is one row: the outcome and the record, or NULLs
+ * (missing). $1 session id, $2 presented hash, $3 next hash, $4 now, $5 idle TTL, $6 grace,
+ * $7 grace limit, $8 user agent, $9 ip, $10 replacement claims or null, $11 keep revocation
+ * until, $12 notification channel, $13 deadline or null.
+ */
+const ROTATE = `SELECT outcome, ${COLUMNS} FROM {rotateFunction}($1::text, $2::text, $3::text, $4::bigint,
+  $5::bigint, $6::bigint, $7::bigint, $8::text, $9::text, $10::jsonb, $11::bigint, $12::text, $13::bigint)`
 
 /**
  * Revokes one session: deletes it (only if it belongs to the given user, when one is given),
@@ -149,14 +77,22 @@ WHERE revoked_at >= $1::bigint
 ORDER BY revoked_at, seq`
 
 /**
- * Deletes at most $2 sessions expired at $1. Rows another transaction holds (a rotation in
- * progress) are skipped, not waited for; the outer condition is re-checked on the latest row
- * version, so a session refreshed meanwhile (by a process whose clock is behind) survives.
+ * One batch of the sweep: takes at most $2 sessions due at $1 (sweep_at, schema.ts), deletes those
+ * expired and sets the others' sweep_at to their expires_at, when they are due next. Rows
+ * another transaction holds (a rotation in progress) are skipped, not waited for. Both writes
+ * re-check expires_at on the latest row version, so a session refreshed meanwhile (by a process
+ * whose clock is behind) survives, and one changed between this statement's snapshot and its lock
+ * is left for the next batch. Returns how many were due (a short batch ends the sweep) and how
+ * many were deleted.
  */
-const SWEEP_SESSIONS = `DELETE FROM {sessions}
-WHERE id IN (
-  SELECT id FROM {sessions} WHERE expires_at <= $1::bigint LIMIT $2::integer FOR UPDATE SKIP LOCKED
-) AND expires_at <= $1::bigint`
+const SWEEP_SESSIONS = `WITH due AS (
+  SELECT id FROM {sessions} WHERE sweep_at <= $1::bigint LIMIT $2::integer FOR UPDATE SKIP LOCKED
+), removed AS (
+  DELETE FROM {sessions} s USING due d WHERE s.id = d.id AND s.expires_at <= $1::bigint RETURNING 1
+), deferred AS (
+  UPDATE {sessions} s SET sweep_at = s.expires_at FROM due d WHERE s.id = d.id AND s.expires_at > $1::bigint RETURNING 1
+)
+SELECT (SELECT count(*) FROM due)::integer AS due, (SELECT count(*) FROM removed)::integer AS removed`
 
 /** Deletes at most $2 feed entries whose keep time is over at $1. */
 const SWEEP_REVOCATIONS = `DELETE FROM {revocations}

@@ -89,7 +89,8 @@ export class PostgresStore implements TokenStore {
       request.now + request.keepRevocationFor, this.#names.channel, request.deadline ?? null
     ])
     const row = rows[0]
-    if (row === undefined) return { outcome: 'missing' }
+    // The function always returns a row: all NULL when there is no such session.
+    if (row === undefined || row.outcome === null) return { outcome: 'missing' }
     if (row.outcome === 'late') throw new StoreDeadlineError('rotate')
     return { outcome: row.outcome, session: toRecord(row) }
   }
@@ -142,8 +143,8 @@ export class PostgresStore implements TokenStore {
   }
 
   async sweep (now: number): Promise<number> {
-    const removed = await this.#sweepTable(this.#sql.sweepSessions, now)
-    await this.#sweepTable(this.#sql.sweepRevocations, now)
+    const removed = await this.#sweepBatches(this.#sql.sweepSessions, now)
+    await this.#sweepBatches(this.#sql.sweepRevocations, now)
     return removed
   }
 
@@ -154,14 +155,19 @@ export class PostgresStore implements TokenStore {
     await Promise.all(subscriptions.map(async (subscription) => await subscription.stop()))
   }
 
-  /** Deletes in batches until a batch comes back short or the round cap is reached. */
-  async #sweepTable (statement: Statement, now: number): Promise<number> {
+  /**
+   * Runs batches until one comes back short or the round cap is reached; resolves with the rows
+   * deleted. A sessions batch also reports how many rows were due (some only get a later sweep_at,
+   * statements.ts); a feed batch deletes every row it takes.
+   */
+  async #sweepBatches (statement: Statement, now: number): Promise<number> {
     let removed = 0
     for (let round = 0; round < this.#sweepMaxBatches; round++) {
       const result = await this.#query(statement, [now, this.#sweepBatchSize])
-      const count = result.rowCount as number // always a number for DELETE
-      removed += count
-      if (count < this.#sweepBatchSize) break
+      const row = result.rows[0] as { due: number, removed: number } | undefined
+      const deleted = row === undefined ? result.rowCount as number : row.removed // rowCount: always a number for DELETE
+      removed += deleted
+      if ((row === undefined ? deleted : row.due) < this.#sweepBatchSize) break
     }
     return removed
   }
