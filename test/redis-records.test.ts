@@ -5,7 +5,7 @@ import { createClient, RESP_TYPES } from 'redis'
 import t, { type Test } from 'tap'
 import { BUCKET_SIZE, decodeBucket } from '../lib/stores/redis/bucket.js'
 import { RedisStore, type RedisStoreOptions } from '../lib/stores/redis/index.js'
-import { decodePacked, encodePacked } from '../lib/stores/redis/packed.js'
+import { decodePacked, encodePacked, packable } from '../lib/stores/redis/packed.js'
 import { decodeRecord } from '../lib/stores/redis/record.js'
 import type { SessionRecord } from '../lib/stores/types.js'
 import { rotationRequest as rotation, sessionRecord as session } from '../lib/testing.js'
@@ -85,6 +85,7 @@ async function suite (): Promise<void> {
   t.test('a truncated bucket, or a record a client answered as text, is refused rather than misread', async (t) => {
     const entry = encodePacked(session({ id: 'in-bucket' }), true)
     t.throws(() => decodeBucket(Buffer.concat([Buffer.from([entry.length + 5]), entry])), /a bucket ends early/)
+    t.throws(() => decodePacked('s1', entry.subarray(0, 10)), /a packed record ends early/)
     t.throws(() => decodeRecord('s1', entry.toString('latin1') as unknown as Buffer), TypeError)
   })
 
@@ -107,8 +108,58 @@ async function suite (): Promise<void> {
     fc.assert(fc.property(arbitrarySession(), (record) => {
       assert.deepStrictEqual(decodePacked(record.id, encodePacked(record)), record)
       assert.deepStrictEqual(decodePacked('', encodePacked(record, true)), record)
-    }), { numRuns: 300 })
-    t.pass('300 random records round-trip through the Node codec, with and without their ids')
+      assert.deepStrictEqual(decodePacked('', encodePacked(record, ARBITRARY_TAG), ARBITRARY_TAG), record)
+      assert.deepStrictEqual(decodeBucket(bucketOf(encodePacked(record, ARBITRARY_TAG)), ARBITRARY_TAG), [record])
+    }), { numRuns: 500 })
+    t.pass('500 random records round-trip through the Node codec, with and without their ids')
+  })
+
+  t.test('packed: ids and times that do not fit the compact forms keep their fallbacks, in Node and in the scripts', async (t) => {
+    const store = freshStore(t)
+    const prefix = prefixOf(store)
+    const userId = 'user-odd'
+    const tag = tagOf(store, userId)
+    const now = Date.UTC(2030, 0, 1)
+    const canonical = store.sessionIdFor(userId)
+    const sessions = [
+      // The bucket's tag and 16 bytes (stored raw); times before createdAt, fractional, 2^32 ms on.
+      session({ userId, id: canonical, lastUsedAt: now - 1, expiresAt: now + 0.5, absoluteExpiresAt: now + 2 ** 32, rotatedAt: now + 2 ** 32 - 1, previousTokenHash: hash('p'), graceUses: 3 }),
+      // The tag, then 22 characters that are not canonical base64url; createdAt beyond 48 bits.
+      session({ userId, id: `${tag}${'A'.repeat(21)}B`, createdAt: 2 ** 48 + 2, lastUsedAt: 2 ** 48 + 3, expiresAt: 2 ** 48 + 10, absoluteExpiresAt: 2 ** 48 + 11 }),
+      // Another tag; a negative createdAt.
+      session({ userId, id: `other-tg${canonical.slice(8)}`, createdAt: -5, lastUsedAt: -4, absoluteExpiresAt: now }),
+      // Too short to be tagged; a fractional createdAt.
+      session({ userId, id: `${tag}short`, createdAt: 1.5, rotatedAt: 2, lastUsedAt: 2, absoluteExpiresAt: now })
+    ]
+    for (const one of sessions) await store.createSession(one)
+    t.strictSame(await keysOf(prefix), [`${prefix}{${tag}}:b`, ...sessions.slice(2).map((one) => `${prefix}p:${one.id}`)].sort(), 'all four in the bucket')
+    t.strictSame(byId(await store.listUserSessions(userId, -10)), byId(sessions), 'every entry reads back exactly')
+    const bucket = await bytes.get(`${prefix}{${tag}}:b`) as unknown as Buffer
+    t.notOk(bucket.includes(Buffer.from(canonical)), 'the tagged id is held as its bytes')
+    t.ok(bucket.includes(Buffer.from(sessions[1]!.id)) && bucket.includes(Buffer.from(sessions[2]!.id)), 'the others as text')
+    const renewed = []
+    for (const [i, one] of sessions.entries()) {
+      const at = one.lastUsedAt + 1
+      const next = { ...one, previousTokenHash: one.tokenHash, tokenHash: hash(`odd-${i}`), rotatedAt: at, lastUsedAt: at, graceUses: 0, expiresAt: Math.min(at + IDLE, one.absoluteExpiresAt) }
+      t.strictSame(await store.rotate(rotation(one, one.tokenHash, next.tokenHash, at)), { outcome: 'rotated', session: next }, `entry ${i} rotates in Lua`)
+      renewed.push(next)
+    }
+    t.strictSame(byId(await store.listUserSessions(userId, -10)), byId(renewed), 'and every entry, rewritten by the scripts, reads back exactly')
+  })
+
+  t.test('packed: claims whose JSON is not an object are stored as JSON; a rotation to them is refused', async (t) => {
+    const store = freshStore(t)
+    const prefix = prefixOf(store)
+    const odd = { toJSON: () => ['not', 'an', 'object'] } as unknown as Record<string, unknown>
+    t.notOk(packable(session({ claims: odd })))
+    t.notOk(packable(session({ claims: { toJSON: () => undefined } as unknown as Record<string, unknown> })), 'nor claims with no JSON at all')
+    const one = session({ claims: odd })
+    await store.createSession(one)
+    const raw = await bytes.get(`${prefix}{${tagOf(store, one.userId)}}:s:${one.id}`) as unknown as Buffer
+    t.equal(raw[0], 0x5B, 'a JSON record of its own')
+    const packed = session()
+    await store.createSession(packed)
+    await t.rejects(store.rotate(rotation(packed, packed.tokenHash, hash('n'), packed.createdAt + 1, { claims: odd })), /claims must be a JSON object/)
   })
 
   t.test('packed: a user\'s first sessions share a bucket; more get records of their own, listed in the index', async (t) => {
@@ -123,7 +174,7 @@ async function suite (): Promise<void> {
       ...sessions.filter((one) => !one.id.startsWith(tag)).map((one) => `${prefix}p:${one.id}`)].sort())
     for (const one of own) {
       const raw = await bytes.get(`${prefix}{${tag}}:s:${one.id}`) as unknown as Buffer
-      t.equal(raw[0], 1, 'a record of its own is packed')
+      t.not(raw[0], 0x5B, 'a record of its own is packed, not JSON')
       t.notOk(raw.includes(Buffer.from(one.id)), 'and does not repeat its id, which its key holds')
     }
     t.ok(Number(await client.pTTL(`${prefix}{${tag}}:b`)) > 0, 'the bucket has a TTL')
@@ -206,7 +257,7 @@ async function suite (): Promise<void> {
     t.strictSame(await json.listUserSessions('user-a', one.createdAt), [one, two])
     t.equal((await json.rotate(rotation(two, two.tokenHash, hash('2'), two.createdAt + 1))).outcome, 'rotated')
     const bucket = await bytes.get(`${prefix}{${tag}}:b`) as unknown as Buffer
-    t.equal(bucket[bucket[0] === 255 ? 5 : 1], 1, 'the packed record stays packed')
+    t.not(bucket[bucket[0] === 255 ? 5 : 1], 0x5B, 'the packed record stays packed')
   })
 }
 
@@ -218,14 +269,30 @@ function tagOf (store: RedisStore, userId: string): string {
   return store.sessionIdFor(userId).slice(0, 8)
 }
 
+/** A bucket of one entry: its length (a packed count), then the entry. */
+function bucketOf (entry: Buffer): Buffer {
+  const length = entry.length < 255 ? Buffer.of(entry.length) : Buffer.of(255, 0, 0, 0, 0)
+  if (entry.length >= 255) length.writeUInt32BE(entry.length, 1)
+  return Buffer.concat([length, entry])
+}
+
+/** The tag of a bucket the random records are entries of: some of their ids are tagged with it. */
+const ARBITRARY_TAG = 'Tag-_t09'
+
 /** Any record the contract allows (well-formed strings without U+0000, finite numbers). */
 function arbitrarySession (): fc.Arbitrary<SessionRecord> {
   const text = fc.string({ unit: 'grapheme', maxLength: 300 }).filter((value) => !value.includes('\u0000'))
-  const time = fc.oneof(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.double({ noNaN: true, noDefaultInfinity: true }))
+  // Times near a ms time (offsets that fit 32 bits, or just do not), and any number at all.
+  const near = fc.integer({ min: -5, max: 2 ** 32 + 5 }).map((offset) => Date.UTC(2030, 0, 1) + offset)
+  const time = fc.oneof(near, near, fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.double({ noNaN: true, noDefaultInfinity: true }),
+    fc.constantFrom(0, -0, 2 ** 48 - 1, 2 ** 48, -1))
+  const base64url = (length: number): fc.Arbitrary<string> => fc.uint8Array({ minLength: length, maxLength: length }).map((raw) => Buffer.from(raw).toString('base64url'))
+  const id = fc.oneof(fc.string({ minLength: 1, maxLength: 64 }), base64url(16).map((tail) => ARBITRARY_TAG + tail),
+    base64url(16).map((tail) => 'other-tg' + tail), fc.string({ minLength: 22, maxLength: 22 }).map((tail) => ARBITRARY_TAG + tail))
   const tokenHash = fc.oneof(fc.uint8Array({ minLength: 32, maxLength: 32 }).map((raw) => Buffer.from(raw).toString('base64url')), text)
   const ip = fc.oneof(fc.ipV4(), fc.ipV4Extended(), fc.ipV6(), text)
   return fc.record({
-    id: fc.string({ minLength: 1, maxLength: 64 }),
+    id,
     userId: text,
     claims: fc.dictionary(text, fc.jsonValue()).map((value) => JSON.parse(JSON.stringify(value)) as Record<string, unknown>),
     createdAt: time,

@@ -339,7 +339,7 @@ async function suite (): Promise<void> {
     await store.createSession(original)
     // A record that is not JSON: the rotate script fails in cjson, and the error surfaces.
     const [key] = (await keysOf(prefixOf(store))).filter((key) => key.includes(':s:'))
-    await client.set(key as string, 'not json', { KEEPTTL: true })
+    await client.set(key as string, '[not json', { KEEPTTL: true })
     await t.rejects(store.rotate(rotation(original, original.tokenHash, hash('2'), original.createdAt + 1)), /cjson|JSON|Expected/i)
   })
 

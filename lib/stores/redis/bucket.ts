@@ -22,8 +22,11 @@ import { decodePacked } from './packed.js'
 /** Sessions a bucket holds: each change to one reads them all, so they are few. */
 export const BUCKET_SIZE = 4
 
-/** The entries of a bucket, read back (every entry holds its id). */
-export function decodeBucket (raw: Buffer): SessionRecord[] {
+/**
+ * The entries of a bucket, read back (every entry holds its id); `tag`: the bucket's (keys.ts),
+ * which an id held as its 16 bytes starts with.
+ */
+export function decodeBucket (raw: Buffer, tag = ''): SessionRecord[] {
   const sessions: SessionRecord[] = []
   let position = 0
   while (position < raw.length) {
@@ -35,7 +38,7 @@ export function decodeBucket (raw: Buffer): SessionRecord[] {
     }
     const entry = raw.subarray(position, position + length)
     if (entry.length !== length) throw new Error('RedisStore: a bucket ends early')
-    sessions.push(decodePacked('', entry))
+    sessions.push(decodePacked('', entry, tag))
     position += length
   }
   return sessions
@@ -52,12 +55,13 @@ local BUCKET_SIZE = ${BUCKET_SIZE}
 
 local function readBucket(key)
   local raw = redis.call('GET', key)
+  local tag = string.match(key, '{([^{}]*)}:b$')
   local entries = {}
   if not raw then return entries end
   local pos, entry = 1, nil
   while pos <= #raw do
     entry, pos = packedText(raw, pos)
-    local s = decodePacked(entry)
+    local s = decodePacked(entry, tag)
     s.raw = entry
     entries[#entries + 1] = s
   end

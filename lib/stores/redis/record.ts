@@ -114,10 +114,8 @@ local function encodeJson(s)
 end
 
 local function decodeRecord(raw)
-  local first = string.byte(raw, 1)
-  if first == 91 then return decodeJson(raw) end
-  if first == 1 then return decodePacked(raw) end
-  error('not a session record (neither JSON nor packed)')
+  if string.byte(raw, 1) == 91 then return decodeJson(raw) end
+  return decodePacked(raw, '')
 end
 
 local function encodeRecord(s)

@@ -74,14 +74,14 @@ if late(ARGV[5]) then return 0 end
 local record = ARGV[2]
 if ARGV[6] == '1' then
   local entries = readBucket(KEYS[3])
-  local s = decodePacked(record)
+  local s = decodePacked(record, string.match(KEYS[3], '{([^{}]*)}:b$'))
   if #entries < BUCKET_SIZE then
     s.raw = record
     entries[#entries + 1] = s
     writeBucket(KEYS[3], entries, ARGV[4])
     return 1
   end
-  s.id = nil
+  s.id, s.idBytes = nil, nil
   record = encodePacked(s)
 end
 redis.call('SET', KEYS[1], record, 'PX', ttl(ARGV[3], ARGV[4]))
@@ -145,7 +145,13 @@ local function renew(outcome)
   else
     s.agent, s.ip = client[1], client[2]
   end
-  if client[3] ~= cjson.null then s.claims = client[3] end
+  if client[3] ~= cjson.null and not s.packed then
+    s.claims = client[3]
+  elseif client[3] ~= cjson.null then
+    -- A packed record holds an object's JSON text without its braces.
+    if string.sub(client[3], 1, 1) ~= '{' then error('RedisStore: claims must be a JSON object') end
+    s.claims = string.sub(client[3], 2, -2)
+  end
   save(false)
   return {outcome, raw}
 end

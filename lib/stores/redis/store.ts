@@ -129,7 +129,7 @@ export class RedisStore implements TokenStore {
     }
     // Packed, it holds its id: it may become an entry of the user's bucket (bucket.ts).
     const packed = this.#recordFormat === 'packed' && packable(session)
-    const record = packed ? encodePacked(session, true) : encodeRecord(session, 'json')
+    const record = packed ? encodePacked(session, tag) : encodeRecord(session, 'json')
     const stored = await runScript(redis, SCRIPTS.create, [this.#keys.record(tag, session.id), this.#keys.index(tag), this.#keys.bucket(tag)],
       [session.id, record, String(session.expiresAt), String(session.lastUsedAt), deadlineArg(options.deadline), packed ? '1' : '0'])
     if (stored === 0) throw new StoreDeadlineError('createSession')
@@ -196,7 +196,7 @@ export class RedisStore implements TokenStore {
     // One slot, so one MGET even on a cluster. A snapshot: records may change right after.
     const bucket = this.#keys.bucket(tag)
     const [entries, ...raws] = await redis.send(bucket, ['MGET', bucket, ...ids.map((id) => this.#keys.record(tag, id))], true) as Array<Buffer | null>
-    const found = entries === null || entries === undefined ? [] : decodeBucket(entries)
+    const found = entries === null || entries === undefined ? [] : decodeBucket(entries, tag)
     for (const [i, raw] of raws.entries()) if (raw !== null) found.push(decodeRecord(ids[i] as string, raw))
     const sessions = found.filter((session) => session.userId === userId && now < session.expiresAt)
     return sessions.sort((a, b) => a.createdAt - b.createdAt)
