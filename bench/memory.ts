@@ -31,7 +31,7 @@ import { decodeBucket } from '../lib/stores/redis/bucket.js'
 import { decodePacked, encodeClient } from '../lib/stores/redis/packed.js'
 import type { RotateRequest, SessionRecord, TokenStore } from '../lib/stores/types.js'
 import { hashTokenId, randomId } from '../lib/tokens.js'
-import { connectRedis, deleteRedisPrefix, inWindows, ipv4, sessionRecord, userAgent, userIdOf } from './stores.js'
+import { connectRedis, deleteRedisPrefix, inWindows, ipv4, sessionRecord, userAgent } from './stores.js'
 
 const HOUR = 60 * 60 * 1000
 
@@ -135,32 +135,6 @@ async function memoryStoreBytes (count: number, perUser: number, sharedAgent?: s
   return (after - before) / count
 }
 
-/** Heap growth per session of MemoryStore's two tables alone, keys and values made beforehand. */
-function tableBytes (count: number, perUser: number): { sessions: number, index: number } {
-  const ids = Array.from({ length: count }, () => randomId(16))
-  const users = Array.from({ length: count }, (_, n) => userIdOf(Math.floor(n / perUser)))
-  const record = {}
-  const start = heapUsed()
-  const sessions = new Map<string, object>()
-  for (const id of ids) sessions.set(id, record)
-  const middle = heapUsed()
-  const byUser = new Map<string, Set<string>>()
-  for (const [n, id] of ids.entries()) {
-    const userId = users[n] as string
-    let set = byUser.get(userId)
-    if (set === undefined) {
-      set = new Set()
-      byUser.set(userId, set)
-    }
-    set.add(id)
-  }
-  const end = heapUsed()
-  // Used after the last measurement, so none of them is collected in between (the user id
-  // strings that are no Map key would be, and their loss would count against the index).
-  if (sessions.size + byUser.size + ids.length + users.length === 0) throw new Error('unreachable')
-  return { sessions: (middle - start) / count, index: (end - middle) / count }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Heap-snapshot diff: every object a snapshot after filling has and one before lacks, by kind.
 // ---------------------------------------------------------------------------------------------
@@ -188,7 +162,7 @@ function nodeIds (snapshot: Snapshot): Set<number> {
 
 /** What a string in the store is, from its content (see bench/stores.ts for the formats). */
 function stringPart (text: string): string {
-  if (text.startsWith('Mozilla/')) return 'string userAgent (111 chars)'
+  if (text.startsWith('Mozilla/')) return `string userAgent (${text.length} chars)`
   if (/^\d+\.\d+\.\d+\.\d+$/.test(text)) return 'string ip'
   if (text.startsWith('user-')) return 'string userId'
   if (text.startsWith('name-')) return 'string claims.username (shared by the user\'s sessions)'
@@ -254,12 +228,9 @@ async function memoryStoreFigure (count: number, snapshotCount: number, perUser:
   const internedBytesPerSession = await memoryStoreBytes(count, perUser, userAgent(0))
   if (snapshotCount === 0) return { sessionsPerUser: perUser, sessions: count, bytesPerSession, breakdown: null, internedBytesPerSession }
   const objects = await objectShares(snapshotCount, perUser)
-  const tables = tableBytes(count, perUser)
-  const breakdown = [
-    ...objects,
-    { part: 'hash table entry of #sessions (Map id -> record)', bytesPerSession: tables.sessions },
-    { part: 'user index #byUser (Map userId -> Set of ids: a Set, its table and a Map entry per user)', bytesPerSession: tables.index }
-  ].sort((a, b) => b.bytesPerSession - a.bytesPerSession)
+  // The store keeps sessions in typed arrays (lib/stores/memory/slab.ts), which a heap snapshot
+  // shows as a few large buffers: the shares are the JS objects and strings around them.
+  const breakdown = [...objects].sort((a, b) => b.bytesPerSession - a.bytesPerSession)
   const explained = breakdown.reduce((sum, share) => sum + share.bytesPerSession, 0)
   breakdown.push({ part: 'unexplained (total - parts)', bytesPerSession: bytesPerSession - explained })
   return { sessionsPerUser: perUser, sessions: count, bytesPerSession, breakdown, internedBytesPerSession }
