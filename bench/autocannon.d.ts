@@ -19,6 +19,8 @@ declare module 'autocannon' {
     /** Total requests, spread over the connections; the run ends when they are answered. */
     amount?: number
     pipelining?: number
+    /** Requests per second over all connections, at most (a fixed load rather than as fast as it goes). */
+    overallRate?: number
     /** Seconds before a request counts as timed out. */
     timeout?: number
     method?: string

@@ -30,18 +30,17 @@
 // CAPACITY_PROTECTED_RATE, CAPACITY_REFRESH_RATE, CAPACITY_LOGIN_RATE (defaults 2000, 400, 300 per
 // second), CAPACITY_SWEEP_SESSIONS (default 20000), CAPACITY_SKIP_MEMORY=1 (keep the file's session-memory
 // figures), BENCH_CONNECTIONS (default 32), REDIS_URL, DATABASE_URL.
-import autocannon, { type Options } from 'autocannon'
+import type { Options } from 'autocannon'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { availableParallelism, cpus, loadavg } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
-import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { Pool } from 'pg'
 import type { RedisClientType } from 'redis'
 import type { CostsFile, Figure, FigureName } from '../scripts/capacity/model.js'
-import { loadGet, loadRefresh, type Sample } from './load.js'
+import { load, loadGet, loadRefresh, type Sample } from './load.js'
 import { PASSWORD, type ServerConfig } from './capacity-server.js'
 import type { Scenario } from './server/scenarios.js'
 import { connectRedis, DATABASE_URL, deleteRedisPrefix } from './server/stores.js'
@@ -172,38 +171,9 @@ export async function refreshAt (server: Server, tokens: string[], overallRate: 
   return sample
 }
 
-/** One autocannon run with the server's CPU over it, like bench/load.ts's (whose `load` is private). */
+/** One autocannon run with the server's CPU over it (bench/load.ts), at a fixed rate when given. */
 export async function countedLoad (server: Server, options: Options, overallRate?: number): Promise<Sample> {
-  let responses = 0
-  let last = 0
-  const before = await server.usage()
-  const start = performance.now()
-  const all: Options & { overallRate?: number } = { pipelining: 1, timeout: 10, ...options, ...(overallRate === undefined ? {} : { overallRate }) }
-  const instance = autocannon(all)
-  instance.on('response', () => { responses++; last = performance.now() })
-  const result = await instance
-  const after = await server.usage()
-  const seconds = (last - start) / 1000
-  const cpu = after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system
-  const active = after.elu.active - before.elu.active
-  const elapsed = active + after.elu.idle - before.elu.idle
-  const statusCodes = Object.fromEntries(Object.entries(result.statusCodeStats).map(([code, { count }]) => [code, count]))
-  const problems: string[] = []
-  if (result.non2xx > 0) problems.push(`${result.non2xx} non-2xx answers (${JSON.stringify(statusCodes)})`)
-  if (result.errors > 0) problems.push(`${result.errors} errors (${result.timeouts} timeouts)`)
-  return {
-    requestsPerSecond: seconds > 0 ? responses / seconds : 0,
-    responses,
-    seconds,
-    latencyMs: { p50: result.latency.p50, p99: result.latency.p99, max: result.latency.max },
-    cpuMicrosPerRequest: responses > 0 ? cpu / responses : 0,
-    eventLoopUtilization: elapsed > 0 ? active / elapsed : 0,
-    gcShare: elapsed > 0 ? (after.gc.ms - before.gc.ms) / elapsed : 0,
-    majorGcs: after.gc.major - before.gc.major,
-    storeCpuMicrosPerRequest: null,
-    statusCodes,
-    problems
-  }
+  return await load(server, { ...options, ...(overallRate === undefined ? {} : { overallRate }) })
 }
 
 /** Redis as INFO tells it: calls per command (INFO itself left out) and CPU µs so far. */

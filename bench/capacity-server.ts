@@ -2,7 +2,8 @@
 // configured by CAPACITY_SERVER (JSON, a ServerConfig), started by bench/capacity-costs.ts
 // (startCapacityServer). Prints `listening <port>`; answers over IPC (usage, issue, session,
 // revoke, sweep).
-import { constants, performance, PerformanceObserver } from 'node:perf_hooks'
+import { performance } from 'node:perf_hooks'
+import { countGcPauses } from './server/gc-pauses.js'
 import { connectRedis, DATABASE_URL } from './server/stores.js'
 
 export const ACCESS_SECRET = 'capacity-access-secret-0123456789-abcdefghijk'
@@ -65,13 +66,7 @@ async function serve (): Promise<void> {
   })
   app.get('/me', { onRequest: app.authenticate }, async (request) => ({ id: request.user.sub }))
   await app.ready()
-  const gc = { ms: 0, major: 0 }
-  new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) {
-      gc.ms += entry.duration
-      if ((entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) gc.major++
-    }
-  }).observe({ entryTypes: ['gc'] })
+  const gc = countGcPauses()
   const answer = async (message: Request): Promise<object> => {
     switch (message.type) {
       case 'usage': return { cpu: process.cpuUsage(), elu: performance.eventLoopUtilization(), gc: { ...gc }, store: null }

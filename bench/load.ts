@@ -81,7 +81,8 @@ export async function loadRefresh (server: Server, tokens: string[]): Promise<Sa
   return sample
 }
 
-async function load (server: Server, options: Options): Promise<Sample> {
+/** One autocannon run (`options` over the bench's defaults) with the server's CPU, event loop and GC over it. */
+export async function load (server: Server, options: Options): Promise<Sample> {
   let responses = 0
   let last = 0
   const before = await server.usage()

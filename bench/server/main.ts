@@ -10,7 +10,8 @@
 //   { type: 'issue', id, count } -> { type: 'tokens', id, tokens } (refresh scenarios: `count`
 //                                   refresh tokens of freshly issued sessions)
 // On SIGTERM (or when the runner goes) it closes, deletes what it put in Redis or PostgreSQL, exits.
-import { constants, performance, PerformanceObserver } from 'node:perf_hooks'
+import { performance } from 'node:perf_hooks'
+import { countGcPauses } from './gc-pauses.js'
 import { bare, diy, diyRefresh, expressJwt } from './baselines.js'
 import type { Outcome } from './built.js'
 import { protectedServer, refreshScenario } from './plugin-scenarios.js'
@@ -43,13 +44,7 @@ async function main (): Promise<void> {
   }
   const { token, issue, storeCpu, prefilled, cleanup } = built
   // GC pauses from now on (a prefill's are over): a heap of a million sessions costs here if anywhere.
-  const gc = { ms: 0, major: 0 }
-  new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) {
-      gc.ms += entry.duration
-      if ((entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) gc.major++
-    }
-  }).observe({ entryTypes: ['gc'] })
+  const gc = countGcPauses()
   async function answer (message: Message): Promise<object> {
     if (message.type === 'usage') {
       const cpu = process.cpuUsage()
