@@ -10,10 +10,10 @@ import { build, login, refresh, refreshTokenOf, tokenSecrets, waitFor } from './
 import { freePort } from './private-servers/process.js'
 import { DATABASE_URL, postgresAvailable } from './services.js'
 import { TcpProxy } from './tcp-proxy.js'
+// The conformance kit's lifetimes, which its `sessionRecord` and `rotationRequest` use.
+import { KEEP, MINUTE } from '../lib/testing/fixtures.js'
 
 const T0 = Date.UTC(2030, 0, 1)
-const MINUTE = 60_000
-const KEEP = 15 * MINUTE
 
 const skip = await postgresAvailable()
 if (skip !== undefined) {

@@ -10,6 +10,8 @@ import { decodeRecord } from '../lib/stores/redis/record.js'
 import type { SessionRecord } from '../lib/stores/types.js'
 import { rotationRequest as rotation, sessionRecord as session } from '../lib/testing.js'
 import { REDIS_URL, redisAvailable } from './services.js'
+// The conformance kit's lifetimes, which its `sessionRecord` and `rotationRequest` use.
+import { GRACE, IDLE, KEEP, MINUTE } from '../lib/testing/fixtures.js'
 
 /*
  * The Redis store's record formats (lib/stores/redis/packed.ts, record.ts, bucket.ts): packed
@@ -17,12 +19,6 @@ import { REDIS_URL, redisAvailable } from './services.js'
  * the earlier release are read, rotated and revoked; `recordFormat: 'json'` writes what that
  * release reads. The conformance kit runs in both formats in redis-store.test.ts.
  */
-
-const MINUTE = 60_000
-const IDLE = 10 * MINUTE
-const KEEP = 15 * MINUTE
-/** The grace window of the kit's `rotationRequest`. */
-const GRACE = 5000
 
 const skip = await redisAvailable()
 if (skip !== undefined) {

@@ -14,12 +14,8 @@ import { freePort } from './private-servers/process.js'
 import { PrivateRedis, privateRedisUnavailable } from './private-servers/redis.js'
 import { TcpProxy } from './tcp-proxy.js'
 import { REDIS_URL, redisAvailable } from './services.js'
-
-const MINUTE = 60_000
-const IDLE = 10 * MINUTE
-const KEEP = 15 * MINUTE
-/** The grace window of the kit's `rotationRequest`. */
-const GRACE = 5000
+// The conformance kit's lifetimes, which its `sessionRecord` and `rotationRequest` use.
+import { GRACE, IDLE, KEEP, MINUTE } from '../lib/testing/fixtures.js'
 
 const skip = await redisAvailable()
 if (skip !== undefined) {
