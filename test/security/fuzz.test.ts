@@ -156,8 +156,15 @@ interface Wire {
 
 /** Header values as a client can send them (Node refuses control characters and code points over 0xFF). */
 const headerSafe = (text: string): string => text.replace(/[^\t\x20-\x7e\x80-\xff]/g, '?')
+/**
+ * A cookie value as a client can send it: percent-encoded UTF-8. A mutation can leave a lone
+ * surrogate, which has no UTF-8 form (encodeURIComponent throws): a client would send U+FFFD.
+ * The same goes for URL parts.
+ */
+const wellFormed = (text: string): string => text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD')
+const cookieText = (text: string): string => encodeURIComponent(wellFormed(text))
 /** Encodes what a URL cannot carry, but keeps `%` raw so malformed escapes reach the server. */
-const urlPart = (text: string): string => text.replace(/[^A-Za-z0-9\-._~%!$'()*+,;:@]/g, (c) => encodeURIComponent(c))
+const urlPart = (text: string): string => wellFormed(text).replace(/[^A-Za-z0-9\-._~%!$'()*+,;:@]/g, (c) => encodeURIComponent(c))
 /** Strips optional whitespace the way HTTP parsers do around a header value. */
 const trimOws = (text: string): string => text.replace(/^[ \t]+|[ \t]+$/g, '')
 
@@ -198,7 +205,7 @@ function resolve (run: Run, request: FuzzRequest): { wire: Wire, presented: Pres
   let url = PATHS[request.route]
   if (request.route === 'deleteSession') {
     const id = request.sessionId
-    url += 'own' in id ? run.sessionId : 'other' in id ? run.otherSessionId : id.encode ? encodeURIComponent(id.text) : urlPart(id.text)
+    url += 'own' in id ? run.sessionId : 'other' in id ? run.otherSessionId : id.encode ? encodeURIComponent(wellFormed(id.text)) : urlPart(id.text)
   }
   if (request.query.length > 0) url += '?' + request.query.map(([key, value]) => `${urlPart(key)}=${urlPart(value)}`).join('&')
 
@@ -211,7 +218,7 @@ function resolve (run: Run, request: FuzzRequest): { wire: Wire, presented: Pres
   if (request.cookies.length > 0) {
     headers.cookie = request.cookies.map(({ name, value, encode }) => {
       const text = textOf(run, value)
-      return `${headerSafe(name)}=${encode ? encodeURIComponent(text) : headerSafe(text)}`
+      return `${headerSafe(name)}=${encode ? cookieText(text) : headerSafe(text)}`
     }).join('; ')
   }
   if (request.origin !== undefined) headers.origin = request.origin
@@ -587,7 +594,7 @@ t.test('mutated refresh tokens are never accepted (POST /auth/refresh, cookie an
 
   async function present (token: string, via: 'cookie' | 'body'): Promise<Answer> {
     const response = via === 'cookie'
-      ? await app.inject({ method: 'POST', url: '/auth/refresh', headers: { cookie: `${COOKIE_NAME}=${encodeURIComponent(token)}` } })
+      ? await app.inject({ method: 'POST', url: '/auth/refresh', headers: { cookie: `${COOKIE_NAME}=${cookieText(token)}` } })
       : await app.inject({ method: 'POST', url: '/auth/refresh', payload: { refreshToken: token } })
     return { status: response.statusCode, headers: response.headers, body: response.body }
   }
@@ -629,7 +636,7 @@ t.test('a duplicated refresh cookie is refused (400 AMBIGUOUS_REFRESH_TOKEN) and
         const session = await app.tokenAuth.issueSession({ id: 'fuzz-duplicate' })
         const cookie = values.map((value) => {
           const text = 'original' in value ? session.refreshToken : 'list' in value ? mutate(session.refreshToken, value.list, []) : value.text
-          return `${COOKIE_NAME}=${encodeURIComponent(text)}`
+          return `${COOKIE_NAME}=${cookieText(text)}`
         }).join('; ')
         changes.length = 0
         const response = await app.inject({ method: 'POST', url, headers: { cookie, ...(bearer ? { authorization: `Bearer ${session.accessToken}` } : {}) } })
