@@ -154,6 +154,10 @@ t.test('off unless configured; routes.introspect: false removes it; bad client l
   await assertBootFails(t, { introspection: { clients: [{ id: '', secret: CLIENT.secret }] } }, 'introspection.clients[0].id')
   await assertBootFails(t, { introspection: { clients: [CLIENT, { ...OTHER, id: CLIENT.id }] } }, 'introspection.clients[1].id')
   await assertBootFails(t, { introspection: { clients: [CLIENT], rateLimit: { max: 0, timeWindow: 1000 } } }, 'introspection.rateLimit.max')
+  await assertBootFails(t, { introspection: { clients: [{ id: 'rs' }] } }, 'introspection.clients[0].secret', 'a missing secret')
+  await assertBootFails(t, { introspection: { clients: [{ id: 7, secret: CLIENT.secret }] } }, 'introspection.clients[0].id', 'a numeric id')
+  await assertBootFails(t, { introspection: { clients: [{ id: 'x'.repeat(257), secret: CLIENT.secret }] } }, 'introspection.clients[0].id', 'an id over 256 characters')
+  await assertBootFails(t, { introspection: { clients: ['rs:secret'] } }, 'introspection.clients[0]', 'a string instead of { id, secret }')
 })
 
 t.test('oauth4webapi, a third-party client, introspects and revokes over HTTP (RFC 7662, RFC 7009)', async (t) => {
