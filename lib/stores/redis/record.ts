@@ -1,5 +1,6 @@
 import type { SessionRecord } from '../types.js'
-import { decodePacked, encodePacked, isPacked, LUA_PACKED, packable } from './packed.js'
+import { decodePacked, encodePacked, isPacked, packable } from './packed.js'
+import { LUA_PACKED } from './packed-lua.js'
 
 /*
  * A record is stored in one of two formats, told apart by its first byte:
