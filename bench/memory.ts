@@ -374,7 +374,7 @@ main().catch((error: unknown) => {
 
 /** Bytes per part of a packed record, for bench/memory.ts. */
 function packedSizes (raw: Buffer): Record<string, number> {
-  // The layout is packed.ts's; the id of a bucket entry (16 raw bytes, or text) is left with
+  // The layout is lib/stores/redis/packed-layout.ts's; the id of a bucket entry (16 raw bytes, or text) is left with
   // the times and hashes, whose sizes depend on the flags.
   const record = decodePacked('', raw)
   const text = (value: string): number => {

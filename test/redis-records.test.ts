@@ -14,7 +14,7 @@ import { REDIS_URL, redisAvailable } from './services.js'
 import { GRACE, IDLE, KEEP, MINUTE } from '../lib/testing/fixtures.js'
 
 /*
- * The Redis store's record formats (lib/stores/redis/packed.ts, record.ts, bucket.ts): packed
+ * The Redis store's record formats (lib/stores/redis/packed-layout.ts, packed.ts, packed-lua.ts, record.ts, bucket.ts): packed
  * records round-trip every field, in a user's bucket and in keys of their own; JSON records of
  * the earlier release are read, rotated and revoked; `recordFormat: 'json'` writes what that
  * release reads. The conformance kit runs in both formats in redis-store.test.ts.

@@ -4,7 +4,7 @@ import { IntrospectionThrottledError, InvalidClientError } from '../errors.js'
 import { introspect } from '../introspection.js'
 import type { IntrospectionOptions } from '../options.js'
 import { BODY_LIMIT, type RouteContext } from './context.js'
-import { ACCEPTS_FORMS } from './shared.js'
+import { ACCEPTS_FORMS, throttle } from './shared.js'
 import { documented, introspectionResponses, tokenParameterBody } from './schemas.js'
 
 /** The challenge of a refused caller (RFC 7617), so it knows to send Basic credentials. */
@@ -20,12 +20,15 @@ export function introspectRoute (
 ): void {
   const { options, sessions } = context
   const authenticate = clientAuthentication(introspection.clients)
-  const throttle = introspection.rateLimit === false ? undefined : introspectionThrottle(app, introspection.rateLimit)
+  // Per client IP, counted before authentication, so failed attempts count too.
+  const throttled = introspection.rateLimit === false
+    ? undefined
+    : throttle(app, introspection.rateLimit, (request) => `fastify-token-auth:introspect-ip:${request.ip}`, IntrospectionThrottledError)
   app.post<{ Body: { token: string } }>(path, {
     bodyLimit: BODY_LIMIT,
     config: ACCEPTS_FORMS,
     onRequest: async (request, reply) => {
-      await throttle?.(request, reply)
+      await throttled?.(request, reply)
       authenticate(request, reply)
     },
     schema: documented({
@@ -81,16 +84,4 @@ function basicCredentials (header: string | undefined): { id: string, secret: st
 
 function formDecode (text: string): string {
   return decodeURIComponent(text.replaceAll('+', ' '))
-}
-
-/** Per client IP, through @fastify/rate-limit (as the login limits), counted before authentication. */
-function introspectionThrottle (app: FastifyInstance, limit: { max: number, timeWindow: number }) {
-  const check = app.createRateLimit({ ...limit, keyGenerator: (request) => `fastify-token-auth:introspect-ip:${request.ip}` })
-  return async function introspectionThrottled (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const result = await check(request)
-    if (!result.isAllowed && result.isExceeded) {
-      reply.header('retry-after', result.ttlInSeconds)
-      throw new IntrospectionThrottledError(result.ttlInSeconds)
-    }
-  }
 }

@@ -1,10 +1,11 @@
 import type {
-  FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, onRequestHookHandler, preHandlerAsyncHookHandler
+  FastifyInstance, onRequestAsyncHookHandler, onRequestHookHandler, preHandlerAsyncHookHandler
 } from 'fastify'
 import { InvalidCredentialsError, LoginThrottledError, UnsupportedGrantTypeError } from '../errors.js'
-import type { RateLimitOptions, ResolvedOptions } from '../options.js'
+import type { ResolvedOptions } from '../options.js'
 import { BODY_LIMIT, type RouteContext } from './context.js'
 import { documented, loginBodySchema, tokenResponses } from './schemas.js'
+import { throttle } from './shared.js'
 import { clientInfo } from './transport.js'
 
 interface LoginBody { username: string, password: string, refreshTokenTransport?: 'cookie' | 'body', grant_type?: string }
@@ -15,16 +16,18 @@ export function loginRoute (
 ): void {
   const { options, sessions, events, transport } = context
   const verifyCredentials = options.verifyCredentials as NonNullable<ResolvedOptions['verifyCredentials']>
+  // Both limits answer the same 429 before the password is looked at, so a throttled client
+  // cannot tell a right password from a wrong one, nor which limit it hit.
   const onRequest: Array<onRequestHookHandler | onRequestAsyncHookHandler> = [context.crossSiteCheck]
   const preHandler: preHandlerAsyncHookHandler[] = []
   if (options.loginRateLimit !== false) {
     // Per client IP, before the body is read.
-    onRequest.push(loginThrottle(app, options.loginRateLimit, (request) => `fastify-token-auth:login-ip:${request.ip}`))
+    onRequest.push(throttle(app, options.loginRateLimit, (request) => `fastify-token-auth:login-ip:${request.ip}`, LoginThrottledError))
   }
   if (options.accountRateLimit !== false) {
     // Per account name, once the body is validated; unknown names are counted the same way.
-    preHandler.push(loginThrottle(app, options.accountRateLimit,
-      (request) => `fastify-token-auth:login-account:${(request.body as LoginBody).username.normalize('NFKC').toLowerCase()}`))
+    preHandler.push(throttle(app, options.accountRateLimit,
+      (request) => `fastify-token-auth:login-account:${(request.body as LoginBody).username.normalize('NFKC').toLowerCase()}`, LoginThrottledError))
   }
   app.post<{ Body: LoginBody }>(path, {
     bodyLimit: BODY_LIMIT,
@@ -50,24 +53,4 @@ export function loginRoute (
     const inBody = options.refreshTokenTransport === 'body' || request.body.refreshTokenTransport === 'body'
     return transport.send(reply, tokens, inBody)
   })
-}
-
-/**
- * One login limit, through @fastify/rate-limit's `createRateLimit`: unlike its route hook, it
- * runs even when another limiter (the app's global one, or our other limit) already ran on the
- * request. Both limits answer the same 429 before the password is looked at, so a throttled
- * client cannot tell a right password from a wrong one, nor which limit it hit.
- */
-function loginThrottle (
-  app: FastifyInstance, limit: RateLimitOptions, keyGenerator: (request: FastifyRequest) => string
-): onRequestAsyncHookHandler & preHandlerAsyncHookHandler {
-  // Our own keys, so an app's limiter sharing the store (Redis) never shares our counters.
-  const check = app.createRateLimit({ ...limit, keyGenerator })
-  return async function loginThrottled (request: FastifyRequest, reply: FastifyReply) {
-    const result = await check(request)
-    if (!result.isAllowed && result.isExceeded) {
-      reply.header('retry-after', result.ttlInSeconds)
-      throw new LoginThrottledError(result.ttlInSeconds)
-    }
-  }
 }

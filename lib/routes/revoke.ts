@@ -35,7 +35,7 @@ export function revokeRoute (app: FastifyInstance, path: string, context: Pick<R
  * outcome and is not consulted (RFC 7009 §2.1 lets a server search every type). A token that is
  * neither, expired, or of an ended session ends nothing (§2.2: still a 200).
  */
-export async function revokeToken (sessions: SessionService, token: string): Promise<boolean> {
+async function revokeToken (sessions: SessionService, token: string): Promise<boolean> {
   if (await sessions.logout(token)) return true
   let claims: { sid: string, sub: string }
   try {

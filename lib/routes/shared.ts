@@ -6,7 +6,7 @@ import Fastify, {
 } from 'fastify'
 import type { TokenAuthEvents, TokenAuthRoute } from '../events.js'
 import { FORM_CONTENT_TYPE, parseForm, toOAuth2Error } from '../oauth2.js'
-import type { ResolvedOptions } from '../options.js'
+import type { RateLimitOptions, ResolvedOptions } from '../options.js'
 
 /**
  * What every route of the encapsulated child shares, registered once: the cookie parser, the
@@ -41,9 +41,7 @@ export async function registerSharedPieces (app: FastifyInstance, options: Share
     // Token responses and errors alike are never cached (RFC 6749 §5.1).
     reply.header('cache-control', 'no-store')
     reply.header('pragma', 'no-cache')
-    // Forms in the OAuth 2.0 format, and on the routes whose RFCs send them and that read no cookie.
-    const forms = oauth2 || (request.routeOptions.config as { tokenAuthAcceptsForms?: boolean }).tokenAuthAcceptsForms === true
-    done(acceptedContentType(request.headers['content-type'], forms) ? undefined : new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE())
+    done(acceptedContentType(request, oauth2) ? undefined : new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE())
   })
   // OAuth 2.0 clients send forms (RFC 6749 §4.3.2, §6; RFC 7009 §2.1; RFC 7662 §2.1); the hook
   // above decides which routes take them.
@@ -60,10 +58,15 @@ export async function registerSharedPieces (app: FastifyInstance, options: Share
  * Only JSON bodies, spelled exactly: a text/plain POST is a "simple" cross-site request
  * (CVE-2022-41919 class), and odd spellings have slipped past body validation before
  * (CVE-2025-32442, CVE-2026-25223). Checked before parsing, so nothing else reads the body.
- * Forms only in the OAuth 2.0 format, where the cross-site check still applies.
+ * Forms in the OAuth 2.0 format, where the cross-site check still applies, and on the routes
+ * whose RFCs send them and that read no cookie (`ACCEPTS_FORMS`). A request without a body (a
+ * cookie refresh) is decided by the first test.
  */
-function acceptedContentType (type: string | undefined, formsAllowed: boolean): boolean {
-  return type === undefined || JSON_CONTENT_TYPE.test(type) || (formsAllowed && FORM_CONTENT_TYPE.test(type))
+function acceptedContentType (request: FastifyRequest, oauth2: boolean): boolean {
+  const type = request.headers['content-type']
+  if (type === undefined || JSON_CONTENT_TYPE.test(type)) return true
+  const formsAllowed = oauth2 || (request.routeOptions.config as { tokenAuthAcceptsForms?: boolean }).tokenAuthAcceptsForms === true
+  return formsAllowed && FORM_CONTENT_TYPE.test(type)
 }
 
 function parseFormBody (_request: FastifyRequest, body: string | Buffer, done: (error: Error | null, body?: unknown) => void): void {
@@ -124,4 +127,25 @@ let defaultErrorHandler: FastifyInstance['errorHandler'] | undefined
 function fastifyDefaultErrorHandler (): FastifyInstance['errorHandler'] {
   defaultErrorHandler ??= Fastify({ logger: false }).errorHandler
   return defaultErrorHandler
+}
+
+/**
+ * A rate limit as a hook, through @fastify/rate-limit's `createRateLimit`: unlike its route hook,
+ * it runs even when another limiter (the app's global one, or another of ours) already ran on the
+ * request. Over the limit it answers `Refused` (a 429) with `Retry-After`, before anything else is
+ * looked at. Keys are our own (`keyGenerator`), so an app's limiter sharing the store (Redis)
+ * never shares our counters.
+ */
+export function throttle (
+  app: FastifyInstance, limit: RateLimitOptions, keyGenerator: (request: FastifyRequest) => string,
+  Refused: new (retryAfterSeconds: number) => Error
+): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
+  const check = app.createRateLimit({ ...limit, keyGenerator })
+  return async function throttled (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const result = await check(request)
+    if (!result.isAllowed && result.isExceeded) {
+      reply.header('retry-after', result.ttlInSeconds)
+      throw new Refused(result.ttlInSeconds)
+    }
+  }
 }

@@ -3,7 +3,7 @@ import { decodePacked } from './packed.js'
 
 /*
  * A user's bucket (`P{T}:b`, keys.ts): the first BUCKET_SIZE sessions of the user(s) with tag T
- * as packed records with their ids (packed.ts, F_ID), each prefixed with its length (a packed
+ * as packed records with their ids (packed-layout.ts, the ID field), each prefixed with its length (a packed
  * count), in one string that lives as long as its longest-lived session. Sessions beyond it get
  * a record key of their own and an index entry, as in the JSON layout.
  *
