@@ -8,9 +8,9 @@ import { InvalidRefreshTokenError } from './errors.js'
  *   session id  the store's id of the session: 1 to 128 characters of [A-Za-z0-9_-];
  *   user        the user id, base64url: `loadUser` is asked before the store, as a disabled
  *               user's token is refused as such even when the store no longer has the session;
- *   id          43 base64url characters (256 bits): random at login, then each successor derived
+ *   id          22 base64url characters (128 bits): random at login, then each successor derived
  *               from its predecessor and the time it was minted (`successorId`). The store keeps
- *               only its SHA-256 («Hashed at rest») and decides whether it is current;
+ *               only its SHA-256, cut to 128 bits («Hashed at rest»), and decides whether it is current;
  *   tag         the first 22 base64url characters (132 bits) of HMAC-SHA256 over
  *               `<session id>.<user>.<id>` with a key of its own, so a token we did not mint (another
  *               session's id with a guessed id, say) is refused before the store is asked, and
@@ -25,14 +25,18 @@ const TAG_LENGTH = 22
 const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/
 /** A user id longer than this (in UTF-8 bytes) has no refresh token: cookies are small. */
 const MAX_USER_ID_BYTES = 512
-/** The whole token, in the one spelling we mint: session id, user, id (43), tag (22). */
-const OPAQUE_TOKEN = /^([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{2,683})\.([A-Za-z0-9_-]{43})([A-Za-z0-9_-]{22})$/
+/** Bytes of a token's id: 128 bits, random or derived (see above). */
+export const TOKEN_ID_BYTES = 16
+/** The whole token, in the one spelling we mint: session id, user, id (22), tag (22). */
+const OPAQUE_TOKEN = /^([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{2,683})\.([A-Za-z0-9_-]{22})([A-Za-z0-9_-]{22})$/
 
 /** What a refresh token names: its user, its session and its id (the store holds the id's hash). */
 export interface PresentedRefreshToken {
   sub: string
   sid: string
   jti: string
+  /** A JWT refresh token of versions up to 0.1 (`LegacyFormat`), whose session holds another hash of its id (tokens.ts `presentedTokenHash`). */
+  legacy?: true
 }
 
 /** Refresh tokens of an earlier format: which tokens are of it, and how to read one. */
@@ -57,7 +61,7 @@ export class RefreshTokens {
     this.#legacy = legacy
   }
 
-  /** The token with id `jti` (from `randomId(32)` or `successorId`) of a user's session. */
+  /** The token with id `jti` (from `randomId(TOKEN_ID_BYTES)` or `successorId`) of a user's session. */
   mint (userId: string, sessionId: string, jti: string): string {
     // A store's `sessionIdFor` or the app's user ids broke the contract: fail loudly rather than
     // mint a token that cannot be read back.
@@ -83,7 +87,7 @@ export class RefreshTokens {
    * truth»).
    */
   successorId (jti: string, mintedAt: number): string {
-    return createHmac('sha256', this.#successorKey).update(`${jti}.${mintedAt}`).digest('base64url')
+    return createHmac('sha256', this.#successorKey).update(`${jti}.${mintedAt}`).digest().toString('base64url', 0, TOKEN_ID_BYTES)
   }
 
   #tag (signed: string): string {

@@ -7,7 +7,8 @@ import type { RevocationList } from './revocations.js'
 import { CallDeadlines } from './call-deadlines.js'
 import { StoreHealth } from './store-health.js'
 import type { SessionRecord, TokenStore } from './stores/types.js'
-import { type AccessTokenClaims, hashTokenId, randomId, type SignedAccessToken, type TokenCodec } from './tokens.js'
+import { type AccessTokenClaims, hashTokenId, presentedTokenHash, randomId, type SignedAccessToken, type TokenCodec } from './tokens.js'
+import { TOKEN_ID_BYTES } from './refresh-tokens.js'
 
 /** A user as the app's callbacks describe it. */
 export interface AuthUser<Claims = Record<string, unknown>> {
@@ -115,7 +116,7 @@ export class SessionService {
       throw new TypeError('fastify-token-auth: a user must be an object with a non-empty string `id`')
     }
     const now = this.now()
-    const jti = randomId(32)
+    const jti = randomId(TOKEN_ID_BYTES)
     const absoluteExpiresAt = now + this.#maxAge
     const session: SessionRecord = {
       id: this.#store.sessionIdFor?.(user.id) ?? randomId(16),
@@ -157,7 +158,7 @@ export class SessionService {
     const nextJti = this.#codec.refresh.successorId(presented.jti, now)
     const result = await this.#call((deadline) => this.#store.rotate({
       sessionId: presented.sid,
-      presentedHash: hashTokenId(presented.jti),
+      presentedHash: presentedTokenHash(presented),
       nextHash: hashTokenId(nextJti),
       now,
       idleTtl: this.#idleTtl,

@@ -105,7 +105,7 @@ export class TokenCodec {
     this.#legacyRefreshHeader = `${options.refresh.sign({ sub: '-', sid: '-', jti: '-', iat: 0, exp: 1 }).split('.')[0] as string}.`
     this.refresh = new RefreshTokens(options.refreshSecret, {
       claims: (token) => token.startsWith(this.#legacyRefreshHeader),
-      read: (token) => verifyWith(this.#legacyRefresh, token, InvalidRefreshTokenError, RefreshTokenExpiredError, this.#refreshTokenTtl, 0) as unknown as RefreshTokenClaims
+      read: (token) => ({ ...verifyWith(this.#legacyRefresh, token, InvalidRefreshTokenError, RefreshTokenExpiredError, this.#refreshTokenTtl, 0) as unknown as RefreshTokenClaims, legacy: true })
     })
     this.#accessTokenTtl = options.accessTokenTtl
     this.#refreshTokenTtl = options.refreshTokenTtl
@@ -157,9 +157,24 @@ export class TokenCodec {
   }
 }
 
-/** What a store keeps of a refresh token: SHA-256 of its id, never the token (docs/design.md, «Hashed at rest»). */
+/** Bytes of SHA-256 a store keeps: 128 bits (docs/design.md, «Hashed at rest», says why that is enough). */
+const TOKEN_HASH_BYTES = 16
+
+/**
+ * What a store keeps of a refresh token: SHA-256 of its id cut to 128 bits, in base64url (22
+ * characters, which the stores pack into 16 bytes), never the token (docs/design.md, «Hashed at rest»).
+ */
 export function hashTokenId (jti: string): string {
-  return hash('sha256', jti, 'base64url')
+  return hash('sha256', jti, 'buffer').toString('base64url', 0, TOKEN_HASH_BYTES)
+}
+
+/**
+ * The hash the session of a presented refresh token holds: the JWT refresh tokens of versions up
+ * to 0.1 were stored as the whole SHA-256 of their id, so sessions started before the upgrade
+ * still match; their successors are stored as `hashTokenId`.
+ */
+export function presentedTokenHash (token: PresentedRefreshToken): string {
+  return token.legacy === true ? hash('sha256', token.jti, 'base64url') : hashTokenId(token.jti)
 }
 
 // One CSPRNG call fills many ids: a call per id costs more than the rest of signing a token.

@@ -258,7 +258,7 @@ async function suite (): Promise<void> {
 }
 
 function hash (text: string): string {
-  return createHash('sha256').update(text).digest('base64url')
+  return createHash('sha256').update(text).digest().toString('base64url', 0, 16)
 }
 
 function tagOf (store: RedisStore, userId: string): string {

@@ -843,7 +843,7 @@ async function suite (): Promise<void> {
 // ---- Helpers ----
 
 function hash (text: string): string {
-  return createHash('sha256').update(text).digest('base64url')
+  return createHash('sha256').update(text).digest().toString('base64url', 0, 16)
 }
 
 const storePrefixes = new WeakMap<RedisStore, string>()

@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
 import { type AuthUser, MemoryStore, type RefreshEvent, type ReuseDetectedEvent, type SessionRevokedEvent } from '../lib/index.js'
@@ -152,17 +153,28 @@ t.test('rotation: new access token, new refresh cookie with the same attributes'
 })
 
 t.test('a refresh token of the earlier JWT format still rotates, into the opaque format (sessions survive the upgrade)', async (t) => {
-  const app = await build(t)
+  const store = new MemoryStore()
+  const app = await build(t, { store })
   const { refreshToken, accessToken } = await login(app)
-  const { sub, sid, jti } = refreshTokenOf(refreshToken)
+  const { sub, sid } = refreshTokenOf(refreshToken)
   const iat = Math.floor(Date.now() / 1000)
-  // What versions up to 0.1 issued for this very session and id: a JWT, typ rt+jwt, HS256 with the refresh secret.
+  // What versions up to 0.1 issued and stored for this session: a JWT (typ rt+jwt, HS256 with the
+  // refresh secret) with a 256-bit id, and the whole SHA-256 of that id.
+  const jti = randomBytes(32).toString('base64url')
+  const [stored] = await store.listUserSessions(sub, Date.now())
+  await store.createSession({ ...stored!, tokenHash: createHash('sha256').update(jti).digest('base64url') })
   const legacySigner = createSigner({ key: REFRESH_SECRET, header: { alg: 'HS256', typ: 'rt+jwt' } })
   const legacy = legacySigner({ sub, sid, jti, iat, exp: iat + 600 })
   const response = await refresh(app, legacy)
   const next = assertRotated(t, response, legacy)
   t.same(refreshTokenOf(next).sid, sid, 'the same session, now in the opaque format')
   t.equal(decodePayload(response.json().accessToken).sid, decodePayload(accessToken).sid)
+  const [rotated] = await store.listUserSessions(sub, Date.now())
+  t.equal(rotated?.tokenHash, hashTokenId(refreshTokenOf(next).jti), 'the successor is stored as every new token is: 128 bits')
+  t.equal(rotated?.tokenHash.length, 22)
+  t.equal(rotated?.previousTokenHash, createHash('sha256').update(jti).digest('base64url'), 'the legacy hash is the predecessor')
+  assertRotated(t, await refresh(app, legacy), legacy, 'the legacy token inside the grace window gets the same successor')
+  assertRotated(t, await refresh(app, next), next, 'and the successor rotates on')
   assertRefused(t, await refresh(app, legacy.slice(0, -2) + 'AA'), 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN', 'a legacy token still needs its signature')
   const expired = legacySigner({ sub, sid, jti, iat: iat - 20, exp: iat - 10 })
   assertRefused(t, await refresh(app, expired), 'FST_TOKEN_AUTH_REFRESH_TOKEN_EXPIRED', 'and is refused once its exp has passed')
@@ -186,9 +198,9 @@ t.test('missing, empty or garbage refresh tokens', async (t) => {
     ['three junk segments', 'a.b.c'],
     ['bad tag', `${refreshToken.slice(0, -4)}AAAA`],
     ['tag one character short', refreshToken.slice(0, -1)],
-    ['another user', `${sid}.${Buffer.from('user-2').toString('base64url')}.${refreshToken.slice(-65)}`],
+    ['another user', `${sid}.${Buffer.from('user-2').toString('base64url')}.${refreshToken.slice(-44)}`],
     // Another first character, whatever the random id starts with.
-    ['another session id', `${sid.startsWith('x') ? 'y' : 'x'}${sid.slice(1)}.${user}.${refreshToken.slice(-65)}`],
+    ['another session id', `${sid.startsWith('x') ? 'y' : 'x'}${sid.slice(1)}.${user}.${refreshToken.slice(-44)}`],
     ['non-ASCII tag', `${refreshToken.slice(0, -1)}\u0141`],
     ['access token as refresh token', accessToken],
     ['alg none JWT', `${Buffer.from('{"alg":"none","typ":"rt+jwt"}').toString('base64url')}.${claims}.`],

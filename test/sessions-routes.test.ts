@@ -65,7 +65,7 @@ t.test('GET /auth/sessions lists the user\'s sessions without token material', a
   for (const { token, jti, signature } of [laptop.accessToken, laptop.refreshToken, phone.accessToken, phone.refreshToken].map(tokenSecrets)) {
     t.notOk(text.includes(token), 'no token')
     t.notOk(text.includes(jti), 'no jti')
-    t.notOk(text.includes(createHash('sha256').update(jti).digest('base64url')), 'no jti hash')
+    t.notOk(text.includes(createHash('sha256').update(jti).digest().toString('base64url', 0, 16)), 'no jti hash')
     t.notOk(text.includes(signature), 'no signature or tag')
   }
 })

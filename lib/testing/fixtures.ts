@@ -90,8 +90,9 @@ export async function rotatedSession (store: TokenStore, record: RecordFactory):
   return { session, rotatedAt }
 }
 
+/** A hash as the plugin stores it: SHA-256 cut to 128 bits, base64url (docs/design.md, «Hashed at rest»). */
 export function hash (text: string): string {
-  return createHash('sha256').update(text).digest('base64url')
+  return createHash('sha256').update(text).digest().toString('base64url', 0, 16)
 }
 
 export function count (values: string[]): Record<string, number> {

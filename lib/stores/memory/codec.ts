@@ -1,6 +1,6 @@
 /*
- * How the memory store packs a session's values: ids and hashes as the bytes their base64url
- * text stands for, IPv4 addresses as one 32-bit integer, claims as their JSON text. Every
+ * How the memory store packs a session's values: ids and hashes as the 16 bytes their base64url
+ * text stands for (the plugin's session ids and refresh-token hashes are 128 bits), IPv4 addresses as one 32-bit integer, claims as their JSON text. Every
  * packing is exact: a value is packed only when unpacking gives back the very same string, and
  * any other value is kept as it came.
  */
@@ -9,19 +9,14 @@
  * 22 base64url characters whose last one carries no bits beyond the 128 (its low 4 bits are 0):
  * the text `Buffer#toString('base64url')` makes of 16 bytes, and nothing else decodes to them.
  */
-const CANONICAL_ID = /^[\w-]{21}[AQgw]$/
-/** The same for 32 bytes (a SHA-256): 43 characters, the last one's low 2 bits 0. */
-const CANONICAL_HASH = /^[\w-]{42}[AEIMQUYcgkosw048]$/
+const CANONICAL_16_BYTES = /^[\w-]{21}[AQgw]$/
 
-export const ID_BYTES = 16
-export const HASH_BYTES = 32
+/** Bytes of a packed id or hash. */
+export const PACKED_BYTES = 16
 
-export function isPackableId (text: string): boolean {
-  return text.length === 22 && CANONICAL_ID.test(text)
-}
-
-export function isPackableHash (text: string): boolean {
-  return text.length === 43 && CANONICAL_HASH.test(text)
+/** Whether `text` is an id or hash that packs into `PACKED_BYTES` and unpacks to itself. */
+export function isPackable (text: string): boolean {
+  return text.length === 22 && CANONICAL_16_BYTES.test(text)
 }
 
 /**

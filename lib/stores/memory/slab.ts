@@ -1,5 +1,5 @@
 import type { SessionRecord } from '../types.js'
-import { HASH_BYTES, ID_BYTES, isPackableHash, isPackableId, packIp, stringHash, unpackClaims, unpackIp } from './codec.js'
+import { isPackable, PACKED_BYTES, packIp, stringHash, unpackClaims, unpackIp } from './codec.js'
 import { NONE } from './slot-index.js'
 
 /*
@@ -7,9 +7,9 @@ import { NONE } from './slot-index.js'
  * slot in each, so a session costs no object of its own. Freed slots are reused (a free list),
  * and the slab doubles when full, never past its maximum.
  *   flags    one byte: the bits below
- *   rows     128 bytes, the fixed-size values together (one look-up touches two cache lines):
+ *   rows     96 bytes, the fixed-size values together (one look-up touches at most two cache lines):
  *            numbers  6 doubles: the times (rotatedAt null as NaN) and graceUses, exact whatever they are
- *            words    id (16 bytes), tokenHash and previousTokenHash (32 each) as bytes, when packable
+ *            words    id, tokenHash and previousTokenHash, 16 bytes each, when packable
  *                     (see codec.ts); a value that is not is kept as a string in `#spill` instead
  *   refs     userId, userAgent, ip (an integer for IPv4, see codec.ts) and claims (JSON)
  *   order    insertion order, oldest first: a doubly-linked list through `#older`/`#newer`
@@ -24,8 +24,8 @@ export const EXPIRES_AT = 2
 export const ABSOLUTE_EXPIRES_AT = 3
 const ROTATED_AT = 4
 export const GRACE_USES = 5
-/** A slot's row: its 6 numbers (48 bytes), then its id and hashes (80): two cache lines. */
-const ROW_BYTES = 128
+/** A slot's row: its 6 numbers (48 bytes), then its id and hashes (48). */
+const ROW_BYTES = 96
 const NUMBERS = ROW_BYTES / 8
 
 const USER_ID = 0
@@ -34,24 +34,16 @@ const IP = 2
 const CLAIMS = 3
 const REFS = 4
 
-/** Where each value starts in a slot's row, in 32-bit words (after the numbers): 4 for the id, 8 per hash. */
+/** Where each value starts in a slot's row, in 32-bit words (after the numbers), 4 words each. */
 const ID = 12
 export const TOKEN = 16
-export const PREVIOUS = 24
+export const PREVIOUS = 20
 const WORDS = ROW_BYTES / 4
 export type HashField = typeof TOKEN | typeof PREVIOUS
 type Field = typeof ID | HashField
 
 function spilled (field: Field): number {
   return field === ID ? FLAG.ID_SPILLED : field === TOKEN ? FLAG.TOKEN_SPILLED : FLAG.PREVIOUS_SPILLED
-}
-
-function isPackable (field: Field, text: string): boolean {
-  return field === ID ? isPackableId(text) : isPackableHash(text)
-}
-
-function byteLength (field: Field): number {
-  return field === ID ? ID_BYTES : HASH_BYTES
 }
 
 export class SessionSlab {
@@ -75,7 +67,7 @@ export class SessionSlab {
   /** Ids and hashes that are not packable, by `slot * WORDS + field`. */
   readonly #spill = new Map<number, string>()
   /** The id or hash last prepared for comparison, decoded when `#scratchPacked`. */
-  readonly #scratch = new Int32Array(HASH_BYTES / 4)
+  readonly #scratch = new Int32Array(PACKED_BYTES / 4)
   readonly #scratchBytes = Buffer.from(this.#scratch.buffer)
   #scratchPacked = false
   readonly #seed: number
@@ -254,7 +246,7 @@ export class SessionSlab {
 
   /** The hash of `id` in the id index, and prepares `idIs(…, id)`. */
   prepareId (id: string): number {
-    this.#prepare(ID, id)
+    this.#prepare(id)
     // Packable ids are random bytes: their first word is as good a hash as any.
     return this.#scratchPacked ? this.#scratch[0] as number : stringHash(id, this.#seed)
   }
@@ -271,7 +263,7 @@ export class SessionSlab {
 
   /** Prepares the `hashIs(…, hash)` calls that follow. */
   prepareHash (hash: string): void {
-    this.#prepare(TOKEN, hash)
+    this.#prepare(hash)
   }
 
   /** Whether `slot`'s `field` is `hash`, just given to `prepareHash`. */
@@ -279,9 +271,9 @@ export class SessionSlab {
     return (field === TOKEN || this.#has(slot, FLAG.HAS_PREVIOUS)) && this.#equals(slot, field, hash)
   }
 
-  #prepare (field: Field, text: string): void {
-    this.#scratchPacked = isPackable(field, text)
-    if (this.#scratchPacked) this.#scratchBytes.write(text, 0, byteLength(field), 'base64url')
+  #prepare (text: string): void {
+    this.#scratchPacked = isPackable(text)
+    if (this.#scratchPacked) this.#scratchBytes.write(text, 0, PACKED_BYTES, 'base64url')
   }
 
   #equals (slot: number, field: Field, text: string): boolean {
@@ -289,16 +281,16 @@ export class SessionSlab {
     // A packed value is packable text: a text that is not cannot equal it.
     if (!this.#scratchPacked) return false
     const start = slot * WORDS + field
-    for (let i = 0; i < byteLength(field) / 4; i++) if (this.#words[start + i] !== this.#scratch[i]) return false
+    for (let i = 0; i < PACKED_BYTES / 4; i++) if (this.#words[start + i] !== this.#scratch[i]) return false
     return true
   }
 
   #setPacked (slot: number, field: Field, text: string): void {
-    const packable = isPackable(field, text)
+    const packable = isPackable(text)
     if (this.#has(slot, spilled(field))) this.#spill.delete(slot * WORDS + field)
     this.#flag(slot, spilled(field), !packable)
     if (packable) {
-      this.#bytes.write(text, (slot * WORDS + field) * 4, byteLength(field), 'base64url')
+      this.#bytes.write(text, (slot * WORDS + field) * 4, PACKED_BYTES, 'base64url')
     } else {
       this.#spill.set(slot * WORDS + field, text)
     }
@@ -307,7 +299,7 @@ export class SessionSlab {
   #unpack (slot: number, field: Field): string {
     if (this.#has(slot, spilled(field))) return this.#spill.get(slot * WORDS + field) as string
     const start = (slot * WORDS + field) * 4
-    return this.#bytes.toString('base64url', start, start + byteLength(field))
+    return this.#bytes.toString('base64url', start, start + PACKED_BYTES)
   }
 
   #has (slot: number, flag: number): boolean {

@@ -1,5 +1,5 @@
 import {
-  CLIENT_SHIFT, EXPIRES_ABSOLUTE, EXPIRES_OFFSET, FIRST, F_ABSOLUTE_OFFSET, F_INT, F_NO_GRACE, F_TOKEN_RAW,
+  CLIENT_SHIFT, EXPIRES_ABSOLUTE, EXPIRES_OFFSET, FIRST, F_ABSOLUTE_OFFSET, F_INT, F_NO_GRACE, F_TOKEN_RAW, RAW_HASH_BYTES,
   LAST_USED_CREATED, LAST_USED_OFFSET, LAST_USED_ROTATED, MAX_INT, MAX_OFFSET, MIXED_SHIFT, NONE, SECOND
 } from './packed-layout.js'
 
@@ -28,9 +28,9 @@ end
 local function packText(s)
   return packCount(#s) .. s
 end
--- A hash as taggedHash makes it: 1 and 32 raw bytes, or 2 and the text.
+-- A hash as taggedHash makes it: 1 and ${RAW_HASH_BYTES} raw bytes, or 2 and the text.
 local function packedHash(raw, pos, isRaw)
-  if isRaw then return '\\1' .. string.sub(raw, pos, pos + 31), pos + 32 end
+  if isRaw then return '\\1' .. string.sub(raw, pos, pos + ${RAW_HASH_BYTES - 1}), pos + ${RAW_HASH_BYTES} end
   local s
   s, pos = packedText(raw, pos)
   return '\\2' .. s, pos

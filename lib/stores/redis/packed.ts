@@ -1,7 +1,7 @@
 import type { SessionRecord } from '../types.js'
 import {
   CLIENT_SHIFT, C_AGENT, EXPIRES_ABSOLUTE, EXPIRES_OFFSET, FIRST, F_ABSOLUTE_OFFSET, F_INT, F_NO_GRACE,
-  F_TOKEN_RAW, IP_TEXT, IP_V4, LAST_USED_CREATED, LAST_USED_OFFSET, LAST_USED_ROTATED, MAX_INT, MAX_LENGTH,
+  F_TOKEN_RAW, IP_TEXT, RAW_HASH_BYTES, IP_V4, LAST_USED_CREATED, LAST_USED_OFFSET, LAST_USED_ROTATED, MAX_INT, MAX_LENGTH,
   MAX_OFFSET, MIXED_SHIFT, NONE, SECOND
 } from './packed-layout.js'
 
@@ -64,9 +64,9 @@ function canonicalBytes (text: string, length: number): Buffer | undefined {
   return raw.length === length && raw.toString('base64url') === text ? raw : undefined
 }
 
-/** The 32 bytes a hash is the canonical base64url of, or undefined if it is anything else. */
+/** The `RAW_HASH_BYTES` a hash is the canonical base64url of, or undefined if it is anything else. */
 function rawHash (hash: string): Buffer | undefined {
-  return hash.length === 43 ? canonicalBytes(hash, 32) : undefined
+  return hash.length === 22 ? canonicalBytes(hash, RAW_HASH_BYTES) : undefined
 }
 
 /** The 16 bytes of an id from `sessionIdFor` for the bucket's `tag` (keys.ts), else undefined. */
@@ -197,7 +197,7 @@ export function decodePacked (id: string, raw: Buffer, tag = id.slice(0, Math.ma
   const absoluteExpiresAt = time(has(F_ABSOLUTE_OFFSET))
   const rotatedAt = mixed % 3 === NONE ? null : time(mixed % 3 === FIRST)
   const graceUses = has(F_NO_GRACE) ? 0 : input.count()
-  const hash = (raw: boolean): string => raw ? input.bytes(32).toString('base64url') : input.text()
+  const hash = (raw: boolean): string => raw ? input.bytes(RAW_HASH_BYTES).toString('base64url') : input.text()
   const tokenHash = hash(has(F_TOKEN_RAW))
   const previous = Math.floor(mixed / 3) % 3
   const previousTokenHash = previous === NONE ? null : hash(previous === FIRST)
