@@ -1,4 +1,5 @@
 import type { Pool } from 'pg'
+import { ROTATE_MANY_FUNCTION } from './batch.js'
 import { ROTATE_FUNCTION } from './rotate.js'
 
 /** Where the store's tables live. Both default so one database can hold one store without options. */
@@ -27,6 +28,8 @@ export interface Names {
   sessionsByExpiry: string
   /** The rotation function (rotate.ts), schema-qualified. */
   rotateFunction: string
+  /** The batch rotation (batch.ts), schema-qualified. */
+  rotateManyFunction: string
   revocationsByTime: string
   revocationsByKeep: string
   /** The channel as `pg_notify` takes it (a string value). */
@@ -80,6 +83,7 @@ const LONGEST_NAME_SUFFIX = 'sessions_user_created_idx'
  *   keep_until           bigint   indexed: the sweep drops entries from this time on
  *
  * {rotateFunction} — the rotation (rotate.ts), replaced on every run.
+ * {rotateManyFunction} — coalesced rotations (batch.ts), calling it; replaced on every run.
  */
 const MIGRATION = `-- fastify-token-auth PostgresStore schema, version 2 (idempotent; upgrades version 1).
 -- Serialises concurrent runs against the same tables (two instances deploying at once), which
@@ -130,6 +134,7 @@ CREATE INDEX IF NOT EXISTS {revocationsByTime} ON {revocations} (revoked_at);
 -- The sweep finds feed entries past their keep time.
 CREATE INDEX IF NOT EXISTS {revocationsByKeep} ON {revocations} (keep_until);
 ${ROTATE_FUNCTION}
+${ROTATE_MANY_FUNCTION}
 `
 
 /**
@@ -179,6 +184,7 @@ export function resolveNames (options: PostgresNamingOptions, owner: string): Na
     sessionsBySweep: quote(`${prefix}sessions_sweep_idx`),
     sessionsByExpiry: `${quote(schema)}.${quote(`${prefix}sessions_expires_idx`)}`,
     rotateFunction: `${quote(schema)}.${quote(`${prefix}rotate_v2`)}`,
+    rotateManyFunction: `${quote(schema)}.${quote(`${prefix}rotate_many_v2`)}`,
     revocationsByTime: quote(`${prefix}revocations_revoked_idx`),
     revocationsByKeep: quote(`${prefix}revocations_keep_idx`),
     channel,

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { QueryConfig } from 'pg'
+import { ROTATE_MANY } from './batch.js'
 import { COLUMNS, FIELD_COUNT, FIELD_NUMBER, OVERWRITE_COLUMNS, RECORD_PARAMETERS } from './record.js'
 import { CLOCK_MS } from './rotate.js'
 import { type Names, render } from './schema.js'
@@ -51,11 +52,14 @@ SELECT ${COLUMNS} FROM removed`
 
 /**
  * Revokes every session of a user in one statement (one commit): deletes them, records each
- * revocation and notifies listeners of each. Returns the ids, oldest session first.
- * $1 user id, $2 now, $3 keep until, $4 channel.
+ * revocation and notifies listeners of each. Returns the ids, oldest session first. The rows are
+ * locked first sorted by id, the order a batch of rotations locks in (batch.ts), so the two never
+ * deadlock. $1 user id, $2 now, $3 keep until, $4 channel.
  */
-const REVOKE_USER_SESSIONS = `WITH removed AS (
-  DELETE FROM {sessions} WHERE user_id = $1::text RETURNING id, created_at
+const REVOKE_USER_SESSIONS = `WITH locked AS (
+  SELECT id FROM {sessions} WHERE user_id = $1::text ORDER BY id FOR UPDATE
+), removed AS (
+  DELETE FROM {sessions} s USING locked l WHERE s.id = l.id RETURNING s.id, s.created_at
 ), recorded AS (
   INSERT INTO {revocations} (session_id, revoked_at, keep_until)
   SELECT id, $2::bigint, $3::bigint FROM removed ORDER BY created_at, id
@@ -103,7 +107,7 @@ WHERE seq IN (
 /** One statement as the store runs it: its text and, when prepared, its name. */
 export type Statement = Pick<QueryConfig, 'text' | 'name'>
 
-export type Statements = Record<'createSession' | 'rotate' | 'revokeSession' | 'revokeUserSessions' |
+export type Statements = Record<'createSession' | 'rotate' | 'rotateMany' | 'revokeSession' | 'revokeUserSessions' |
 'listUserSessions' | 'revokedSince' | 'sweepSessions' | 'sweepRevocations', Statement>
 
 /**
@@ -118,6 +122,7 @@ export function statements (names: Names, prepared: boolean): Statements {
   return {
     createSession: statement(CREATE_SESSION),
     rotate: statement(ROTATE),
+    rotateMany: statement(ROTATE_MANY),
     revokeSession: statement(REVOKE_SESSION),
     revokeUserSessions: statement(REVOKE_USER_SESSIONS),
     listUserSessions: statement(LIST_USER_SESSIONS),

@@ -4,6 +4,7 @@ import {
   type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError,
   type TokenStore, type WriteOptions
 } from '../types.js'
+import { RotationCoalescer } from './batch.js'
 import { RevocationSubscription } from './listen.js'
 import { toParameters, toRecord, TYPES } from './record.js'
 import { checkPool, type Names, type PostgresNamingOptions, resolveNames } from './schema.js'
@@ -42,9 +43,15 @@ export interface PostgresStoreOptions extends PostgresNamingOptions {
 const DEFAULT_SWEEP_MAX_BATCHES = 100
 
 /**
+ * Rotation statements in flight at once when the pool does not tell its size (pg's default max
+ * is 10): half of it, as below.
+ */
+const DEFAULT_POOL_SIZE = 10
+
+/**
  * A store in PostgreSQL, shared by every process using the same database, schema and prefix.
  * Each operation is one statement (one round trip, one commit); `rotate` is atomic at READ
- * COMMITTED. Revocations are pushed to other processes with LISTEN/NOTIFY and kept in a feed
+ * COMMITTED, and concurrent rotations share a statement and its commit (batch.ts). Revocations are pushed to other processes with LISTEN/NOTIFY and kept in a feed
  * table for polling. Times are stored as bigint milliseconds and read back as numbers, through
  * per-query type parsers (the pool's global parsers are left alone).
  */
@@ -54,6 +61,7 @@ export class PostgresStore implements TokenStore {
   readonly #sweepBatchSize: number
   readonly #sweepMaxBatches: number
   readonly #sql: Statements
+  readonly #rotations: RotationCoalescer
 
   readonly #subscriptions = new Set<RevocationSubscription>()
 
@@ -69,6 +77,14 @@ export class PostgresStore implements TokenStore {
       throw new TypeError(`PostgresStore option "preparedStatements" must be a boolean, got ${String(prepared)}`)
     }
     this.#sql = statements(this.#names, prepared)
+    // Half the pool's connections for rotation statements: the rest stay free for logins,
+    // revocations and the sweep, and rotations arriving meanwhile wait and go out together
+    // (batch.ts), which costs the database far less per rotation than more statements at once.
+    const poolSize = (options.pool as { options?: { max?: number } }).options?.max ?? DEFAULT_POOL_SIZE
+    this.#rotations = new RotationCoalescer({
+      single: async (values) => await this.#query(this.#sql.rotate, values),
+      many: async (values) => await this.#query(this.#sql.rotateMany, values)
+    }, this.#names.channel, Math.max(1, Math.floor(poolSize / 2)))
   }
 
   /** The NOTIFY channel revocations are announced on (derived from the schema and prefix). */
@@ -81,18 +97,9 @@ export class PostgresStore implements TokenStore {
     if (rowCount === 0) throw new StoreDeadlineError('createSession')
   }
 
+  /** One statement, or a share of one when rotations are already in flight (batch.ts). */
   async rotate (request: RotateRequest): Promise<RotateResult> {
-    const { rows } = await this.#query(this.#sql.rotate, [
-      request.sessionId, request.presentedHash, request.nextHash, request.now, request.idleTtl,
-      request.grace, request.graceLimit, request.userAgent, request.ip,
-      request.claims === undefined ? null : JSON.stringify(request.claims),
-      request.now + request.keepRevocationFor, this.#names.channel, request.deadline ?? null
-    ])
-    const row = rows[0]
-    // The function always returns a row: all NULL when there is no such session.
-    if (row === undefined || row.outcome === null) return { outcome: 'missing' }
-    if (row.outcome === 'late') throw new StoreDeadlineError('rotate')
-    return { outcome: row.outcome, session: toRecord(row) }
+    return await this.#rotations.rotate(request)
   }
 
   async revokeSession (sessionId: string, userId: string | undefined, context: RevocationContext): Promise<SessionRecord | null> {
