@@ -48,7 +48,8 @@ export function sessionRecord (n: number, user: number, now: number, ttlMs: numb
     lastUsedAt: now,
     expiresAt: now + ttlMs,
     absoluteExpiresAt: now + ttlMs,
-    tokenHash: createHash('sha256').update(randomId(32)).digest('base64url'),
+    // As the plugin stores it (tokens.ts hashTokenId): SHA-256 of a 128-bit id, cut to 128 bits.
+    tokenHash: createHash('sha256').update(randomId(16)).digest().toString('base64url', 0, 16),
     previousTokenHash: null,
     rotatedAt: null,
     graceUses: 0,
