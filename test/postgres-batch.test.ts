@@ -4,14 +4,14 @@ import t, { type Test } from 'tap'
 import { MAX_BATCH, retriable, toResult } from '../lib/stores/postgres/batch.js'
 import { migrate, PostgresStore } from '../lib/stores/postgres/index.js'
 import type { RotateRequest, RotateResult, SessionRecord } from '../lib/stores/types.js'
-import { rotationRequest, sessionRecord } from '../lib/testing.js'
-import { MINUTE } from '../lib/testing/fixtures.js'
+import { sessionRecord } from '../lib/testing.js'
+import { count, MINUTE } from '../lib/testing/fixtures.js'
+import { rotation, T0 } from './postgres-fixtures.js'
 import { waitFor } from './helpers.js'
 import { DATABASE_URL, postgresAvailable } from './services.js'
 
 // Coalesced rotations (lib/stores/postgres/batch.ts), forced: a store on a pool of 2 sends one
 // rotation statement at a time, so rotations made while one is held up wait and go out together.
-const T0 = Date.UTC(2030, 0, 1)
 const PREFIX = 'ftabatch_'
 
 const skip = await postgresAvailable()
@@ -261,7 +261,7 @@ async function suite (): Promise<void> {
     await blocked(schema, 2)
     await releaseAgain()
     const [rotations, ids] = await Promise.all([later, revoked])
-    t.same(tally(rotations), { reused: 12 }, 'the batch came first: every session ended as theft')
+    t.same(count(rotations.map((result) => result.outcome)), { reused: 12 }, 'the batch came first: every session ended as theft')
     t.same(ids, [], 'revoke-all found nothing left, and neither deadlocked')
   })
 
@@ -278,16 +278,4 @@ async function suite (): Promise<void> {
 
 function record (overrides: Partial<SessionRecord> = {}): SessionRecord {
   return sessionRecord({ userId: `user-${randomBytes(6).toString('hex')}`, expiresAt: T0 + 10 * MINUTE, absoluteExpiresAt: T0 + 60 * MINUTE, ...overrides })
-}
-
-function rotation (session: SessionRecord, overrides: Partial<RotateRequest> = {}): RotateRequest {
-  return rotationRequest(session, session.tokenHash, `${session.tokenHash}-next`, T0 + 1000, {
-    graceLimit: 2, userAgent: 'agent/2', ip: '198.51.100.2', ...overrides
-  })
-}
-
-function tally (results: RotateResult[]): Record<string, number> {
-  const counts: Record<string, number> = {}
-  for (const { outcome } of results) counts[outcome] = (counts[outcome] ?? 0) + 1
-  return counts
 }

@@ -3,17 +3,16 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import t, { type Test } from 'tap'
 import { migrate, PostgresStore, postgresMigrationSql, type PostgresStoreOptions } from '../lib/stores/postgres/index.js'
-import { type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError, type TokenStore } from '../lib/stores/types.js'
-import { defineStoreConformance, rotationRequest, sessionRecord } from '../lib/testing.js'
+import { type RevocationRecord, type SessionRecord, StoreDeadlineError, type TokenStore } from '../lib/stores/types.js'
+import { defineStoreConformance, sessionRecord } from '../lib/testing.js'
 import { hashTokenId } from '../lib/tokens.js'
 import { build, login, refresh, refreshTokenOf, tokenSecrets, waitFor } from './helpers.js'
 import { freePort } from './private-servers/process.js'
 import { DATABASE_URL, postgresAvailable } from './services.js'
 import { TcpProxy } from './tcp-proxy.js'
 // The conformance kit's lifetimes, which its `sessionRecord` and `rotationRequest` use.
-import { KEEP, MINUTE } from '../lib/testing/fixtures.js'
-
-const T0 = Date.UTC(2030, 0, 1)
+import { count, KEEP, MINUTE } from '../lib/testing/fixtures.js'
+import { rotation, T0 } from './postgres-fixtures.js'
 
 const skip = await postgresAvailable()
 if (skip !== undefined) {
@@ -273,10 +272,10 @@ async function suite (): Promise<void> {
       const [stored] = (await store.listUserSessions(session.userId, now)).filter((alive) => alive.id === session.id)
       t.equal(stored?.tokenHash, `next-${winners[0] as number}`, 'the winner\'s successor is the current hash')
       if (grace === 0) {
-        t.same(tally(results), { rotated: 1, superseded: 99 }, 'the losers hold the predecessor in the rotation\'s ms: they mint nothing')
+        t.same(count(results.map((result) => result.outcome)), { rotated: 1, superseded: 99 }, 'the losers hold the predecessor in the rotation\'s ms: they mint nothing')
         t.equal(stored?.graceUses, 0)
       } else {
-        t.same(tally(results), { rotated: 1, grace: 3, superseded: 96 })
+        t.same(count(results.map((result) => result.outcome)), { rotated: 1, grace: 3, superseded: 96 })
         t.equal(stored?.graceUses, 3)
       }
     }
@@ -295,7 +294,7 @@ async function suite (): Promise<void> {
         store.rotate(rotation(session, { presentedHash: current, nextHash: `g${generation}-${i}`, now, grace: 100_000, graceLimit: 1000 }))))
       const rotated = results.filter((result) => result.outcome === 'rotated')
       t.equal(rotated.length, 1, `generation ${generation}`)
-      t.same(tally(results), { rotated: 1, grace: 29 })
+      t.same(count(results.map((result) => result.outcome)), { rotated: 1, grace: 29 })
       current = (rotated[0] as { session: SessionRecord }).session.tokenHash
     }
     const [stored] = await store.listUserSessions(session.userId, T0)
@@ -749,19 +748,6 @@ let sequence = 0
 function record (overrides: Partial<SessionRecord> = {}): SessionRecord {
   sequence++
   return sessionRecord({ claims: { username: 'alice', n: sequence }, createdAt: T0 + sequence, expiresAt: T0 + 10 * MINUTE, absoluteExpiresAt: T0 + 60 * MINUTE, ...overrides })
-}
-
-/** The kit's rotation of the session's current token, at T0 + 1 s, from another client, grace limit 2. */
-function rotation (session: SessionRecord, overrides: Partial<RotateRequest> = {}): RotateRequest {
-  return rotationRequest(session, session.tokenHash, `${session.tokenHash}-next`, T0 + 1000, {
-    graceLimit: 2, userAgent: 'agent/2', ip: '198.51.100.2', ...overrides
-  })
-}
-
-function tally (results: RotateResult[]): Record<string, number> {
-  const counts: Record<string, number> = {}
-  for (const { outcome } of results) counts[outcome] = (counts[outcome] ?? 0) + 1
-  return counts
 }
 
 /** The migration of schema version 1 (fastify-token-auth before the sweep_at column), `{schema}` to fill in. */
