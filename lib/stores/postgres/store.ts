@@ -50,7 +50,7 @@ const DEFAULT_POOL_SIZE = 10
 
 /**
  * A store in PostgreSQL, shared by every process using the same database, schema and prefix.
- * Each operation is one statement (one round trip, one commit; concurrent rotations may share one, batch.ts); `rotate` is atomic at READ
+ * Each operation is one statement (one round trip, one commit); `rotate` is atomic at READ
  * COMMITTED, and concurrent rotations share a statement and its commit (batch.ts). Revocations are pushed to other processes with LISTEN/NOTIFY and kept in a feed
  * table for polling. Times are stored as bigint milliseconds and read back as numbers, through
  * per-query type parsers (the pool's global parsers are left alone).
