@@ -44,7 +44,7 @@ export const TARGETS: Array<[Scenario, Scenario, number | null]> = [
   ['protected-eddsa', 'bare', null],
   ['refresh', 'diy-refresh', null],
   ['refresh-redis', 'refresh', null],
-  ['refresh-postgres', 'refresh', null]
+  ['refresh-postgres', 'refresh', 0.5]
 ]
 
 /** Most bytes a stored session may take, in the MemoryStore's heap and in Redis. */

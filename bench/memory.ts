@@ -117,7 +117,10 @@ async function fill (store: TokenStore, count: number, perUser: number, window =
   await inWindows(count, window, async (n) => {
     const user = Math.floor(n / perUser)
     const session = sessionRecord(n, user, Date.now(), HOUR, store.sessionIdFor?.(`user-${user}`))
-    if (sharedAgent !== undefined) session.userAgent = sharedAgent
+    if (sharedAgent !== undefined) {
+      session.userAgent = sharedAgent
+      session.firstUserAgent = sharedAgent
+    }
     await store.createSession(session)
     const result = await store.rotate(rotation(session, n, sharedAgent))
     if (result.outcome !== 'rotated') throw new Error(`rotation answered ${result.outcome}`)

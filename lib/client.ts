@@ -2,7 +2,9 @@
  * `fastify-token-auth/client`: a dependency-free `fetch` wrapper for browsers and Node. It logs
  * in, sends the access token as `Authorization: Bearer`, refreshes it when the server answers
  * 401 (one refresh shared by every concurrent caller) and retries the request once, and logs
- * out. It imports nothing, so it also runs as a plain ES module in a browser.
+ * out. A route that wants a fresher sign-in (step-up, RFC 9470) is told apart by
+ * {@link stepUpRequired}, and {@link AuthClient.reauthenticate} renews the sign-in of the same
+ * session. It imports nothing, so it also runs as a plain ES module in a browser.
  *
  * @example
  * ```ts
@@ -16,7 +18,8 @@
 
 /**
  * Why the session is gone: the user logged out, the refresh token was refused (expired, unknown,
- * logged out elsewhere), or the server ended the session (revoked, refresh token reuse).
+ * logged out elsewhere), or the server ended the session (revoked, refresh token reuse, a refresh
+ * its risk check denied).
  */
 export type LogoutReason = 'logout' | 'expired' | 'revoked'
 
@@ -57,8 +60,18 @@ export interface AuthClientOptions {
 }
 
 export interface AuthClient {
-  /** Logs in. Throws an {@link AuthClientError} with the server's code when refused (401, 429, 503...). */
+  /**
+   * Logs in. Throws an {@link AuthClientError} with the server's code when refused (401, 429,
+   * 503, 403 `FST_TOKEN_AUTH_SESSION_LIMIT_REACHED` when the user has all the sessions allowed...).
+   */
   login (username: string, password: string): Promise<void>
+  /**
+   * Signs the user in again within the current session (after {@link stepUpRequired}): the same
+   * session, fresh tokens with a new `auth_time`. Throws an {@link AuthClientError} when refused:
+   * wrong password (401 `FST_TOKEN_AUTH_INVALID_CREDENTIALS`) or another user's credentials (403)
+   * keep the session; a refused refresh token means it is over (`onLogout`, as for a refresh).
+   */
+  reauthenticate (username: string, password: string): Promise<void>
   /**
    * `fetch` with the access token. Relative URLs are resolved against `baseUrl`; the token is
    * sent only to the origin of `baseUrl` (a request that already carries `Authorization` is left
@@ -66,7 +79,8 @@ export interface AuthClient {
    * callers share that refresh) and retries the request once; the body is sent again. When the
    * refresh is refused the session is over: `onLogout('expired')`, and the first 401 is returned.
    * When the refresh fails otherwise (503 store unavailable, 429...) the tokens are kept and the
-   * refresh's response is returned. A 401 for a revoked session ends it without a refresh.
+   * refresh's response is returned. A 401 for a revoked session ends it without a refresh. A 401
+   * asking for a fresher sign-in is returned as it is, without a refresh: see {@link stepUpRequired}.
    */
   fetch (input: string | URL | Request, init?: RequestInit): Promise<Response>
   /**
@@ -106,12 +120,82 @@ export class AuthClientError extends Error {
   }
 }
 
-/** 401 codes a new access token cures. */
-const REFRESHABLE = new Set(['FST_TOKEN_AUTH_MISSING_TOKEN', 'FST_TOKEN_AUTH_INVALID_TOKEN', 'FST_TOKEN_AUTH_TOKEN_EXPIRED'])
+/**
+ * A 401 of a route that wants the user to have signed in more recently (`maxAge`, seconds) or
+ * more strongly (one of `acrValues`): RFC 9470's `insufficient_user_authentication` challenge.
+ */
+export interface StepUpRequired { kind: 'step-up-required', maxAge?: number, acrValues?: string[] }
+
+/** One challenge of a `WWW-Authenticate` header (RFC 9110 §11.6.1). */
+export interface Challenge {
+  /** Lower-cased: schemes are case-insensitive. */
+  scheme: string
+  /** Names lower-cased, values unquoted and unescaped; the first of a repeated name wins. */
+  params: Record<string, string>
+  token68?: string
+}
+
+/**
+ * What a response says about step-up: `undefined` unless it is a 401 whose `WWW-Authenticate`
+ * carries a Bearer challenge with `error="insufficient_user_authentication"`.
+ */
+export function stepUpRequired (response: Response): StepUpRequired | undefined {
+  if (response.status !== 401) return undefined
+  const bearer = parseWwwAuthenticate(response.headers.get('www-authenticate') ?? '')
+    .find((challenge) => challenge.scheme === 'bearer' && challenge.params.error === 'insufficient_user_authentication')
+  if (bearer === undefined) return undefined
+  const { max_age: maxAge = '', acr_values: acrValues = '' } = bearer.params
+  const acr = acrValues.split(' ').filter(Boolean)
+  return { kind: 'step-up-required', ...(/^\d+$/.test(maxAge) ? { maxAge: Number(maxAge) } : {}), ...(acr.length > 0 ? { acrValues: acr } : {}) }
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~\w]+/
+const TOKEN68 = /^[ \t]+[\w\-.~+/]+=*(?=[ \t]*(,|$))/
+const PARAM = /^[ \t]*=[ \t]*/
+const QUOTED = /^"((?:[^"\\]|\\.)*)"/
+
+/**
+ * Parses a `WWW-Authenticate` value: challenges separated by commas, each a scheme and then a
+ * token68 or comma-separated `name=value` params (a token or a quoted string with `\` escapes).
+ * A malformed rest is dropped, keeping what came before it.
+ */
+export function parseWwwAuthenticate (header: string): Challenge[] {
+  const challenges: Challenge[] = []
+  const input = { rest: header }
+  const take = (pattern: RegExp): RegExpExecArray | undefined => {
+    const match = pattern.exec(input.rest) ?? undefined
+    if (match !== undefined) input.rest = input.rest.slice(match[0].length)
+    return match
+  }
+  const skip = () => take(/^[\s,]*/)
+  skip()
+  let current: Challenge | undefined
+  while (input.rest !== '') {
+    const name = take(TOKEN)?.[0]
+    if (name === undefined) break
+    if (current !== undefined && take(PARAM) !== undefined) {
+      const value = take(TOKEN)?.[0] ?? take(QUOTED)?.[1]?.replace(/\\(.)/g, '$1')
+      if (value === undefined) break
+      current.params[name.toLowerCase()] ??= value
+    } else {
+      // Not `name=`: a new challenge's scheme, maybe followed by a token68.
+      current = { scheme: name.toLowerCase(), params: Object.create(null) }
+      challenges.push(current)
+      const token68 = take(TOKEN68)?.[0]
+      if (token68 !== undefined) current.token68 = token68.trimStart()
+    }
+    skip()
+  }
+  return challenges
+}
+
+/** 401 codes a new access token cures; claims that changed are in the next refresh's token. */
+const REFRESHABLE = new Set(['FST_TOKEN_AUTH_MISSING_TOKEN', 'FST_TOKEN_AUTH_INVALID_TOKEN', 'FST_TOKEN_AUTH_TOKEN_EXPIRED', 'FST_TOKEN_AUTH_CLAIMS_CHANGED'])
 const SESSION_REVOKED = 'FST_TOKEN_AUTH_SESSION_REVOKED'
 /** Refresh refusals that mean the server ended the session, rather than it running out. */
-const ENDED_BY_SERVER = new Set(['FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'FST_TOKEN_AUTH_USER_UNAVAILABLE'])
+const ENDED_BY_SERVER = new Set(['FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED', 'FST_TOKEN_AUTH_USER_UNAVAILABLE', 'FST_TOKEN_AUTH_REFRESH_DENIED'])
 const SUPERSEDED = 'FST_TOKEN_AUTH_REFRESH_TOKEN_SUPERSEDED'
+const INVALID_CREDENTIALS = 'FST_TOKEN_AUTH_INVALID_CREDENTIALS'
 const ABSOLUTE_URL = /^[a-z][a-z\d+.-]*:/i
 
 interface TokenResponse {
@@ -164,6 +248,21 @@ class TokenClient implements AuthClient {
     this.#store(await response.json() as TokenResponse)
   }
 
+  async reauthenticate (username: string, password: string): Promise<void> {
+    // The refresh token names the session: in the body, or in the cookie the browser sends.
+    const body = this.#inBody ? { username, password, refreshTokenTransport: 'body', refreshToken: this.#refreshToken } : { username, password }
+    const response = await this.#fetch(this.#url(this.#prefix + '/reauthenticate'), this.#authInit(body))
+    if (!response.ok) {
+      const error = await errorOf(response.clone())
+      // A wrong password leaves the session as it was; a refused refresh token ends it.
+      if (response.status === 401 && error.code !== INVALID_CREDENTIALS) await this.#refused(response)
+      throw error
+    }
+    // Like a login: a refresh answered meanwhile carries the old sign-in time and is dropped.
+    this.#generation++
+    this.#store(await response.json() as TokenResponse)
+  }
+
   async fetch (input: string | URL | Request, init?: RequestInit): Promise<Response> {
     const request = new Request(typeof input === 'string' ? this.#url(input) : input, init)
     if (request.headers.has('authorization') || new URL(request.url).origin !== this.#url(this.#prefix).origin) {
@@ -172,7 +271,8 @@ class TokenClient implements AuthClient {
     const sent = this.#accessToken
     // A clone goes first: the original, body unread, stays available for the retry.
     const first = await this.#send(request.clone(), sent)
-    if (first.status !== 401) return first
+    // A fresher sign-in is the user's to give (reauthenticate): a refresh would not change auth_time.
+    if (first.status !== 401 || stepUpRequired(first) !== undefined) return first
     // A token newer than the one sent means another caller has refreshed already: just retry.
     if (this.#accessToken === undefined || this.#accessToken === sent) {
       const code = await codeOf(first)
@@ -228,6 +328,11 @@ class TokenClient implements AuthClient {
       return 'ok'
     }
     if (response.status !== 401) return response
+    return await this.#refused(response)
+  }
+
+  /** A 401 to a refresh token: the session is over, unless another tab has just rotated the cookie. */
+  async #refused (response: Response): Promise<RefreshResult> {
     const code = await codeOf(response)
     // Another tab rotated the shared cookie a moment ago: its successor is arriving, the session lives on.
     if (code === SUPERSEDED && !this.#inBody) return response

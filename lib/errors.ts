@@ -49,6 +49,18 @@ export const InvalidClientError = createError(
   'FST_TOKEN_AUTH_INVALID_CLIENT', 'Client authentication failed', 401)
 export const IntrospectionThrottledError = createError(
   'FST_TOKEN_AUTH_INTROSPECTION_THROTTLED', 'Too many introspection requests, retry in %s seconds', 429)
+export const InsufficientUserAuthenticationError = createError<'FST_TOKEN_AUTH_INSUFFICIENT_USER_AUTHENTICATION', 401, [string]>(
+  'FST_TOKEN_AUTH_INSUFFICIENT_USER_AUTHENTICATION', 'Authentication required again: %s', 401)
+export const ClaimsChangedError = createError(
+  'FST_TOKEN_AUTH_CLAIMS_CHANGED', 'The claims of this token have changed: refresh it', 401)
+export const ReauthenticationUserMismatchError = createError(
+  'FST_TOKEN_AUTH_REAUTHENTICATION_USER_MISMATCH', 'These credentials are not those of the session\'s user', 403)
+export const SessionLimitReachedError = createError(
+  'FST_TOKEN_AUTH_SESSION_LIMIT_REACHED', 'Too many sessions: end one before signing in again', 403)
+export const RefreshDeniedError = createError(
+  'FST_TOKEN_AUTH_REFRESH_DENIED', 'Refresh refused: the session has been ended', 401)
+export const RefreshCheckUnavailableError = createError(
+  'FST_TOKEN_AUTH_REFRESH_CHECK_UNAVAILABLE', 'The refresh check is unavailable, retry later', 503)
 export const StoreUnavailableError = createError(
   'FST_TOKEN_AUTH_STORE_UNAVAILABLE', 'Token store unavailable, retry later', 503)
 
@@ -74,6 +86,12 @@ export type TokenAuthErrorCode =
   | 'FST_TOKEN_AUTH_SESSION_NOT_FOUND'
   | 'FST_TOKEN_AUTH_INVALID_CLIENT'
   | 'FST_TOKEN_AUTH_INTROSPECTION_THROTTLED'
+  | 'FST_TOKEN_AUTH_INSUFFICIENT_USER_AUTHENTICATION'
+  | 'FST_TOKEN_AUTH_CLAIMS_CHANGED'
+  | 'FST_TOKEN_AUTH_REAUTHENTICATION_USER_MISMATCH'
+  | 'FST_TOKEN_AUTH_SESSION_LIMIT_REACHED'
+  | 'FST_TOKEN_AUTH_REFRESH_DENIED'
+  | 'FST_TOKEN_AUTH_REFRESH_CHECK_UNAVAILABLE'
   | 'FST_TOKEN_AUTH_STORE_UNAVAILABLE'
   /** The OAuth 2.0 format's `code` for a 500 that carried none (an app callback threw, say). */
   | 'FST_TOKEN_AUTH_INTERNAL'

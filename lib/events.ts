@@ -23,8 +23,21 @@ export interface RefreshEvent extends ClientInfo {
 export interface ReuseDetectedEvent extends ClientInfo { userId: string, sessionId: string }
 export interface LogoutEvent { userId: string, sessionId: string }
 export interface LogoutAllEvent { userId: string, sessionIds: string[] }
-export type RevocationReason = 'logout' | 'logout-all' | 'reuse' | 'revoked' | 'user-unavailable'
+export type RevocationReason = 'logout' | 'logout-all' | 'reuse' | 'revoked' | 'user-unavailable' | 'session-limit' | 'refresh-denied'
 export interface SessionRevokedEvent { userId: string, sessionId: string, reason: RevocationReason }
+/** A session started (login or `issueSession`), docs/design.md «Session policy». */
+export interface NewSessionEvent extends ClientInfo {
+  userId: string
+  sessionId: string
+  /** Whether another live session of the user has this User-Agent as its latest or first one. */
+  knownUserAgent: boolean
+}
+/** The user of a session proved who they are again (`POST /reauthenticate`), «Step-up authentication». */
+export interface ReauthenticatedEvent extends ClientInfo { userId: string, sessionId: string, acr?: string }
+/** `updateUserClaims` changed the claims of these sessions («Claims that change»). */
+export interface ClaimsUpdatedEvent { userId: string, sessionIds: string[] }
+/** The `onRefresh` hook denied a refresh; the session was ended («The refresh risk hook»). */
+export interface RefreshDeniedEvent extends ClientInfo { userId: string, sessionId: string, reason: string }
 /** The token store stopped answering: the first failed call of an outage. */
 export interface StoreUnavailableEvent {
   /** What the failed call threw (a timeout, a refused connection...). */
@@ -38,7 +51,7 @@ export interface StoreRecoveredEvent {
   unavailableResponses: number
 }
 /** The plugin's routes whose 503s are counted apart. */
-export type TokenAuthRoute = 'login' | 'refresh' | 'logout' | 'sessions' | 'revoke' | 'introspect'
+export type TokenAuthRoute = 'login' | 'refresh' | 'reauthenticate' | 'logout' | 'sessions' | 'revoke' | 'introspect'
 /** A plugin route answered 503 (store unavailable): the client was told to retry. */
 export interface UnavailableResponseEvent { route: TokenAuthRoute }
 
@@ -51,6 +64,10 @@ export interface TokenAuthEventMap {
   logout: [LogoutEvent]
   logoutAll: [LogoutAllEvent]
   sessionRevoked: [SessionRevokedEvent]
+  newSession: [NewSessionEvent]
+  reauthenticated: [ReauthenticatedEvent]
+  claimsUpdated: [ClaimsUpdatedEvent]
+  refreshDenied: [RefreshDeniedEvent]
   storeUnavailable: [StoreUnavailableEvent]
   storeRecovered: [StoreRecoveredEvent]
   unavailableResponse: [UnavailableResponseEvent]

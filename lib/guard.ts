@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
-import { MalformedAuthorizationError, MissingTokenError } from './errors.js'
+import { ClaimsChangedError, MalformedAuthorizationError, MissingTokenError } from './errors.js'
 import type { SessionService } from './sessions.js'
 import type { AccessTokenClaims } from './tokens.js'
 
@@ -7,6 +7,8 @@ import type { AccessTokenClaims } from './tokens.js'
 const CHALLENGE = 'Bearer'
 const INVALID_REQUEST = 'Bearer error="invalid_request"'
 const INVALID_TOKEN = 'Bearer error="invalid_token"'
+// The client holds a valid refresh token: telling it why lets it refresh instead of signing in again.
+const CLAIMS_CHANGED = 'Bearer error="invalid_token", error_description="the claims of this token have changed; refresh it"'
 
 /**
  * The access-token hook: `Authorization: Bearer <token>` -> signature, type and claims ->
@@ -18,7 +20,7 @@ export function createAuthenticate (sessions: SessionService): onRequestAsyncHoo
     try {
       request.user = sessions.verifyAccessToken(token)
     } catch (error) {
-      reply.header('www-authenticate', INVALID_TOKEN)
+      reply.header('www-authenticate', error instanceof ClaimsChangedError ? CLAIMS_CHANGED : INVALID_TOKEN)
       throw error
     }
   }

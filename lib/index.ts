@@ -5,6 +5,7 @@ import { type ClientInfo, TokenAuthEvents } from './events.js'
 import { createAuthenticate } from './guard.js'
 import { resolveOptions, type TokenAuthOptions } from './options.js'
 import { startRevocationSync } from './revocation-sync.js'
+import { createRequireAuth, type RequireAuthOptions } from './step-up.js'
 import { RevocationList } from './revocations.js'
 import { jwksRoute, tokenAuthRoutes } from './routes/index.js'
 import { type AuthUser, type SessionInfo, SessionService, type TokenSet } from './sessions.js'
@@ -37,7 +38,21 @@ export interface TokenAuth {
   revokeUserSessions (userId: string): Promise<string[]>
   /** The user's live sessions, oldest first. */
   listSessions (userId: string): Promise<SessionInfo[]>
-  /** Typed audit events: login, loginFailed, refresh, reuseDetected, logout, logoutAll, sessionRevoked. */
+  /**
+   * Replaces the claims of every live session of a user: their access tokens signed before are
+   * refused (`FST_TOKEN_AUTH_CLAIMS_CHANGED`) and the next refresh signs the new claims.
+   * Resolves with the ids of the sessions updated.
+   */
+  updateUserClaims (userId: string, claims: Partial<TokenAuthClaims>): Promise<string[]>
+  /**
+   * A hook to use instead of `authenticate` on routes that need a recent (`maxAge`, seconds) or
+   * a stronger (`acr`) authentication: it refuses others with the RFC 9470 challenge (401).
+   */
+  requireAuth (options?: RequireAuthOptions): onRequestAsyncHookHandler
+  /**
+   * Typed audit events: login, loginFailed, refresh, reuseDetected, logout, logoutAll, sessionRevoked,
+   * newSession, reauthenticated, claimsUpdated, refreshDenied, and the store's health.
+   */
   readonly events: TokenAuthEvents
   readonly store: TokenStore
 }
@@ -73,7 +88,7 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
   const revocationTtl = (options.accessTokenTtl + options.clockTolerance) * 1000
   const sessions = new SessionService({ ...options, store, codec, events, revocationTtl, revocations: new RevocationList(revocationTtl) })
   const authenticate = createAuthenticate(sessions)
-  fastify.decorate('tokenAuth', tokenAuthHelpers(sessions, events, store))
+  fastify.decorate('tokenAuth', tokenAuthHelpers(sessions, events, store, createRequireAuth(authenticate, () => sessions.now())))
   fastify.decorate('authenticate', authenticate)
   // `request.user` is assigned by `authenticate`, not declared with decorateRequest: @fastify/jwt
   // declares it too, and the app may register that before or after us.
@@ -105,7 +120,7 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
 }
 
 /** `fastify.tokenAuth`: the session service under the public API's names; a missing client is unknown (null). */
-function tokenAuthHelpers (sessions: SessionService, events: TokenAuthEvents, store: TokenStore): TokenAuth {
+function tokenAuthHelpers (sessions: SessionService, events: TokenAuthEvents, store: TokenStore, requireAuth: TokenAuth['requireAuth']): TokenAuth {
   const clientOf = (client: Partial<ClientInfo> = {}): ClientInfo => ({ ip: client.ip ?? null, userAgent: client.userAgent ?? null })
   return {
     signAccessToken: (userId, sessionId, claims = {}) => sessions.signAccessToken(userId, sessionId, claims),
@@ -115,6 +130,8 @@ function tokenAuthHelpers (sessions: SessionService, events: TokenAuthEvents, st
     revokeSession: async (sessionId, userId) => await sessions.revokeSession(sessionId, userId === undefined ? {} : { userId }),
     revokeUserSessions: async (userId) => await sessions.revokeUserSessions(userId),
     listSessions: async (userId) => await sessions.listSessions(userId),
+    updateUserClaims: async (userId, claims) => await sessions.updateUserClaims(userId, claims),
+    requireAuth,
     events,
     store
   }
@@ -126,11 +143,13 @@ export default tokenAuth
 
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export {
-  type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError,
-  type TokenStore, type WriteOptions
+  type Authentication, type CreateOptions, type CreateResult, type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult,
+  type SessionLimit, type SessionRecord, StoreDeadlineError, type TokenStore, type WriteOptions
 } from './stores/types.js'
 export type { AuthUser, SessionInfo, TokenSet } from './sessions.js'
 export type { AccessTokenClaims, RefreshTokenClaims, SignedAccessToken } from './tokens.js'
+export type { RequireAuthOptions } from './step-up.js'
+export type { RefreshDecision, RefreshHook, RefreshHookContext, RefreshHookSession } from './refresh-hook.js'
 export type {
   ClearSiteDataType, CookieOptions, JwksOptions, RateLimitOptions, RefreshRouteOptions, RefreshTokenTransport, RouteOptions, RoutesOptions,
   TokenAuthOptions

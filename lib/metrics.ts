@@ -37,11 +37,11 @@ const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
 
 // A Record, so a reason added to RevocationReason without being listed here fails to compile.
 const REVOCATION_REASONS = Object.keys({
-  logout: true, 'logout-all': true, reuse: true, revoked: true, 'user-unavailable': true
+  logout: true, 'logout-all': true, reuse: true, revoked: true, 'user-unavailable': true, 'session-limit': true, 'refresh-denied': true
 } satisfies Record<RevocationReason, true>) as RevocationReason[]
 
 const ROUTES = Object.keys({
-  login: true, refresh: true, logout: true, sessions: true, revoke: true, introspect: true
+  login: true, refresh: true, reauthenticate: true, logout: true, sessions: true, revoke: true, introspect: true
 } satisfies Record<TokenAuthRoute, true>) as TokenAuthRoute[]
 
 interface Counter {
@@ -75,7 +75,7 @@ const COUNTERS = {
   },
   revocations: {
     name: 'revocations_total',
-    help: 'Sessions ended, by reason: logout, logout-all, reuse (theft detection), revoked (by id or by the app), user-unavailable.',
+    help: 'Sessions ended, by reason: logout, logout-all, reuse (theft detection), revoked (by id or by the app), user-unavailable, session-limit (a login over maxSessionsPerUser), refresh-denied (the onRefresh hook).',
     series: [...REVOCATION_REASONS.map((reason) => ({ reason })), { reason: 'other' }]
   },
   unavailableResponses: {

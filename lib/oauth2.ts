@@ -16,9 +16,25 @@ const GRANT_ERRORS: Record<string, string> = {
   FST_TOKEN_AUTH_REFRESH_TOKEN_REUSED: 'invalid_grant',
   FST_TOKEN_AUTH_REFRESH_TOKEN_SUPERSEDED: 'invalid_grant',
   FST_TOKEN_AUTH_USER_UNAVAILABLE: 'invalid_grant',
+  // The refresh token no longer grants anything: its session was ended by the onRefresh hook.
+  FST_TOKEN_AUTH_REFRESH_DENIED: 'invalid_grant',
+  // The resource owner's credentials do not match the grant (the session's user).
+  FST_TOKEN_AUTH_REAUTHENTICATION_USER_MISMATCH: 'invalid_grant',
   FST_TOKEN_AUTH_MISSING_REFRESH_TOKEN: 'invalid_request',
   FST_TOKEN_AUTH_AMBIGUOUS_REFRESH_TOKEN: 'invalid_request',
   FST_TOKEN_AUTH_UNSUPPORTED_GRANT_TYPE: 'unsupported_grant_type'
+}
+
+/**
+ * Errors that keep their status, with the RFC error that names them: RFC 9470 §3 and RFC 6750
+ * §3.1 for access tokens (an app may format its own routes' errors with this function), and
+ * `access_denied` (RFC 6749 §4.1.2.1) for a login the session cap refuses, which no credential
+ * or grant fixes.
+ */
+const STATUS_ERRORS: Record<string, string> = {
+  FST_TOKEN_AUTH_INSUFFICIENT_USER_AUTHENTICATION: 'insufficient_user_authentication',
+  FST_TOKEN_AUTH_CLAIMS_CHANGED: 'invalid_token',
+  FST_TOKEN_AUTH_SESSION_LIMIT_REACHED: 'access_denied'
 }
 
 export const FORM_CONTENT_TYPE = /^application\/x-www-form-urlencoded(; ?charset=utf-8)?$/i
@@ -40,6 +56,8 @@ export function toOAuth2Error (error: { statusCode?: number, code?: string, mess
   if (grantError !== undefined) return { statusCode: 400, body: { error: grantError, error_description: error.message, code } }
   // §5.2: a client that failed HTTP Basic authentication gets 401 `invalid_client`.
   if (code === 'FST_TOKEN_AUTH_INVALID_CLIENT') return { statusCode: 401, body: { error: 'invalid_client', error_description: error.message, code } }
+  const statusError = STATUS_ERRORS[code]
+  if (statusError !== undefined) return { statusCode: status, body: { error: statusError, error_description: error.message, code } }
   const description = status >= 500 && status !== 503 ? 'Internal server error' : error.message
   const kind = status === 503 ? 'temporarily_unavailable' : status >= 500 ? 'server_error' : 'invalid_request'
   return { statusCode: status, body: { error: kind, error_description: description, code } }

@@ -34,8 +34,11 @@ export function resolveOptions (options: TokenAuthOptions): ResolvedOptions {
     Object.entries(optionSpecs).map(([name, spec]) => [name, spec.resolve(given[name], name, options)])
   ) as SpecResults
   const refreshRoute = options.routes === false ? undefined : options.routes?.refresh
+  const reauthenticateRoute = options.routes === false ? undefined : options.routes?.reauthenticate
   const result = {
     ...resolved,
+    // Re-authentication checks a password: without `verifyCredentials` it is left out unless asked for (then refused below).
+    routes: resolved.verifyCredentials === undefined && reauthenticateRoute === undefined ? { ...resolved.routes, reauthenticate: false as const } : resolved.routes,
     accessKeys: accessTokenKeys,
     refreshMethod: refreshMethod.resolve(refreshRoute === false ? undefined : refreshRoute?.method, 'routes.refresh.method', options)
   }
@@ -54,6 +57,9 @@ function checkRelations (options: ResolvedOptions): void {
   }
   if (options.routes.login !== false && options.verifyCredentials === undefined) {
     throw new InvalidOptionError('verifyCredentials', 'a function is required while the login route is enabled (set routes.login to false otherwise)')
+  }
+  if (options.routes.reauthenticate !== false && options.verifyCredentials === undefined) {
+    throw new InvalidOptionError('verifyCredentials', 'a function is required while the reauthenticate route is enabled (set routes.reauthenticate to false otherwise)')
   }
   if (options.refreshMethod === 'GET' && options.refreshTokenTransport !== 'cookie') {
     throw new InvalidOptionError('routes.refresh.method', 'GET needs refreshTokenTransport \'cookie\': a GET request has no body')

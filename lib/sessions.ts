@@ -1,67 +1,19 @@
 import {
-  GraceExhaustedError, InvalidRefreshTokenError, RefreshTokenExpiredError, RefreshTokenReusedError,
-  SessionRevokedError, StoreUnavailableError, UserUnavailableError
+  ClaimsChangedError, GraceExhaustedError, InvalidRefreshTokenError, RefreshDeniedError, RefreshTokenExpiredError, RefreshTokenReusedError,
+  SessionLimitReachedError, SessionRevokedError, StoreUnavailableError, UserUnavailableError
 } from './errors.js'
 import type { ClientInfo, RevocationReason, TokenAuthEvents } from './events.js'
+import type { AuthUser, RotationChanges, SessionInfo, SessionServiceOptions, TokenSet } from './session-types.js'
 import type { RevocationList } from './revocations.js'
 import { CallDeadlines } from './call-deadlines.js'
 import { StoreHealth } from './store-health.js'
-import type { SessionRecord, TokenStore } from './stores/types.js'
+import { hookSession, type RefreshHook, type RefreshHookContext, runRefreshHook } from './refresh-hook.js'
+import { authenticationAt, isKnownUserAgent, sessionLimitOf } from './session-policy.js'
+import type { RevocationRecord, SessionLimit, SessionRecord, TokenStore } from './stores/types.js'
 import { type AccessTokenClaims, hashTokenId, presentedTokenHash, randomId, type SignedAccessToken, type TokenCodec } from './tokens.js'
-import { TOKEN_ID_BYTES } from './refresh-tokens.js'
+import { type PresentedRefreshToken, TOKEN_ID_BYTES } from './refresh-tokens.js'
 
-/** A user as the app's callbacks describe it. */
-export interface AuthUser<Claims = Record<string, unknown>> {
-  /** Stable user id: the `sub` claim. */
-  id: string
-  /** Extra access-token claims (e.g. username, roles); kept with the session and re-signed on refresh. */
-  claims?: Claims
-}
-
-/** What login and refresh hand to a client. */
-export interface TokenSet {
-  accessToken: string
-  tokenType: 'Bearer'
-  /** Seconds until the access token expires. */
-  expiresIn: number
-  refreshToken: string
-  /** When the refresh token (and, unless used, the session) expires, in ms since the epoch. */
-  refreshTokenExpiresAt: number
-  sessionId: string
-  userId: string
-}
-
-/** A session as listed to its user: no token material. */
-export interface SessionInfo {
-  id: string
-  createdAt: string
-  lastUsedAt: string
-  expiresAt: string
-  userAgent: string | null
-  ip: string | null
-}
-
-export interface SessionServiceOptions {
-  store: TokenStore
-  codec: TokenCodec
-  events: TokenAuthEvents
-  revocations: RevocationList
-  /** Idle lifetime of a session, seconds. */
-  refreshTokenTtl: number
-  /** Absolute lifetime of a session, seconds. */
-  sessionMaxAge: number
-  /** Seconds during which a rotated refresh token is still answered. */
-  reuseGrace: number
-  /** Grace answers allowed per rotation. */
-  reuseGraceLimit: number
-  /** Milliseconds after which a store call counts as failed. */
-  storeTimeout: number
-  /** Milliseconds a revocation must be remembered: the longest an access token can still be accepted. */
-  revocationTtl: number
-  /** Reloads a user on refresh; `null` ends the session. */
-  loadUser?: ((userId: string) => Promise<AuthUser | null>) | undefined
-  now?: () => number
-}
+export type { AuthUser, SessionInfo, SessionServiceOptions, TokenSet } from './session-types.js'
 
 /** How far each poll of the revocation feed reaches back before the previous one (ms). */
 const FEED_OVERLAP = 10_000
@@ -87,6 +39,9 @@ export class SessionService {
   /** Where the next poll of the revocation feed starts. */
   #feedCursor: number
   readonly #loadUser: ((userId: string) => Promise<AuthUser | null>) | undefined
+  readonly #onRefresh: RefreshHook | undefined
+  readonly #onRefreshTimeout: number
+  readonly #sessionLimit: SessionLimit | undefined
   readonly now: () => number
   /** Whether the store is answering; every store call reports to it. */
   readonly health: StoreHealth
@@ -103,19 +58,31 @@ export class SessionService {
     this.#deadlines = new CallDeadlines(options.storeTimeout)
     this.#revocationTtl = options.revocationTtl
     this.#loadUser = options.loadUser
+    this.#onRefresh = options.onRefresh
+    this.#onRefreshTimeout = options.onRefreshTimeout ?? 1000
+    this.#sessionLimit = sessionLimitOf(options, this.#revocationTtl)
     this.now = options.now ?? Date.now
     this.health = new StoreHealth(options.events)
     // A process that starts late must still learn of revocations whose access tokens live on.
     this.#feedCursor = this.now() - this.#revocationTtl
   }
 
-  /** Starts a session for an authenticated user and returns its first tokens. */
+  /**
+   * Starts a session for an authenticated user and returns its first tokens. With
+   * `maxSessionsPerUser`, the store ends the least recently used sessions or refuses (403), in
+   * the same step as the insert (docs/design.md, «Session caps»).
+   */
   async issue (user: AuthUser, client: ClientInfo): Promise<TokenSet> {
     if (typeof user?.id !== 'string' || user.id === '') {
       // A bug in the app's callback, not a client error: fail loudly rather than sign `sub: undefined`.
       throw new TypeError('fastify-token-auth: a user must be an object with a non-empty string `id`')
     }
     const now = this.now()
+    const authentication = authenticationAt(now, user)
+    // Only worth a store read when someone listens («Session policy»).
+    const known = this.#events.listenerCount('newSession') > 0
+      ? isKnownUserAgent(await this.#call(() => this.#store.listUserSessions(user.id, now)), client)
+      : false
     const jti = randomId(TOKEN_ID_BYTES)
     const absoluteExpiresAt = now + this.#maxAge
     const session: SessionRecord = {
@@ -131,29 +98,84 @@ export class SessionService {
       rotatedAt: null,
       graceUses: 0,
       userAgent: client.userAgent,
-      ip: client.ip
+      ip: client.ip,
+      firstUserAgent: client.userAgent,
+      firstIp: client.ip,
+      authentication,
+      claimsVersion: 0
     }
-    await this.#call((deadline) => this.#store.createSession(session, { deadline }))
+    const sessionLimit = this.#sessionLimit
+    const result = await this.#call((deadline) => this.#store.createSession(session, sessionLimit === undefined ? { deadline } : { deadline, sessionLimit }))
+    if (result.outcome === 'refused') throw new SessionLimitReachedError()
+    for (const ended of result.ended) this.#revoked(ended, 'session-limit', now)
     this.#events.emit('login', { userId: user.id, sessionId: session.id, ...client })
+    this.#events.emit('newSession', { userId: user.id, sessionId: session.id, ...client, knownUserAgent: known })
     return this.#tokens({ sub: user.id, sid: session.id, jti, session }, now)
   }
 
   /**
    * Exchanges a refresh token for new tokens (docs/design.md, «Refresh-token rotation»). Throws a
    * coded 401 for anything but the current token or its predecessor (answered inside the grace
-   * window, recovered after it while its successor is unused); reuse ends the session.
+   * window, recovered after it while its successor is unused); reuse ends the session. The
+   * `onRefresh` hook, when set, decides first («The refresh risk hook»).
    */
-  async refresh (refreshToken: string, client: ClientInfo): Promise<TokenSet> {
+  async refresh (refreshToken: string, client: ClientInfo, request?: RefreshHookContext['request']): Promise<TokenSet> {
     const presented = this.#codec.refresh.read(refreshToken)
-    let claims: Record<string, unknown> | undefined
+    const changes: RotationChanges = {}
     if (this.#loadUser !== undefined) {
       const user = await this.#loadUser(presented.sub)
       if (user === null) {
         await this.revokeSession(presented.sid, { reason: 'user-unavailable' })
         throw new UserUnavailableError()
       }
-      claims = user.claims ?? {}
+      changes.claims = user.claims ?? {}
     }
+    if (this.#onRefresh !== undefined) {
+      const expiresIn = await this.#checkRefresh(this.#onRefresh, presented, client, request)
+      if (expiresIn !== undefined) changes.absoluteExpiresAt = this.now() + expiresIn * 1000
+    }
+    const { outcome, tokens } = await this.#rotate(presented, client, changes)
+    this.#events.emit('refresh', {
+      userId: tokens.userId, sessionId: tokens.sessionId, grace: outcome === 'grace', recovered: outcome === 'recovered', ...client
+    })
+    return tokens
+  }
+
+  /**
+   * Re-authentication (docs/design.md, «Step-up authentication»): the session of the refresh
+   * token, whose user `user` must be (the caller checked the password), proved who it is now.
+   * Same session, fresh tokens with the new `auth_time`. A grace answer would re-issue tokens
+   * of the old authentication, so it is refused as superseded.
+   */
+  async reauthenticate (refreshToken: string, user: AuthUser, client: ClientInfo): Promise<TokenSet> {
+    const presented = this.#codec.refresh.read(refreshToken)
+    const authentication = authenticationAt(this.now(), user)
+    const { outcome, tokens } = await this.#rotate(presented, client, { claims: user.claims ?? {}, authentication })
+    if (outcome === 'grace') throw new GraceExhaustedError()
+    this.#events.emit('reauthenticated', {
+      userId: tokens.userId, sessionId: tokens.sessionId, ...(authentication.acr !== undefined ? { acr: authentication.acr } : {}), ...client
+    })
+    return tokens
+  }
+
+  /**
+   * Asks the hook about a refresh of a live session; resolves with the seconds of a `shorten`.
+   * A session that is not live is not shown: the rotation fails as it would without the hook.
+   */
+  async #checkRefresh (hook: RefreshHook, presented: PresentedRefreshToken, client: ClientInfo, request: RefreshHookContext['request']): Promise<number | undefined> {
+    const session = await this.#call(() => this.#store.getSession(presented.sid, this.now()))
+    if (session === null) return undefined
+    const decision = await runRefreshHook(hook, this.#onRefreshTimeout, { session: hookSession(session), client, request })
+    if (decision.action === 'deny') {
+      await this.revokeSession(session.id, { reason: 'refresh-denied' })
+      this.#events.emit('refreshDenied', { userId: session.userId, sessionId: session.id, reason: decision.reason, ...client })
+      throw new RefreshDeniedError()
+    }
+    return decision.action === 'shorten' ? decision.expiresIn : undefined
+  }
+
+  /** One rotation of the presented token, and the tokens it yields; every other outcome is its coded 401. */
+  async #rotate (presented: PresentedRefreshToken, client: ClientInfo, changes: RotationChanges): Promise<{ outcome: 'rotated' | 'recovered' | 'grace', tokens: TokenSet }> {
     const now = this.now()
     const nextJti = this.#codec.refresh.successorId(presented.jti, now)
     const result = await this.#call((deadline) => this.#store.rotate({
@@ -166,7 +188,7 @@ export class SessionService {
       graceLimit: this.#graceLimit,
       userAgent: client.userAgent,
       ip: client.ip,
-      claims,
+      ...changes,
       keepRevocationFor: this.#revocationTtl,
       deadline
     }))
@@ -178,10 +200,7 @@ export class SessionService {
         const mintedAt = session.rotatedAt as number
         // A grace answer re-issues the successor minted at the rotation (or recovery) it follows.
         const jti = result.outcome === 'grace' ? this.#codec.refresh.successorId(presented.jti, mintedAt) : nextJti
-        this.#events.emit('refresh', {
-          userId: session.userId, sessionId: session.id, grace: result.outcome === 'grace', recovered: result.outcome === 'recovered', ...client
-        })
-        return this.#tokens({ sub: session.userId, sid: session.id, jti, session }, now)
+        return { outcome: result.outcome, tokens: this.#tokens({ sub: session.userId, sid: session.id, jti, session }, now) }
       }
       case 'reused':
         this.#revoked(result.session, 'reuse', now)
@@ -222,12 +241,33 @@ export class SessionService {
   }
 
   /**
+   * Replaces the claims of every live session of a user (docs/design.md, «Claims that change»):
+   * their access tokens signed before are refused here at once, on other processes through the
+   * feed, and the next refresh signs the new claims. Resolves with the ids of the sessions.
+   */
+  async updateUserClaims (userId: string, claims: Record<string, unknown>): Promise<string[]> {
+    if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) {
+      throw new TypeError('fastify-token-auth: updateUserClaims takes the claims as an object')
+    }
+    const records = await this.#call(() => this.#store.updateUserClaims(userId, claims, this.#revocationContext()))
+    for (const record of records) this.#learn(record)
+    const sessionIds = records.map((record) => record.sessionId)
+    this.#events.emit('claimsUpdated', { userId, sessionIds })
+    return sessionIds
+  }
+
+  /**
    * Ends the session a refresh token belongs to. A token that does not verify (expired, forged,
    * garbage) identifies no live session, so there is nothing to end: resolves with `false`.
    */
   async logout (refreshToken: string): Promise<boolean> {
     const presented = this.readRefreshToken(refreshToken)
     return presented === null ? false : await this.revokeSession(presented.sid, { reason: 'logout' })
+  }
+
+  /** The user of a refresh token we minted; throws its coded 401 otherwise (as a refresh would). */
+  refreshTokenOwner (refreshToken: string): string {
+    return this.#codec.refresh.read(refreshToken).sub
   }
 
   /** What a refresh token names if we minted it (its tag verifies), else `null`; no store call. */
@@ -258,18 +298,19 @@ export class SessionService {
     }))
   }
 
-  /** Signs an access token for an existing session. */
+  /** Signs an access token for an existing session (without `auth_time`: the caller vouches for no authentication). */
   signAccessToken (userId: string, sessionId: string, claims: Record<string, unknown>): SignedAccessToken {
     return this.#codec.signAccessToken(userId, sessionId, claims, this.now())
   }
 
   /**
-   * Verifies an access token: signature, type and claims, then the revoked-session check («Revocation reaches access tokens»),
-   * which is a Map lookup, so protected requests never wait for the store.
+   * Verifies an access token: signature, type and claims, then the revoked-session check («Revocation reaches access tokens»)
+   * and the claims-version check («Claims that change»), Map lookups, so protected requests never wait for the store.
    */
   verifyAccessToken<Claims extends AccessTokenClaims> (token: string): Claims {
     const claims = this.#codec.verifyAccessToken<Claims>(token)
     if (this.#revocations.has(claims.sid)) throw new SessionRevokedError()
+    if (this.#revocations.isStale(claims.sid, claims.cv)) throw new ClaimsChangedError()
     return claims
   }
 
@@ -282,14 +323,20 @@ export class SessionService {
   async pollRevocations (): Promise<number> {
     const startedAt = this.now()
     const records = await this.#call(() => this.#store.revokedSince(this.#feedCursor))
-    for (const record of records) this.#revocations.add(record.sessionId, record.revokedAt)
+    for (const record of records) this.#learn(record)
     this.#feedCursor = startedAt - FEED_OVERLAP
     return records.length
   }
 
   /** Feeds pushed revocations (when the store can push) straight into the denylist. */
   async subscribeRevocations (): Promise<(() => Promise<void>) | undefined> {
-    return await this.#store.subscribeRevocations?.((record) => this.#revocations.add(record.sessionId, record.revokedAt))
+    return await this.#store.subscribeRevocations?.((record) => { this.#learn(record) })
+  }
+
+  /** A feed entry into the denylist: a revocation, or a claims change when it carries a version. */
+  #learn (record: RevocationRecord): void {
+    if (record.claimsVersion === undefined) this.#revocations.add(record.sessionId, record.revokedAt)
+    else this.#revocations.addClaimsVersion(record.sessionId, record.claimsVersion, record.revokedAt)
   }
 
   /** Drops expired sessions and revocation entries. */
@@ -313,7 +360,7 @@ export class SessionService {
     // Everything in the refresh token is the session's or derived from it, so answering the same
     // predecessor twice yields byte-identical successors.
     const refreshToken = this.#codec.refresh.mint(grant.sub, grant.sid, grant.jti)
-    const access = this.#codec.signAccessToken(grant.sub, grant.sid, session.claims, now)
+    const access = this.#codec.signAccessToken(grant.sub, grant.sid, session.claims, now, session)
     return {
       accessToken: access.token,
       tokenType: 'Bearer',

@@ -3,6 +3,7 @@ import { type RevocationRecord, StoreDeadlineError, type TokenStore } from './st
 import {
   count, GRACE, hash, KEEP, MAX_AGE, MINUTE, type RecordFactory, recordFactory, renewed, rotatedSession, rotationRequest, sessionRecord, waitFor
 } from './testing/fixtures.js'
+import { definePolicyChecks } from './testing/policy-checks.js'
 
 export { rotationRequest, sessionRecord }
 
@@ -341,6 +342,8 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
     await new Promise((resolve) => setTimeout(resolve, 100))
     assert.equal(heard.length, 1, 'nothing after unsubscribe')
   })
+
+  definePolicyChecks(check, concurrency)
 }
 
 const rotation = rotationRequest

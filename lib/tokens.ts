@@ -29,6 +29,20 @@ export interface AccessTokenClaims {
   exp: number
   iss?: string
   aud?: string
+  /** When the user last authenticated, in seconds (RFC 9470 §4); absent only on tokens signed before 0.x carried it. */
+  auth_time?: number
+  /** The authentication context class of that authentication (RFC 9470), when `verifyCredentials` named one. */
+  acr?: string
+  /** Its authentication methods (RFC 8176), when named. */
+  amr?: string[]
+  /** The session's claims version when above 0 (docs/design.md, «Claims that change»). */
+  cv?: number
+}
+
+/** What an access token states about its session besides the app's claims: RFC 9470 and the claims version. */
+export interface SessionClaims {
+  authentication?: { time: number, acr?: string, amr?: string[] }
+  claimsVersion?: number
 }
 
 /**
@@ -76,7 +90,8 @@ export interface SignedAccessToken {
   expiresIn: number
 }
 
-const RESERVED_CLAIMS = ['sub', 'sid', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud']
+// The plugin's own claims: an app's claims never set them (docs/design.md, «Step-up authentication»).
+const RESERVED_CLAIMS = ['sub', 'sid', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'auth_time', 'acr', 'amr', 'cv']
 
 /**
  * Access and refresh token codec. Access and refresh tokens use distinct keys and distinct
@@ -115,7 +130,7 @@ export class TokenCodec {
     this.#audience = options.audience
   }
 
-  signAccessToken (subject: string, sessionId: string, claims: Record<string, unknown>, now: number): SignedAccessToken {
+  signAccessToken (subject: string, sessionId: string, claims: Record<string, unknown>, now: number, session: SessionClaims = {}): SignedAccessToken {
     const iat = Math.floor(now / 1000)
     const payload: Record<string, unknown> = {}
     for (const key of Object.keys(claims)) {
@@ -128,6 +143,13 @@ export class TokenCodec {
     payload.exp = iat + this.#accessTokenTtl
     if (this.#issuer !== undefined) payload.iss = this.#issuer
     if (this.#audience !== undefined) payload.aud = this.#audience
+    const { authentication, claimsVersion = 0 } = session
+    if (authentication !== undefined) {
+      payload.auth_time = Math.floor(authentication.time / 1000)
+      if (authentication.acr !== undefined) payload.acr = authentication.acr
+      if (authentication.amr !== undefined) payload.amr = authentication.amr
+    }
+    if (claimsVersion > 0) payload.cv = claimsVersion
     const token = this.#signer.sign(payload)
     return { token: this.#signer.algorithm === 'ES256' ? withLowS(token) : token, expiresIn: this.#accessTokenTtl }
   }

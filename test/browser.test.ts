@@ -1,17 +1,20 @@
 import { existsSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { chromium, type BrowserContext, type Page } from 'playwright-core'
+import { chromium, type BrowserContext, type Page, type Response as PlaywrightResponse } from 'playwright-core'
 import t, { type Test } from 'tap'
 import { buildApp, configFromEnv } from '../examples/app.js'
 import { CONTENT_SECURITY_POLICY } from '../examples/demo.js'
 import { decodePayload } from './helpers.js'
 
 // The demo page (examples/public) in real Chromium, against the example app: the client helper
-// in cookie mode, under a strict CSP, with two tabs, two devices, revocation and logout.
+// in cookie mode, under a strict CSP, with two tabs, two devices, revocation, logout, and a
+// sensitive action that asks for the password again (step-up) within the same session.
 
 const CHROMIUM = '/usr/bin/chromium'
 const PASSWORD = 'correct-horse-battery-staple'
 const COOKIE = 'refresh_token'
+/** Seconds a sign-in is fresh enough for POST /account/email. */
+const STEP_UP_MAX_AGE = 2
 // Every run keeps its screenshot as an artifact; the README's copy is replaced only on request
 // (UPDATE_SCREENSHOT=1), so a test run leaves the checkout clean.
 const SCREENSHOTS = [
@@ -58,7 +61,7 @@ if (!existsSync(CHROMIUM)) {
 }
 
 async function run (t: Test): Promise<void> {
-  const app = await buildApp(configFromEnv({ ACCESS_TOKEN_TTL: '2', LOG_LEVEL: 'silent', LOGIN_RATE_LIMIT: '100' }))
+  const app = await buildApp(configFromEnv({ ACCESS_TOKEN_TTL: '2', STEP_UP_MAX_AGE: String(STEP_UP_MAX_AGE), LOG_LEVEL: 'silent', LOGIN_RATE_LIMIT: '100' }))
   // Every request the server receives, counted before it is handled.
   const hits: string[] = []
   app.addHook('onRequest', async (request) => { hits.push(`${request.method} ${request.url}`) })
@@ -89,7 +92,7 @@ async function run (t: Test): Promise<void> {
     page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`))
     page.on('console', (message) => { if (/Content Security Policy/i.test(message.text())) problems.push(message.text()) })
     page.on('response', async (response) => {
-      if (/\/auth\/(login|refresh)$/.test(response.url()) && response.status() === 200) lastAccessToken = (await response.json()).accessToken
+      if (/\/auth\/(login|refresh|reauthenticate)$/.test(response.url()) && response.status() === 200) lastAccessToken = (await response.json()).accessToken
     })
     await page.goto(base)
     return page
@@ -273,6 +276,57 @@ async function run (t: Test): Promise<void> {
     t.equal(await loginNotice(tab1), 'You are signed out.')
     t.same(await app.tokenAuth.listSessions('user-1'), [], 'no session left')
     await endedElsewhere(t, other)
+  })
+
+  await t.test('a sensitive action on an old sign-in: "confirm your password", then it succeeds in the same session', async (t) => {
+    const device = await newDevice()
+    const page = await open(device)
+    await signIn(page)
+    const sid = decodePayload(lastAccessToken).sid
+    const signedInAt = decodePayload(lastAccessToken).auth_time as number
+    // Older than STEP_UP_MAX_AGE (auth_time is in whole seconds), then a fresh access token, so
+    // the action meets the sign-in's age rather than the token's expiry.
+    await page.waitForTimeout((STEP_UP_MAX_AGE + 1) * 1000 + 100)
+    await Promise.all([page.waitForResponse(`${base}/auth/refresh`), page.click('#refresh-now')])
+    const from = hits.length
+    const logins = count('POST /auth/login')
+    const answers: PlaywrightResponse[] = []
+    page.on('response', (response) => { if (response.url() === `${base}/account/email`) answers.push(response) })
+
+    await page.fill('#email', 'alice@example.org')
+    await page.click('#email-form button[type=submit]')
+    await page.locator('#step-up-form').waitFor()
+    // The last answer: on a loaded machine the 2 s access token may have expired first (a 401, a refresh, the retry).
+    const challenge = answers.at(-1) as PlaywrightResponse
+    t.equal(challenge.status(), 401)
+    t.equal((await challenge.json()).code, 'FST_TOKEN_AUTH_INSUFFICIENT_USER_AUTHENTICATION')
+    t.match(challenge.headers()['www-authenticate'], new RegExp(`^Bearer error="insufficient_user_authentication", .*max_age=${STEP_UP_MAX_AGE}$`))
+    t.match(await page.locator('#step-up-prompt').textContent(), /confirm your password/i, 'the page asks for the password')
+    t.equal(await page.locator('#email-form').isHidden(), true)
+    t.equal(hits.slice(from).at(-1), 'POST /account/email', 'the step-up 401 was followed by no refresh')
+
+    await page.fill('#step-up-password', 'wrong-password')
+    const [wrong] = await Promise.all([page.waitForResponse(`${base}/auth/reauthenticate`), page.click('#step-up-form button[type=submit]')])
+    t.equal(wrong.status(), 401)
+    t.equal(await page.locator('#step-up-error').textContent(), 'Invalid username or password', 'a wrong password: try again')
+    t.equal(await page.locator('#step-up-form').isVisible(), true)
+
+    await page.fill('#step-up-password', PASSWORD)
+    const [right, done] = await Promise.all([
+      page.waitForResponse(`${base}/auth/reauthenticate`),
+      page.waitForResponse((response) => response.url() === `${base}/account/email` && response.status() === 200),
+      page.click('#step-up-form button[type=submit]')
+    ])
+    t.equal(right.status(), 200)
+    t.same(await done.json(), { email: 'alice@example.org' })
+    await page.locator('#email-result').filter({ hasText: 'E-mail address changed to alice@example.org' }).waitFor()
+    t.equal(await page.locator('#step-up-form').isHidden(), true, 'the confirmation is gone')
+    const renewed = decodePayload(lastAccessToken)
+    t.equal(renewed.sid, sid, 'the same session id')
+    t.ok((renewed.auth_time as number) > signedInAt, 'a later sign-in time')
+    t.same((await app.tokenAuth.listSessions('user-1')).map((session) => session.id), [sid], 'one session, the same one')
+    t.equal(count('POST /auth/login'), logins, 'no new login')
+    await Promise.all([page.waitForResponse(`${base}/auth/logout`), page.click('#logout')])
   })
 
   await t.test("the client helper's own smoke test, in the page", async (t) => {

@@ -3,10 +3,10 @@ import { createServer, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import Fastify from 'fastify'
 import t, { type Test } from 'tap'
-import { AuthClientError, createAuthClient, type AuthClientOptions, type LogoutReason, type TokenInfo } from '../lib/client.js'
+import { AuthClientError, createAuthClient, parseWwwAuthenticate, stepUpRequired, type AuthClientOptions, type LogoutReason, type TokenInfo } from '../lib/client.js'
 import tokenAuth, { MemoryStore, type TokenAuthOptions } from '../lib/index.js'
 import type { RevocationContext, RotateRequest, RotateResult, SessionRecord } from '../lib/stores/types.js'
-import { baseOptions, PASSWORD, sleep, USER_ID, USERNAME } from './helpers.js'
+import { baseOptions, BOB, BOB_PASSWORD, PASSWORD, sleep, USER_ID, USERNAME } from './helpers.js'
 
 // The client helper in Node against a real app over real HTTP. Its browser side (cookie mode,
 // a real page under CSP) is driven in Chromium by test/browser.test.ts.
@@ -15,7 +15,8 @@ interface Hit { method: string, url: string, authorization: string | undefined }
 
 /**
  * The plugin (transport 'both' unless overridden, no login throttling), `GET /me`, `POST /echo`
- * (protected, answers its JSON body), `GET /app-401` (an app's own 401, not the plugin's), and
+ * (protected, answers its JSON body), `GET /app-401` (an app's own 401, not the plugin's),
+ * `GET /sensitive` (step-up: a sign-in at most 1 s old), `GET /claims` (role and cv), and
  * every request it receives, recorded by an onRequest hook.
  */
 async function serve (t: Test, overrides: Partial<TokenAuthOptions> = {}) {
@@ -28,6 +29,8 @@ async function serve (t: Test, overrides: Partial<TokenAuthOptions> = {}) {
   app.get('/me', { onRequest: app.authenticate }, async (request) => ({ id: request.user.sub, sid: request.user.sid }))
   app.post('/echo', { onRequest: app.authenticate }, async (request) => ({ body: request.body }))
   app.get('/app-401', async (_request, reply) => reply.code(401).send({ code: 'APP_DENIED' }))
+  app.get('/sensitive', { onRequest: app.tokenAuth.requireAuth({ maxAge: 1 }) }, async (request) => ({ sid: request.user.sid }))
+  app.get('/claims', { onRequest: app.authenticate }, async (request) => ({ role: request.user.role, cv: request.user.cv }))
   t.teardown(() => app.close())
   const base = await app.listen({ host: '127.0.0.1', port: 0 })
   const count = (method: string, url: string) => hits.filter((hit) => hit.method === method && hit.url === url).length
@@ -439,4 +442,143 @@ t.test('cookie transport, as in a browser: the cookie restores the session; supe
   t.equal(jar.cookie, undefined, 'logout cleared the cookie')
   t.equal(await another.refresh(), false, 'no cookie: no session')
   t.equal(another.accessToken, undefined)
+})
+
+t.test('parseWwwAuthenticate: schemes, token68, tokens and quoted strings with escapes, several challenges', async (t) => {
+  t.same(parseWwwAuthenticate(''), [])
+  t.same(parseWwwAuthenticate('Bearer'), [{ scheme: 'bearer', params: {} }])
+  t.same(parseWwwAuthenticate('Bearer error="invalid_token"'), [{ scheme: 'bearer', params: { error: 'invalid_token' } }])
+  t.same(parseWwwAuthenticate(
+    'Bearer error="insufficient_user_authentication", error_description="a \\"fresh\\" sign-in, please \\\\ now", max_age=300, acr_values="mfa phr"'
+  ), [{
+    scheme: 'bearer',
+    params: { error: 'insufficient_user_authentication', error_description: 'a "fresh" sign-in, please \\ now', max_age: '300', acr_values: 'mfa phr' }
+  }], 'quoted strings unescaped, commas inside them kept, a token value, several params')
+  t.same(parseWwwAuthenticate('Basic realm="fastify-token-auth", charset="UTF-8", BEARER Realm = api ,Error="x,y"'), [
+    { scheme: 'basic', params: { realm: 'fastify-token-auth', charset: 'UTF-8' } },
+    { scheme: 'bearer', params: { realm: 'api', error: 'x,y' } }
+  ], 'two challenges; names and schemes lower-cased; spaces around "="')
+  t.same(parseWwwAuthenticate('Negotiate a87421000492aa874209af8bc028==, Bearer'), [
+    { scheme: 'negotiate', params: {}, token68: 'a87421000492aa874209af8bc028==' },
+    { scheme: 'bearer', params: {} }
+  ], 'a token68')
+  t.same(parseWwwAuthenticate('Bearer error=first, error=second'), [{ scheme: 'bearer', params: { error: 'first' } }], 'a repeated name: the first wins')
+  t.same(parseWwwAuthenticate('Bearer error="unterminated, max_age=1'), [{ scheme: 'bearer', params: {} }], 'an unterminated quoted string ends the parse')
+  t.same(parseWwwAuthenticate('Bearer max_age=1, error=@'), [{ scheme: 'bearer', params: { max_age: '1' } }], 'a value that is neither token nor quoted string ends it')
+  t.same(parseWwwAuthenticate('Bearer max_age=1, "x"'), [{ scheme: 'bearer', params: { max_age: '1' } }], 'so does a stray quoted string')
+  const [challenge] = parseWwwAuthenticate('Bearer __proto__="x"')
+  t.same(Object.entries(challenge?.params ?? {}), [['__proto__', 'x']], 'a param named __proto__ is plain data')
+})
+
+t.test('stepUpRequired: the RFC 9470 challenge of a 401 as a typed outcome, nothing else', async (t) => {
+  const answer = (status: number, header?: string) => new Response(null, { status, headers: header === undefined ? {} : { 'www-authenticate': header } })
+  t.same(stepUpRequired(answer(401, 'Bearer error="insufficient_user_authentication", error_description="too old", max_age=300, acr_values="mfa  hwk"')),
+    { kind: 'step-up-required', maxAge: 300, acrValues: ['mfa', 'hwk'] })
+  t.same(stepUpRequired(answer(401, 'Bearer error="insufficient_user_authentication"')), { kind: 'step-up-required' }, 'no max_age, no acr_values')
+  t.same(stepUpRequired(answer(401, 'Bearer error="insufficient_user_authentication", max_age=soon, acr_values=""')), { kind: 'step-up-required' },
+    'a max_age that is not a whole number and an empty acr_values are left out')
+  t.same(stepUpRequired(answer(401, 'Basic realm="x", Bearer error=insufficient_user_authentication, max_age=5')), { kind: 'step-up-required', maxAge: 5 },
+    'the Bearer challenge among several, its error as a token')
+  t.equal(stepUpRequired(answer(401, 'Bearer error="invalid_token"')), undefined, 'another error')
+  t.equal(stepUpRequired(answer(401, 'Basic error="insufficient_user_authentication"')), undefined, 'another scheme')
+  t.equal(stepUpRequired(answer(401)), undefined, 'no challenge')
+  t.equal(stepUpRequired(answer(403, 'Bearer error="insufficient_user_authentication"')), undefined, 'not a 401')
+})
+
+t.test('step-up: no refresh for it; reauthenticate keeps the session, a wrong password changes nothing (body mode)', async (t) => {
+  const { base, count } = await serve(t)
+  const { logouts, tokens, options } = spies()
+  const client = createAuthClient({ baseUrl: base, ...options })
+  await client.login(USERNAME, PASSWORD)
+  t.equal((await client.fetch('/sensitive')).status, 200, 'a fresh sign-in passes')
+  // auth_time is in whole seconds and the check is now - auth_time > maxAge.
+  await sleep(2100)
+
+  const refused = await client.fetch('/sensitive')
+  t.equal(refused.status, 401)
+  t.equal((await json(refused)).code, 'FST_TOKEN_AUTH_INSUFFICIENT_USER_AUTHENTICATION', 'the body is still readable')
+  t.same(stepUpRequired(refused), { kind: 'step-up-required', maxAge: 1 })
+  t.equal(count('POST', '/auth/refresh'), 0, 'no refresh attempted for it')
+  t.equal(count('GET', '/sensitive'), 2, 'and no retry')
+  const { sid } = await json(await client.fetch('/me'))
+
+  await t.rejects(client.reauthenticate(USERNAME, 'wrong-password'), { name: 'AuthClientError', statusCode: 401, code: 'FST_TOKEN_AUTH_INVALID_CREDENTIALS' })
+  t.equal(tokens.length, 1, 'a wrong password: no new tokens')
+  t.equal((await client.fetch('/sensitive')).status, 401, 'still too old')
+  await t.rejects(client.reauthenticate(BOB, BOB_PASSWORD), { statusCode: 403, code: 'FST_TOKEN_AUTH_REAUTHENTICATION_USER_MISMATCH' })
+
+  const before = client.accessToken
+  await client.reauthenticate(USERNAME, PASSWORD)
+  t.not(client.accessToken, before, 'fresh tokens')
+  t.equal(tokens.length, 2, 'onTokens told')
+  const passed = await client.fetch('/sensitive')
+  t.equal(passed.status, 200, 'the step-up route passes now')
+  t.equal((await json(passed)).sid, sid, 'the same session')
+  t.equal(count('POST', '/auth/reauthenticate'), 3)
+  t.equal(await client.refresh(), true, 'the rotated refresh token is the one kept')
+  t.same(logouts, [])
+})
+
+t.test('reauthenticate in cookie mode sends the cookie; with the session gone it ends it like a refused refresh', async (t) => {
+  const { app, base } = await serve(t, { refreshTokenTransport: 'cookie' })
+  const jar = cookieJar()
+  const { logouts, options } = spies()
+  const client = createAuthClient({ baseUrl: base, refreshTokenTransport: 'cookie', fetch: jar.fetch, ...options })
+  await client.login(USERNAME, PASSWORD)
+  const cookie = jar.cookie
+  await client.reauthenticate(USERNAME, PASSWORD)
+  t.not(jar.cookie, cookie, 'the cookie was rotated')
+  t.same(jar.credentials, ['include', 'include'])
+  t.equal(await client.refresh(), true)
+
+  await app.tokenAuth.revokeUserSessions(USER_ID)
+  const ended = await client.reauthenticate(USERNAME, PASSWORD).catch((error: unknown) => error)
+  t.match(ended, { name: 'AuthClientError', statusCode: 401, code: 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN' })
+  t.same(logouts, ['expired'], 'the session is over')
+  t.equal(client.accessToken, undefined)
+})
+
+t.test('changed claims: the 401 is cured by one refresh and one retry, which carries the new claims', async (t) => {
+  const { app, base, count } = await serve(t)
+  const client = createAuthClient({ baseUrl: base })
+  await client.login(USERNAME, PASSWORD)
+  t.same(await json(await client.fetch('/claims')), { role: 'admin' })
+  t.equal((await app.tokenAuth.updateUserClaims(USER_ID, { username: USERNAME, role: 'auditor' })).length, 1)
+
+  const stale = await fetch(`${base}/claims`, { headers: { authorization: `Bearer ${client.accessToken}` } })
+  t.equal(stale.status, 401, 'the old access token is refused')
+  t.equal((await json(stale)).code, 'FST_TOKEN_AUTH_CLAIMS_CHANGED')
+  t.match(stale.headers.get('www-authenticate'), /^Bearer error="invalid_token", error_description="/)
+  const fresh = await client.fetch('/claims')
+  t.equal(fresh.status, 200)
+  t.same(await json(fresh), { role: 'auditor', cv: 1 }, 'the new claims and their version')
+  t.equal(count('POST', '/auth/refresh'), 1, 'one refresh')
+  t.equal(count('GET', '/claims'), 4, 'the first call, the raw fetch, the 401 and the retry')
+})
+
+t.test('a refresh the risk hook denies ends the session: onLogout("revoked"); a refused login over the cap is an AuthClientError', async (t) => {
+  const { base } = await serve(t, {
+    onRefresh: ({ client }) => client.userAgent === 'suspicious' ? { action: 'deny', reason: 'new device' } : undefined,
+    maxSessionsPerUser: 1,
+    sessionLimitPolicy: 'refuse'
+  })
+  const { logouts, options } = spies()
+  const client = createAuthClient({
+    baseUrl: base,
+    ...options,
+    fetch: async (input, init) => {
+      const request = new Request(input, init)
+      if (request.url.endsWith('/auth/refresh')) request.headers.set('user-agent', 'suspicious')
+      return await fetch(request)
+    }
+  })
+  await client.login(USERNAME, PASSWORD)
+  const over = await createAuthClient({ baseUrl: base }).login(USERNAME, PASSWORD).catch((error: unknown) => error)
+  t.ok(over instanceof AuthClientError)
+  t.match(over, { statusCode: 403, code: 'FST_TOKEN_AUTH_SESSION_LIMIT_REACHED' }, 'one session allowed: the second login is refused')
+
+  t.equal(await client.refresh(), false, 'the denied refresh: no session any more')
+  t.same(logouts, ['revoked'], 'ended by the server')
+  t.equal(client.accessToken, undefined)
+  await t.resolves(createAuthClient({ baseUrl: base }).login(USERNAME, PASSWORD), 'the denied session no longer counts against the cap')
 })

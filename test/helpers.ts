@@ -166,10 +166,12 @@ export const INVALID_TOKEN = 'Bearer error="invalid_token"'
 export function pollOnly (store: MemoryStore): TokenStore {
   return {
     createSession: (session, options) => store.createSession(session, options),
+    getSession: (sessionId, now) => store.getSession(sessionId, now),
     rotate: (request) => store.rotate(request),
     revokeSession: (id, userId, context) => store.revokeSession(id, userId, context),
     revokeUserSessions: (userId, context) => store.revokeUserSessions(userId, context),
     listUserSessions: (userId, now) => store.listUserSessions(userId, now),
+    updateUserClaims: (userId, claims, context) => store.updateUserClaims(userId, claims, context),
     revokedSince: (since) => store.revokedSince(since),
     sweep: (now) => store.sweep(now),
     close: () => store.close()
@@ -189,4 +191,18 @@ export async function assertBootFails (t: Test, overrides: Record<string, unknow
   t.equal(error?.code, 'FST_TOKEN_AUTH_INVALID_OPTION', `${label}: ready() fails with INVALID_OPTION`)
   t.ok(error?.message.startsWith(`Invalid option "${option}": `), `${label}: names ${option} (${error?.message})`)
   return error?.message ?? ''
+}
+
+/**
+ * A hand-driven clock for one test: `Date.now` is frozen at the current time and moves only with
+ * `advance`. Install it before building the app: the plugin's session service takes `Date.now`
+ * as its clock when it is created, and the JWT checks read it too. Restored at teardown; timers
+ * stay real.
+ */
+export function handClock (t: Test): { advance: (ms: number) => void, now: () => number } {
+  let clock = Date.now()
+  const realNow = Date.now
+  Date.now = () => clock
+  t.teardown(() => { Date.now = realNow })
+  return { advance: (ms: number) => { clock += ms }, now: () => clock }
 }

@@ -29,6 +29,10 @@ function record (overrides: Partial<SessionRecord> = {}): SessionRecord {
     graceUses: 0,
     userAgent: 'ua',
     ip: '203.0.113.1',
+    firstUserAgent: overrides.userAgent ?? 'ua',
+    firstIp: overrides.ip ?? '203.0.113.1',
+    authentication: { time: overrides.createdAt ?? T0 },
+    claimsVersion: 0,
     ...overrides
   }
 }
@@ -531,4 +535,122 @@ t.test('users whose ids share a bucket are told apart', async (t) => {
     t.same(await store.listUserSessions(`user-${user}`, T0), [a])
     t.same(await store.listUserSessions(`user-${(user + 1) % 10}`, T0), [b])
   }
+})
+
+// ---------------------------------------------------------------------------------------------
+// Session policy (docs/design.md, «Session policy»): the values only some sessions have are kept
+// beside the slab, so these check that each comes back exact and none outlives its session.
+// ---------------------------------------------------------------------------------------------
+
+t.test('the first client: kept through every later move, whichever part moved; a session may begin with one differing', async (t) => {
+  const store = new MemoryStore()
+  const session = record({ id: sid(), tokenHash: sha('a0') })
+  await store.createSession(session)
+  const client = (result: Awaited<ReturnType<MemoryStore['rotate']>>): unknown[] => result.outcome === 'rotated'
+    ? [result.session.firstUserAgent, result.session.firstIp, result.session.userAgent, result.session.ip]
+    : []
+  const ipMoved = await store.rotate(rotation(session, { nextHash: sha('a1'), userAgent: 'ua', ip: '198.51.100.7' }))
+  t.strictSame(client(ipMoved), ['ua', '203.0.113.1', 'ua', '198.51.100.7'], 'only the IP moved')
+  const bothMoved = await store.rotate(rotation(session, { presentedHash: sha('a1'), nextHash: sha('a2'), now: T0 + 2000, userAgent: 'ua-3', ip: '2001:db8::1' }))
+  t.strictSame(client(bothMoved), ['ua', '203.0.113.1', 'ua-3', '2001:db8::1'], 'a second move keeps the first client')
+  const back = await store.rotate(rotation(session, { presentedHash: sha('a2'), nextHash: sha('a3'), now: T0 + 3000, userAgent: 'ua', ip: '203.0.113.1' }))
+  t.strictSame(client(back), ['ua', '203.0.113.1', 'ua', '203.0.113.1'], 'back where it began')
+  t.strictSame(await store.getSession(session.id, T0 + 3000), back.outcome === 'rotated' ? back.session : null)
+
+  const elsewhere = record({ id: sid(), userAgent: 'ua-now', ip: '10.0.0.1', firstUserAgent: 'ua-then', firstIp: '2001:db8::2' })
+  await store.createSession(elsewhere)
+  t.strictSame(await store.getSession(elsewhere.id, T0), elsewhere)
+  const uaMoved = await store.rotate(rotation(elsewhere, { userAgent: 'ua-later', ip: '10.0.0.1' }))
+  t.strictSame(client(uaMoved), ['ua-then', '2001:db8::2', 'ua-later', '10.0.0.1'], 'only the User-Agent moved')
+})
+
+t.test('authentication: acr and amr survive as copies; optional members stay absent; the common one comes back', async (t) => {
+  const store = new MemoryStore()
+  const amr = ['pwd', 'otp']
+  const strong = record({ id: sid(), authentication: { time: T0 - 5000, acr: 'mfa', amr } })
+  await store.createSession(strong)
+  amr.push('mutated')
+  const stored = await store.getSession(strong.id, T0) as SessionRecord
+  t.strictSame(stored.authentication, { time: T0 - 5000, acr: 'mfa', amr: ['pwd', 'otp'] }, 'the caller\'s array is not held')
+  stored.authentication.amr?.push('mutated')
+  t.strictSame((await store.getSession(strong.id, T0))?.authentication.amr, ['pwd', 'otp'], 'nor is a returned one')
+
+  for (const authentication of [{ time: T0, acr: 'pwd' }, { time: T0, amr: ['hwk'] }, { time: T0 + 1 }]) {
+    const session = record({ id: sid(), authentication })
+    await store.createSession(session)
+    const got = (await store.getSession(session.id, T0))?.authentication
+    t.strictSame(got, authentication)
+    t.strictSame(Object.keys(got ?? {}), Object.keys(authentication), 'no member written as undefined')
+  }
+
+  const plain = await store.rotate(rotation(strong, { authentication: { time: T0 } }))
+  t.strictSame(plain.outcome === 'rotated' && Object.entries(plain.session.authentication), [['time', T0]], 're-authenticated back to `{ time: createdAt }`')
+  t.strictSame(plain.outcome === 'rotated' && [plain.session.firstUserAgent, plain.session.userAgent], ['ua', 'ua-2'], 'the first client is still kept')
+})
+
+t.test('claimsVersion: a record stored with one keeps it; expired sessions are not updated; claims entries are swept', async (t) => {
+  const store = new MemoryStore()
+  const versioned = record({ id: sid(), claimsVersion: 3 })
+  const expired = record({ id: sid(), expiresAt: T0 + 10 })
+  const other = record({ id: sid(), userId: 'user-2' })
+  for (const session of [versioned, expired, other]) await store.createSession(session)
+  t.strictSame(await store.getSession(versioned.id, T0), versioned)
+  const entry = { sessionId: versioned.id, revokedAt: T0 + 10, claimsVersion: 4 }
+  t.strictSame(await store.updateUserClaims('user-1', { role: 'admin' }, { now: T0 + 10, keepFor: 1000 }), [entry])
+  t.strictSame(await store.listUserSessions('user-1', T0), [{ ...versioned, claims: { role: 'admin' }, claimsVersion: 4 }, expired], 'the expired one is untouched')
+
+  await store.revokeSession(other.id, undefined, { now: T0 + 20, keepFor: 2000 })
+  const revoked = { sessionId: other.id, revokedAt: T0 + 20 }
+  const feed = await store.revokedSince(T0)
+  t.strictSame(feed, [entry, revoked])
+  t.notOk('claimsVersion' in (feed[1] as object), 'a revocation has no claimsVersion at all')
+  t.equal(await store.sweep(T0 + 1010), 1)
+  t.strictSame(await store.revokedSince(T0), [revoked], 'the claims entry went when its keep time passed')
+})
+
+t.test('a slot freed and reused holds nothing of its previous session', async (t) => {
+  // One slot: every session takes the slot the one before it had.
+  const store = new MemoryStore({ maxSessions: 1 })
+  const rich = (): SessionRecord => record({
+    id: sid(), firstUserAgent: 'old-ua', firstIp: '10.9.8.7', authentication: { time: T0 - 1, acr: 'mfa', amr: ['otp'] }, claimsVersion: 7
+  })
+  const first = rich()
+  await store.createSession(first)
+  t.strictSame(await store.getSession(first.id, T0), first)
+  await store.revokeSession(first.id, undefined, CTX)
+  const plain = record({ id: sid() })
+  await store.createSession(plain)
+  t.strictSame(await store.getSession(plain.id, T0), plain, 'after a revocation')
+
+  const moved = await store.rotate(rotation(plain))
+  t.equal(moved.outcome === 'rotated' && moved.session.firstUserAgent, 'ua')
+  await store.createSession(rich())
+  const evicting = record({ id: sid() })
+  await store.createSession(evicting)
+  t.equal(store.size, 1)
+  t.strictSame(await store.getSession(evicting.id, T0), evicting, 'after an eviction')
+  await store.updateUserClaims('user-1', { role: 'x' }, CTX)
+  await store.sweep(T0 + IDLE)
+  const afterSweep = record({ id: sid(), createdAt: T0 + IDLE, lastUsedAt: T0 + IDLE, expiresAt: T0 + 2 * IDLE })
+  await store.createSession(afterSweep)
+  t.strictSame(await store.getSession(afterSweep.id, T0 + IDLE), afterSweep, 'after a sweep')
+})
+
+t.test('session caps: ties end the older session, then the smaller id; ended sessions are pushed; a refusal deletes nothing', async (t) => {
+  const store = new MemoryStore()
+  const heard: string[] = []
+  await store.subscribeRevocations((entry) => heard.push(entry.sessionId))
+  const tied = ['tie-b', 'tie-a', 'tie-c'].map((id) => record({ id }))
+  const older = record({ id: 'tie-z', createdAt: T0 - 1, lastUsedAt: T0 })
+  for (const session of [...tied, older]) await store.createSession(session)
+  const newest = record({ id: 'newest', createdAt: T0 + 1, lastUsedAt: T0 + 1 })
+  const limit = { max: 2, policy: 'end-least-recent', keepRevocationFor: 1000 } as const
+  t.strictSame(await store.createSession(newest, { sessionLimit: limit }), { outcome: 'created', ended: [older, tied[1], tied[0]] })
+  t.strictSame(heard, [older.id, 'tie-a', 'tie-b'])
+  t.strictSame(await store.revokedSince(T0 + 1), heard.map((sessionId) => ({ sessionId, revokedAt: T0 + 1 })), 'fed at the new session\'s createdAt')
+  t.strictSame((await store.listUserSessions('user-1', T0 + 1)).map((s) => s.id), ['tie-c', 'newest'])
+
+  const collision = record({ id: 'newest', createdAt: T0 + 2, lastUsedAt: T0 + 2 })
+  t.strictSame(await store.createSession(collision, { sessionLimit: { ...limit, policy: 'refuse' } }), { outcome: 'refused' })
+  t.strictSame(await store.getSession('newest', T0 + 2), newest, 'not even the session whose id it had is overwritten')
 })

@@ -43,12 +43,15 @@ const ROUTES = [
   ['/auth/revoke', 'post', '200']
 ] as const
 
+/** Documented apart: it states its 401 and 403 besides the 4XX. */
+const REAUTHENTICATE = '/auth/reauthenticate'
+
 const ERROR_PROPERTIES = { statusCode: { type: 'integer' }, code: { type: 'string' }, error: { type: 'string' }, message: { type: 'string' } }
 
 t.test('every route appears with its request and response schemas and its security', async (t) => {
   const { spec } = await documentOf(t)
   t.equal(spec.openapi, '3.0.3')
-  t.same(Object.keys(spec.paths).sort(), ROUTES.map(([path]) => path).sort(), 'exactly the plugin\'s routes')
+  t.same(Object.keys(spec.paths).sort(), [...ROUTES.map(([path]) => path), REAUTHENTICATE].sort(), 'exactly the plugin\'s routes')
   for (const [path, method] of ROUTES) {
     t.same(Object.keys(spec.paths[path]!), [method], `${path}: ${method} only`)
   }
@@ -118,6 +121,37 @@ t.test('every route appears with its request and response schemas and its securi
   t.same([...named].sort(), declared.sort(), 'every scheme named is declared, and every declared one used (introspection is off by default)')
 })
 
+t.test('the re-authentication route: the login\'s body and response, the refresh token\'s security, its refusals', async (t) => {
+  const { spec } = await documentOf(t)
+  const operation = spec.paths[REAUTHENTICATE]!.post!
+  t.same(operation.tags, ['token-auth'])
+  t.ok(operation.summary)
+  t.same(Object.keys(operation.responses).sort(), ['200', '401', '403', '4XX', '5XX'])
+  for (const [status, response] of Object.entries(operation.responses)) {
+    t.ok(response.description !== undefined && response.description !== 'Default Response', `${status}: described`)
+  }
+  t.match(operation.responses['403']!.description, /FST_TOKEN_AUTH_REAUTHENTICATION_USER_MISMATCH/)
+  t.same(operation.responses['401']!.content!['application/json']!.schema.properties, ERROR_PROPERTIES)
+  t.same(Object.keys(operation.responses['200']!.content!['application/json']!.schema.properties), ['accessToken', 'tokenType', 'expiresIn'])
+  t.same(Object.keys(operation.requestBody!.content['application/json']!.schema.properties), ['username', 'password'], 'the login\'s body in cookie mode')
+  t.same(operation.security, [{ refreshCookie: [] }], 'the refresh cookie names the session')
+  const both = (await documentOf(t, { refreshTokenTransport: 'both' })).spec.paths[REAUTHENTICATE]!.post!
+  t.same(Object.keys(both.requestBody!.content['application/json']!.schema.properties), ['username', 'password', 'refreshTokenTransport', 'refreshToken'])
+  t.same(both.security, [{ refreshCookie: [] }, {}])
+  const oauth2 = (await documentOf(t, { responseFormat: 'oauth2', refreshTokenTransport: 'body' })).spec.paths[REAUTHENTICATE]!.post!
+  t.match(oauth2.requestBody!.content['application/json']!.schema.properties, { refresh_token: { type: 'string' }, grant_type: { type: 'string' } })
+  t.same(oauth2.responses['403']!.content!['application/json']!.schema.required, ['error'], 'RFC 6749 §5.2 errors')
+})
+
+t.test('a session cap that refuses documents the login\'s 403', async (t) => {
+  const { spec } = await documentOf(t, { maxSessionsPerUser: 3, sessionLimitPolicy: 'refuse' })
+  t.match(spec.paths['/auth/login']!.post!.responses['403']!.description, /FST_TOKEN_AUTH_SESSION_LIMIT_REACHED/)
+  const oauth2 = (await documentOf(t, { maxSessionsPerUser: 3, sessionLimitPolicy: 'refuse', responseFormat: 'oauth2' })).spec
+  t.same(oauth2.paths['/auth/login']!.post!.responses['403']!.content!['application/json']!.schema.required, ['error'])
+  const ending = (await documentOf(t, { maxSessionsPerUser: 3 })).spec
+  t.equal(ending.paths['/auth/login']!.post!.responses['403'], undefined, 'ending the least recent refuses nothing')
+})
+
 t.test('the declared cookie scheme names the cookie the plugin really sets', async (t) => {
   const { app } = await documentOf(t)
   const { response } = await login(app)
@@ -147,7 +181,7 @@ t.test('refresh tokens in the body: the documented alternatives follow the trans
 
 t.test('the routes follow the prefix and route options', async (t) => {
   const { spec } = await documentOf(t, { prefix: '/api/v1/auth', routes: { sessions: false, refresh: { path: '/token' } } })
-  t.same(Object.keys(spec.paths).sort(), ['/api/v1/auth/login', '/api/v1/auth/logout', '/api/v1/auth/revoke', '/api/v1/auth/token'])
+  t.same(Object.keys(spec.paths).sort(), ['/api/v1/auth/login', '/api/v1/auth/logout', '/api/v1/auth/reauthenticate', '/api/v1/auth/revoke', '/api/v1/auth/token'])
   t.same(spec.paths['/api/v1/auth/token']!.post!.security, [{ refreshCookie: [] }])
 })
 

@@ -113,7 +113,7 @@ t.test('error messages say what is wrong', async (t) => {
 
   const store = Fastify()
   store.register(tokenAuth, { ...baseOptions(), store: { createSession: noop } } as unknown as TokenAuthOptions)
-  await t.rejects(async () => { await store.ready() }, { message: /missing rotate, revokeSession, revokeUserSessions, listUserSessions, revokedSince, sweep, close/ })
+  await t.rejects(async () => { await store.ready() }, { message: /missing getSession, rotate, revokeSession, revokeUserSessions, listUserSessions, updateUserClaims, revokedSince, sweep, close/ })
   await store.close()
 
   const big = Fastify()

@@ -102,6 +102,7 @@ async function suite (): Promise<void> {
     const rotatedAt = T0 + 1000
     const sessions = {
       rotated: record(),
+      reauthenticated: record(),
       grace: record({ previousTokenHash: 'pred-g', rotatedAt }),
       superseded: record({ previousTokenHash: 'pred-s', rotatedAt, graceUses: 2 }),
       recovered: record({ previousTokenHash: 'pred-r', rotatedAt }),
@@ -111,9 +112,11 @@ async function suite (): Promise<void> {
       twice: record()
     }
     const now = T0 + 2000
+    const stepUp = { time: now, acr: 'mfa', amr: ['pwd', 'otp'] }
     const requests: RotateRequest[] = [
       rotation(sessions.rotated, { now, claims: { role: 'admin' } }),
-      rotation(sessions.grace, { presentedHash: 'pred-g', now }),
+      rotation(sessions.reauthenticated, { now, authentication: stepUp, absoluteExpiresAt: now + MINUTE }),
+      rotation(sessions.grace, { presentedHash: 'pred-g', now, authentication: stepUp, absoluteExpiresAt: now + MINUTE }),
       rotation(sessions.superseded, { presentedHash: 'pred-s', now }),
       rotation(sessions.recovered, { presentedHash: 'pred-r', now, grace: 0, nextHash: 'recovery' }),
       rotation(sessions.reused, { presentedHash: 'stolen', now }),
@@ -141,13 +144,18 @@ async function suite (): Promise<void> {
     t.same(blockerless(await dump(batched)), await dump(alone), 'and the same tables')
 
     t.same(results.map((result) => result.status === 'fulfilled' ? result.value.outcome : (result.reason as Error).name), [
-      'rotated', 'grace', 'superseded', 'recovered', 'reused', 'expired', 'missing', 'StoreDeadlineError', 'rotated', 'rotated', 'reused'
+      'rotated', 'rotated', 'grace', 'superseded', 'recovered', 'reused', 'expired', 'missing', 'StoreDeadlineError', 'rotated', 'rotated', 'reused'
     ], 'each outcome as the state machine decides it')
     const value = (i: number) => (results[i] as PromiseFulfilledResult<RotateResult & { session: SessionRecord }>).value.session
     t.match(value(0), { tokenHash: sessions.rotated.tokenHash + '-next', previousTokenHash: sessions.rotated.tokenHash, claims: { role: 'admin' }, rotatedAt: now })
-    t.match(value(1), { graceUses: 1, tokenHash: sessions.grace.tokenHash })
-    t.match(value(3), { tokenHash: 'recovery', previousTokenHash: 'pred-r', rotatedAt: now })
-    t.match(value(9), { tokenHash: 'twice-2', previousTokenHash: 'twice-1', userAgent: 'agent/3' }, 'the second rotation of a session saw the first')
+    t.same(value(0).authentication, sessions.rotated.authentication, 'no re-authentication: kept')
+    t.equal(value(0).absoluteExpiresAt, sessions.rotated.absoluteExpiresAt, 'no shorter end: kept')
+    t.strictSame(value(1).authentication, stepUp, 're-authenticated in the batch')
+    t.match(value(1), { absoluteExpiresAt: now + MINUTE, expiresAt: now + MINUTE }, 'shortened in the batch, the idle expiry with it')
+    t.match(value(2), { graceUses: 1, tokenHash: sessions.grace.tokenHash, authentication: sessions.grace.authentication, absoluteExpiresAt: sessions.grace.absoluteExpiresAt },
+      'a grace answer in the batch neither re-authenticates nor shortens')
+    t.match(value(4), { tokenHash: 'recovery', previousTokenHash: 'pred-r', rotatedAt: now })
+    t.match(value(10), { tokenHash: 'twice-2', previousTokenHash: 'twice-1', userAgent: 'agent/3' }, 'the second rotation of a session saw the first')
     t.same((await stores[0]?.revokedSince(0))?.map((entry) => entry.sessionId), [sessions.reused.id, sessions.twice.id])
     t.same(await stores[0]?.listUserSessions(sessions.late.userId, T0), [sessions.late], 'the late member changed nothing')
   })
@@ -263,6 +271,42 @@ async function suite (): Promise<void> {
     const [rotations, ids] = await Promise.all([later, revoked])
     t.same(count(rotations.map((result) => result.outcome)), { reused: 12 }, 'the batch came first: every session ended as theft')
     t.same(ids, [], 'revoke-all found nothing left, and neither deadlocked')
+  })
+
+  t.test('a session limit holds while rotations of the user\'s sessions go out in a batch; a claims update meanwhile never deadlocks', async (t) => {
+    const schema = await freshSchema(t)
+    const { store, sent } = batchingStore(t, schema)
+    const logins = new PostgresStore({ pool, schema, tablePrefix: PREFIX }) // the file's pool of 20: logins run side by side
+    const userId = 'capped'
+    const existing = Array.from({ length: 6 }, (_, i) => record({ userId, createdAt: T0 + i, lastUsedAt: T0 + i }))
+    for (const session of existing) await store.createSession(session)
+    const fresh = Array.from({ length: 12 }, (_, i) => record({ userId, createdAt: T0 + 100 + i, lastUsedAt: T0 + 100 + i }))
+    const limit = { max: 3, policy: 'end-least-recent', keepRevocationFor: MINUTE } as const
+
+    const blocker = record({ userId: 'blocker' })
+    await store.createSession(blocker)
+    const release = await lockRows(schema, [blocker.id, ...existing.map((session) => session.id)])
+    const first = store.rotate(rotation(blocker))
+    await blocked(schema)
+    const rotations = Promise.all(existing.map(async (session) => await store.rotate(rotation(session, { now: T0 + 50 }))))
+    const creates = Promise.all(fresh.map(async (session) => await logins.createSession(session, { sessionLimit: limit })))
+    const claims = logins.updateUserClaims(userId, { role: 'user' }, { now: T0 + 60, keepFor: MINUTE })
+    // The blocked rotation, the first login waiting for rows the batch will want (the others for
+    // its advisory lock), the claims update for those rows too.
+    await blocked(schema, 2 + fresh.length)
+    await release()
+    t.equal((await first).outcome, 'rotated')
+    const [rotated, created, updated] = await Promise.all([rotations, creates, claims])
+    t.same(sent, [1, existing.length], 'the user\'s rotations went out as one batch')
+    t.ok(created.every((result) => result.outcome === 'created'), 'every login stored')
+    const live = await store.listUserSessions(userId, T0 + 200)
+    t.equal(live.length, 3, 'the user is left with exactly three live sessions')
+    const ended = created.flatMap((result) => result.outcome === 'created' ? result.ended.map((session) => session.id) : [])
+    t.equal(new Set(ended).size, ended.length, 'each ended once')
+    t.same([...ended, ...live.map((session) => session.id)].sort(), [...existing, ...fresh].map((session) => session.id).sort(), 'every session either lives or ended')
+    t.ok(rotated.every((result) => ['rotated', 'missing'].includes(result.outcome)), 'a rotation either came first or found its session ended')
+    t.ok(updated.every((entry) => entry.claimsVersion === 1), 'the claims update reached each session it found once')
+    t.equal((await store.revokedSince(0)).filter((entry) => entry.claimsVersion === undefined).length, ended.length, 'each ended session fed as revoked')
   })
 
   t.test('helpers: a missing row is missing; only server errors other than lost connections are retried', async (t) => {

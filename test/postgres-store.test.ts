@@ -141,9 +141,13 @@ async function suite (): Promise<void> {
       grace_uses: 'integer',
       user_agent: 'text null',
       ip: 'text null',
-      sweep_at: 'bigint'
+      sweep_at: 'bigint',
+      first_user_agent: 'text null',
+      first_ip: 'text null',
+      authentication: 'jsonb',
+      claims_version: 'integer'
     })
-    t.same(shape('token_auth_revocations'), { seq: 'bigint', session_id: 'text', revoked_at: 'bigint', keep_until: 'bigint' })
+    t.same(shape('token_auth_revocations'), { seq: 'bigint', session_id: 'text', revoked_at: 'bigint', keep_until: 'bigint', claims_version: 'integer null' })
     const indexes = await pool.query('SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 ORDER BY indexname', [schema])
     t.same(indexes.rows.map((row) => row.indexdef.replace(/^.* USING /, '')), [
       'btree (keep_until)',
@@ -154,6 +158,18 @@ async function suite (): Promise<void> {
       'btree (user_id, created_at)'
     ], 'primary keys, per-user, sweep and feed indexes; expires_at, which every rotation writes, is not indexed')
     t.same(await fillfactor(schema), ['fillfactor=80'], 'room on each page for a rotation\'s HOT update')
+    t.same(await functions(schema), ['token_auth_create_session_v2/22', 'token_auth_rotate_many_v2/15', 'token_auth_rotate_v2/15'])
+
+    // A database migrated with an unreleased draft of version 2 (rotations without re-authentication
+    // or a shorter end): its functions are replaced, not left beside the new ones.
+    const draft = await freshSchema(t)
+    await migrate(pool, { schema: draft })
+    const stub = (args: string) => `CREATE FUNCTION "${draft}".token_auth_${args} RETURNS void LANGUAGE sql AS 'SELECT'`
+    await pool.query(stub('rotate_v2(text, text, text, bigint, bigint, bigint, bigint, text, text, jsonb, bigint, text, bigint)'))
+    await pool.query(stub('rotate_many_v2(text[], text[], text[], bigint[], bigint[], bigint[], bigint[], text[], text[], jsonb[], bigint[], text, bigint[])'))
+    t.equal((await functions(draft)).length, 5)
+    await migrate(pool, { schema: draft })
+    t.same(await functions(draft), await functions(schema), 'the draft\'s functions are gone')
 
     const other = await freshSchema(t)
     await pool.query(postgresMigrationSql({ schema: other, tablePrefix: 'other_' }))
@@ -177,13 +193,23 @@ async function suite (): Promise<void> {
     const sessions = `"${schema}".token_auth_sessions`
     const expired = record({ expiresAt: T0 + MINUTE })
     const live = record({ expiresAt: T0 + 10 * MINUTE })
-    // Inserted as a version 1 process did: no sweep_at column yet.
-    for (const session of [expired, live]) {
-      await pool.query(`INSERT INTO ${sessions} (id, user_id, claims, created_at, last_used_at, expires_at, absolute_expires_at, token_hash, grace_uses)
-        VALUES ($1, $2, $3, $4, $4, $5, $6, $7, 0)`, [session.id, session.userId, session.claims, session.createdAt, session.expiresAt, session.absoluteExpiresAt, session.tokenHash])
+    // Inserted as a version 1 process did: no sweep_at column yet, nor the session policy's.
+    const insertAsVersion1 = async (session: SessionRecord): Promise<void> => {
+      await pool.query(`INSERT INTO ${sessions} (id, user_id, claims, created_at, last_used_at, expires_at, absolute_expires_at, token_hash, grace_uses, user_agent, ip)
+        VALUES ($1, $2, $3, $4, $4, $5, $6, $7, 0, $8, $9)`, [session.id, session.userId, session.claims, session.createdAt, session.expiresAt, session.absoluteExpiresAt, session.tokenHash, session.userAgent, session.ip])
     }
+    for (const session of [expired, live]) await insertAsVersion1(session)
+    await pool.query(`INSERT INTO "${schema}".token_auth_revocations (session_id, revoked_at, keep_until) VALUES ('gone', $1, $2)`, [T0, T0 + KEEP])
     await migrate(pool, { schema })
     await migrate(pool, { schema })
+    const upgraded = new PostgresStore({ pool, schema })
+    t.same(await upgraded.getSession(live.id, T0), { ...live, firstUserAgent: live.userAgent, firstIp: live.ip, authentication: { time: live.createdAt }, claimsVersion: 0 },
+      'the first client is the current one, authenticated at creation, claims version 0')
+    t.strictSame(await upgraded.revokedSince(T0), [{ sessionId: 'gone', revokedAt: T0 }], 'the feed\'s revocations have no claims version')
+    const duringUpgrade = record({ expiresAt: T0 + 10 * MINUTE, userId: 'rolling' })
+    await insertAsVersion1(duringUpgrade)
+    t.same((await upgraded.getSession(duringUpgrade.id, T0))?.authentication, { time: 0 }, 'a version 1 process inserting meanwhile: authenticated long ago')
+    await pool.query(`DELETE FROM ${sessions} WHERE id = $1`, [duringUpgrade.id])
     const indexes = await pool.query('SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 ORDER BY indexname', [schema, 'token_auth_sessions'])
     t.same(indexes.rows.map((row) => row.indexdef.replace(/^.* USING /, '')), ['btree (id)', 'btree (sweep_at)', 'btree (user_id, created_at)'], 'the expiry index is replaced')
     t.same(await fillfactor(schema), ['fillfactor=80'])
@@ -393,6 +419,15 @@ async function suite (): Promise<void> {
       const fresh = record()
       t.match(await behind(table, 800, async () => await store.createSession(fresh, { deadline: Date.now() + 300 })), late, 'createSession behind a table lock')
       t.equal(await stored(fresh.id), undefined, 'nothing stored')
+
+      // Under a session limit, behind a login of the same user (its advisory lock, create.ts).
+      const limited = record()
+      const sessionLimit = { max: 1, policy: 'end-least-recent', keepRevocationFor: KEEP } as const
+      const login: [string, unknown[]] = ['SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', [`"${schema}"."token_auth_sessions"`, limited.userId]]
+      const limitedLate = await behind(login, 800, async () => await store.createSession(limited, { deadline: Date.now() + 300, sessionLimit }))
+      t.match(limitedLate, late, 'a limited createSession waits for the login of the same user, then is late')
+      t.equal(await stored(limited.id), undefined, 'nothing stored')
+      t.same(await store.listUserSessions(limited.userId, T0), await store.listUserSessions(limited.userId, T0 - 1), 'nothing ended')
 
       t.match(await behind(table, 800, async () => await store.rotate({ ...next, deadline: undefined })),
         { status: 'fulfilled', value: { outcome: 'rotated', session: { tokenHash: 'next' } } }, 'no deadline, no check: rotated after the wait')
@@ -703,6 +738,12 @@ async function suite (): Promise<void> {
   async function listeners (channel: string): Promise<number> {
     const result = await pool.query('SELECT count(*) AS n FROM pg_stat_activity WHERE query = $1 AND state = $2', [`LISTEN "${channel}"`, 'idle'])
     return Number(result.rows[0].n)
+  }
+
+  /** The functions of a schema, as name/number of arguments. */
+  async function functions (schema: string): Promise<string[]> {
+    const { rows } = await pool.query('SELECT proname, pronargs FROM pg_proc WHERE pronamespace = $1::regnamespace ORDER BY proname, pronargs', [schema])
+    return rows.map((row) => `${row.proname}/${row.pronargs}`)
   }
 
   /** The sessions table's storage options. */

@@ -132,6 +132,26 @@ async function suite (): Promise<void> {
     })
   }
 
+  for (const [name, client] of [['node-redis', cluster], ['ioredis', ioCluster]] as const) {
+    t.test(`${name}: a session cap and a claims update, each one script over a user's bucket and keys of their own, for users across the masters`, async (t) => {
+      const store = kitStore(client)
+      t.teardown(() => store.close())
+      const now = Date.now()
+      for (const userId of Array.from({ length: 6 }, (_, i) => `capped-${i}`)) {
+        // Six sessions: four in the bucket, two in keys of their own; the oldest are the least recently used.
+        const sessions = Array.from({ length: 6 }, (_, i) => session(store.sessionIdFor(userId), userId, now + i))
+        for (const one of sessions) await store.createSession(one)
+        const newest = session(store.sessionIdFor(userId), userId, now + 10)
+        const result = await store.createSession(newest, { sessionLimit: { max: 2, policy: 'end-least-recent', keepRevocationFor: 60_000 } })
+        t.strictSame(result, { outcome: 'created', ended: sessions.slice(0, 5) }, `${userId}: five ended`)
+        const changes = await store.updateUserClaims(userId, { role: 'x' }, { now: now + 11, keepFor: 60_000 })
+        t.strictSame(changes, [sessions[5], newest].map((one) => ({ sessionId: (one as SessionRecord).id, revokedAt: now + 11, claimsVersion: 1 })), `${userId}: two updated`)
+        t.strictSame(await store.listUserSessions(userId, now + 11), [sessions[5], newest].map((one) => ({ ...one, claims: { role: 'x' }, claimsVersion: 1 })))
+      }
+      t.equal((await store.revokedSince(now)).length, 6 * 7, 'every ended session and every claims change is in the feed')
+    })
+  }
+
   t.test('a cluster client not yet connected is connected on first use, and closed by closeClient', async (t) => {
     const own = createCluster({ rootNodes: [{ url: `redis://127.0.0.1:${ports[0]}` }] })
     own.on('error', () => {})
@@ -173,7 +193,11 @@ function session (id: string, userId: string, now: number): SessionRecord {
     rotatedAt: null,
     graceUses: 0,
     userAgent: 'agent/1',
-    ip: '198.51.100.1'
+    ip: '198.51.100.1',
+    firstUserAgent: 'agent/1',
+    firstIp: '198.51.100.1',
+    authentication: { time: now },
+    claimsVersion: 0
   }
 }
 

@@ -71,9 +71,21 @@ async function suite (): Promise<void> {
     return [
       session({ userId, userAgent: null, ip: null }),
       session({ userId, userAgent: `agent ✓ 😀 "q" \\ ${long}`, ip: '192.0.2.1', claims: { text: long, list: [1, 'two', null], big: 2 ** 53 - 1, tiny: 5e-324 } }),
-      session({ userId, ip: '010.0.0.1', userAgent: '' }), // not canonical IPv4: kept as text
+      // Not canonical IPv4: kept as text. Re-authenticated with acr and amr; a version beyond one byte.
+      session({ userId, ip: '010.0.0.1', userAgent: '', authentication: { time: Date.UTC(2030, 0, 1) + 7, acr: 'mfa ✓', amr: ['pwd', 'otp'] }, claimsVersion: 300 }),
       session({ userId, ip: '2001:db8::1', tokenHash: 'not-base64url-of-32-bytes', previousTokenHash: 'x'.repeat(43), rotatedAt: 1_893_456_000_007, graceUses: 300 }),
-      session({ userId, claims: { blob: 'z'.repeat(70_000) }, createdAt: 1.5, lastUsedAt: -2, expiresAt: Number.MAX_SAFE_INTEGER, absoluteExpiresAt: Number.MAX_SAFE_INTEGER }),
+      session({
+        userId,
+        claims: { blob: 'z'.repeat(70_000) },
+        createdAt: 1.5,
+        lastUsedAt: -2,
+        expiresAt: Number.MAX_SAFE_INTEGER,
+        absoluteExpiresAt: Number.MAX_SAFE_INTEGER,
+        authentication: { time: -3.25, amr: [] },
+        firstUserAgent: null,
+        firstIp: '2001:db8::2',
+        claimsVersion: 1
+      }),
       session({ userId, previousTokenHash: hash('p'), rotatedAt: Date.UTC(2030, 0, 1) + 5, lastUsedAt: Date.UTC(2030, 0, 1) + 5, graceUses: 2 })
     ]
   }
@@ -143,7 +155,7 @@ async function suite (): Promise<void> {
     t.strictSame(byId(await store.listUserSessions(userId, -10)), byId(renewed), 'and every entry, rewritten by the scripts, reads back exactly')
   })
 
-  t.test('packed: claims whose JSON is not an object are stored as JSON; a rotation to them is refused', async (t) => {
+  t.test('packed: claims whose JSON is not an object are stored as JSON; a rotation or a claims update to them is refused', async (t) => {
     const store = freshStore(t)
     const prefix = prefixOf(store)
     const odd = { toJSON: () => ['not', 'an', 'object'] } as unknown as Record<string, unknown>
@@ -156,6 +168,8 @@ async function suite (): Promise<void> {
     const packed = session()
     await store.createSession(packed)
     await t.rejects(store.rotate(rotation(packed, packed.tokenHash, hash('n'), packed.createdAt + 1, { claims: odd })), /claims must be a JSON object/)
+    await t.rejects(store.updateUserClaims(packed.userId, odd, { now: packed.createdAt + 1, keepFor: KEEP }), /claims must be a JSON object/)
+    t.strictSame((await store.getSession(packed.id, packed.createdAt + 1))?.claimsVersion, 0, 'nothing changed')
   })
 
   t.test('packed: a user\'s first sessions share a bucket; more get records of their own, listed in the index', async (t) => {
@@ -199,7 +213,13 @@ async function suite (): Promise<void> {
     length.writeUInt32BE(entry.length, 1) // the long form, as for an entry of 255 bytes or more
     await bytes.set(bucketKey, Buffer.concat([await bytes.get(bucketKey) as unknown as Buffer, length, entry]), { KEEPTTL: true })
     t.strictSame(await store.listUserSessions('user-a', mine.createdAt), [mine], 'listing skips the stranger')
-    t.strictSame(await store.revokeUserSessions('user-a', { now: mine.createdAt, keepFor: KEEP }), [mine.id])
+    const now = mine.createdAt
+    t.strictSame(await store.updateUserClaims('user-a', { role: 'x' }, { now, keepFor: KEEP }), [{ sessionId: mine.id, revokedAt: now, claimsVersion: 1 }],
+      'a claims update skips the stranger')
+    const next = session({ createdAt: now + 1, lastUsedAt: now + 1 })
+    t.strictSame(await store.createSession(next, { sessionLimit: { max: 1, policy: 'end-least-recent', keepRevocationFor: KEEP } }),
+      { outcome: 'created', ended: [{ ...mine, claims: { role: 'x' }, claimsVersion: 1 }] }, 'a cap neither counts nor ends the stranger')
+    t.strictSame(await store.revokeUserSessions('user-a', { now, keepFor: KEEP }), [next.id])
     t.strictSame(await store.revokeSession(stranger.id, 'user-a', { now: mine.createdAt, keepFor: KEEP }), null)
     t.strictSame(decodeBucket(await bytes.get(bucketKey) as unknown as Buffer), [stranger], 'the stranger\'s entry is all the bucket holds')
   })
@@ -210,8 +230,10 @@ async function suite (): Promise<void> {
     const tag = tagOf(store, 'user-a')
     const now = Date.UTC(2030, 0, 1)
     // Written as the earlier release writes them: a record key, a JSON array of strings, an index entry.
-    const old = session({ id: store.sessionIdFor('user-a'), claims: { role: 'user', name: 'ünï' }, userAgent: 'agent/1', ip: '192.0.2.1' })
-    const older = session({ previousTokenHash: hash('p'), rotatedAt: now - 5, graceUses: 1, userAgent: null, ip: null })
+    // Read back with the policy defaults: the first client is the latest, authenticated at login, version 0.
+    const legacy = (one: SessionRecord): SessionRecord => ({ ...one, firstUserAgent: one.userAgent, firstIp: one.ip, authentication: { time: one.createdAt }, claimsVersion: 0 })
+    const old = legacy(session({ id: store.sessionIdFor('user-a'), claims: { role: 'user', name: 'ünï' }, userAgent: 'agent/1', ip: '192.0.2.1' }))
+    const older = legacy(session({ previousTokenHash: hash('p'), rotatedAt: now - 5, graceUses: 1, userAgent: null, ip: null, createdAt: now - 10 }))
     for (const one of [old, older]) {
       const json = JSON.stringify([one.userId, JSON.stringify(one.claims), String(one.createdAt), String(one.lastUsedAt), String(one.expiresAt),
         String(one.absoluteExpiresAt), one.tokenHash, one.previousTokenHash, one.rotatedAt === null ? null : String(one.rotatedAt), String(one.graceUses),
@@ -229,11 +251,41 @@ async function suite (): Promise<void> {
     const raw = await client.get(`${prefix}{${tag}}:s:${old.id}`) as string
     t.equal(raw[0], '[', 'the rotated record stays JSON, so instances of the earlier release can still read it')
     t.strictSame(JSON.parse(raw), [old.userId, '{"role":"admin"}', String(old.createdAt), String(now + 1), String(now + 1 + IDLE), String(old.absoluteExpiresAt),
-      hash('2'), old.tokenHash, String(now + 1), '0', 'agent/2', null], 'in the earlier release\'s very format')
+      hash('2'), old.tokenHash, String(now + 1), '0', 'agent/2', null, 'agent/1', '192.0.2.1', `{"time":${old.createdAt}}`, '0'],
+    'the earlier release\'s fields in place, the policy fields after them (which it ignores), the defaults made explicit')
     t.equal((await store.rotate(rotation(old, old.tokenHash, hash('2'), now + 2))).outcome, 'grace')
     t.equal((await store.rotate(rotation(older, older.previousTokenHash as string, hash('r'), now + GRACE + 10))).outcome, 'recovered', 'the pointer of an id without a tag is followed')
+    const changed = await store.updateUserClaims('user-a', { role: 'x' }, { now: now + 20, keepFor: KEEP })
+    t.strictSame(changed.map((entry) => entry.claimsVersion), [1, 1, 1], 'a claims update reaches records of the earlier release too')
+    const updated = await store.getSession(older.id, now + 20)
+    t.strictSame(updated && [updated.claimsVersion, updated.firstUserAgent, updated.authentication, JSON.parse((await client.get(`${prefix}{${tag}}:s:${older.id}`)) as string).length],
+      [1, null, { time: older.createdAt }, 16], 'rewritten by a script with the defaults it was read with')
     t.strictSame((await store.revokeSession(older.id, undefined, { now, keepFor: KEEP }))?.id, older.id)
     t.strictSame((await store.revokeUserSessions('user-a', { now, keepFor: KEEP })).sort(), [old.id, fresh.id].sort())
+  })
+
+  t.test('a session cap and a claims update reach sessions in the bucket and in keys of their own, in both formats', async (t) => {
+    for (const recordFormat of ['packed', 'json'] as const) {
+      const store = freshStore(t, { recordFormat })
+      const base = Date.UTC(2030, 0, 1)
+      // Least recently used: the 2nd (in the bucket, when packed) and the 6th (a key of its own): ties by createdAt, then id.
+      const lastUsed = [base + 5, base, base + 3, base + 4, base + 2, base]
+      const sessions = lastUsed.map((at, i) => session({ id: store.sessionIdFor('user-a'), createdAt: base - 10 + i, lastUsedAt: at }))
+      for (const one of sessions) await store.createSession(one)
+      const newest = session({ id: store.sessionIdFor('user-a'), createdAt: base + 10, lastUsedAt: base + 10 })
+      const result = await store.createSession(newest, { sessionLimit: { max: 3, policy: 'end-least-recent', keepRevocationFor: KEEP } })
+      const ended = [sessions[1], sessions[5], sessions[4], sessions[2]] as SessionRecord[]
+      t.strictSame(result, { outcome: 'created', ended }, `${recordFormat}: the four least recently used end, from the bucket and from keys`)
+      t.strictSame((await store.revokedSince(base)).map((entry) => entry.sessionId).sort(), ended.map((one) => one.id).sort(), `${recordFormat}: fed as revoked`)
+      const live = [sessions[0], sessions[3], newest] as SessionRecord[]
+      t.strictSame(await store.listUserSessions('user-a', base + 10), live)
+      const changes = await store.updateUserClaims('user-a', { role: 'x' }, { now: base + 11, keepFor: KEEP })
+      t.strictSame(changes.map((entry) => entry.sessionId).sort(), live.map((one) => one.id).sort())
+      t.strictSame(await store.listUserSessions('user-a', base + 11), live.map((one) => ({ ...one, claims: { role: 'x' }, claimsVersion: 1 })),
+        `${recordFormat}: every live session took the claims and the version`)
+      t.strictSame(await store.createSession(session({ createdAt: base + 12 }), { sessionLimit: { max: 3, policy: 'refuse', keepRevocationFor: KEEP } }),
+        { outcome: 'refused' }, `${recordFormat}: refused at the cap`)
+    }
   })
 
   t.test('recordFormat json writes what the earlier release reads: JSON records in keys of their own, no bucket', async (t) => {
@@ -300,8 +352,20 @@ function arbitrarySession (): fc.Arbitrary<SessionRecord> {
     rotatedAt: fc.option(time),
     graceUses: fc.integer({ min: 0, max: 0xFFFFFFFF }),
     userAgent: fc.option(text),
-    ip: fc.option(ip)
-  }).map((record) => ({ ...record }))
+    ip: fc.option(ip),
+    firstUserAgent: fc.option(text),
+    firstIp: fc.option(ip),
+    authentication: fc.record({ time, acr: text, amr: fc.array(text) }, { requiredKeys: ['time'] }),
+    claimsVersion: fc.integer({ min: 0, max: 0xFFFFFFFF }),
+    // The common session: its first client the current one, authenticated at login.
+    sameFirst: fc.boolean(),
+    atLogin: fc.boolean()
+  }).map(({ sameFirst, atLogin, ...record }) => ({
+    ...record,
+    authentication: { ...record.authentication }, // fast-check's records have no prototype
+    ...(sameFirst ? { firstUserAgent: record.userAgent, firstIp: record.ip } : {}),
+    ...(atLogin ? { authentication: { time: record.createdAt } } : {})
+  }))
 }
 
 /** Sessions in id order, for lists whose order is decided by equal creation times. */

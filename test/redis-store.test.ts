@@ -674,13 +674,47 @@ async function suite (): Promise<void> {
     const heard: RevocationRecord[] = []
     const unsubscribe = await store.subscribeRevocations((record) => heard.push(record))
     const channel = `${prefixOf(store)}revocations`
-    for (const message of ['not json', 'null', '{"revokedAt":"1","sessionIds":["x"]}', '{"revokedAt":1,"sessionIds":"x"}', '{"revokedAt":7,"sessionIds":["a",2,"b"]}']) {
+    for (const message of ['not json', 'null', '{"revokedAt":"1","sessionIds":["x"]}', '{"revokedAt":1,"sessionIds":"x"}', '{"revokedAt":7,"sessionIds":["a",2,"b"]}',
+      '{"revokedAt":8,"claimsChanged":[["c",3],["d","4"],"e",[5,1]]}']) {
       await client.publish(channel, message)
     }
-    await waitFor(() => heard.length >= 2)
-    t.strictSame(heard, [{ sessionId: 'a', revokedAt: 7 }, { sessionId: 'b', revokedAt: 7 }])
+    await waitFor(() => heard.length >= 3)
+    t.strictSame(heard, [{ sessionId: 'a', revokedAt: 7 }, { sessionId: 'b', revokedAt: 7 }, { sessionId: 'c', revokedAt: 8, claimsVersion: 3 }])
     await unsubscribe()
     await unsubscribe()
+  })
+
+  t.test('claims changes in the feed: `<id>:<version>` beside the revocation of the same session; polled and pushed with their version, swept alike', async (t) => {
+    const store = freshStore(t)
+    const prefix = prefixOf(store)
+    const pushed: RevocationRecord[] = []
+    const messages: string[] = []
+    const unsubscribe = await store.subscribeRevocations((record) => pushed.push(record))
+    const listener = client.duplicate()
+    await listener.connect()
+    t.teardown(async () => { await unsubscribe(); await listener.close() })
+    await listener.subscribe(`${prefix}revocations`, (message) => { messages.push(message) })
+    const one = session({ id: store.sessionIdFor('user-a') })
+    await store.createSession(one)
+    const now = one.createdAt
+    await store.updateUserClaims('user-a', { role: 'x' }, { now, keepFor: KEEP })
+    await store.updateUserClaims('user-a', { role: 'y' }, { now: now + 1, keepFor: KEEP })
+    await store.revokeSession(one.id, undefined, { now: now + 2, keepFor: KEEP })
+    t.strictSame(await client.zRangeWithScores(`${prefix}{feed}:at`, 0, -1),
+      [{ value: `${one.id}:1`, score: now }, { value: `${one.id}:2`, score: now + 1 }, { value: one.id, score: now + 2 }], 'three members: versions never hide each other')
+    const expected: RevocationRecord[] = [
+      { sessionId: one.id, revokedAt: now, claimsVersion: 1 }, { sessionId: one.id, revokedAt: now + 1, claimsVersion: 2 }, { sessionId: one.id, revokedAt: now + 2 }
+    ]
+    const polled = await store.revokedSince(now)
+    t.strictSame(polled, expected)
+    t.notOk('claimsVersion' in (polled[2] as RevocationRecord), 'a revocation has no claimsVersion property at all')
+    await waitFor(() => pushed.length >= 3 && messages.length >= 3)
+    t.strictSame(pushed, expected, 'pushed as polled')
+    t.strictSame(messages.map((message) => JSON.parse(message)), [
+      { revokedAt: now, claimsChanged: [[one.id, 1]] }, { revokedAt: now + 1, claimsChanged: [[one.id, 2]] }, { revokedAt: now + 2, sessionIds: [one.id] }
+    ], 'claims changes travel under a name the earlier release does not read as revocations')
+    t.equal(await store.sweep(now + 1 + KEEP), 0)
+    t.strictSame(await store.revokedSince(0), [expected[2]], 'each leaves the feed at its own keep time')
   })
 
   t.test('close() ends the subscriptions still open', async (t) => {

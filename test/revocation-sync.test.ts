@@ -76,6 +76,8 @@ class FeedStore implements TokenStore {
   revokeSession (): never { throw new Error('not used') }
   revokeUserSessions (): never { throw new Error('not used') }
   listUserSessions (): never { throw new Error('not used') }
+  getSession (): never { throw new Error('not used') }
+  updateUserClaims (): never { throw new Error('not used') }
 }
 
 /** The same feed without push: `subscribeRevocations` is absent. */
@@ -88,7 +90,9 @@ function pollOnlyStore (store: FeedStore): TokenStore {
     rotate: () => store.rotate(),
     revokeSession: () => store.revokeSession(),
     revokeUserSessions: () => store.revokeUserSessions(),
-    listUserSessions: () => store.listUserSessions()
+    listUserSessions: () => store.listUserSessions(),
+    getSession: () => store.getSession(),
+    updateUserClaims: () => store.updateUserClaims()
   }
 }
 

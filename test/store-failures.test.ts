@@ -2,7 +2,9 @@ import Fastify, { type FastifyError, type LightMyRequestResponse } from 'fastify
 import t, { type Test } from 'tap'
 import tokenAuth, { collectMetrics } from '../lib/index.js'
 import { MemoryStore } from '../lib/stores/memory.js'
-import type { RevocationContext, RevocationRecord, RotateRequest, RotateResult, SessionRecord } from '../lib/stores/types.js'
+import type {
+  CreateOptions, CreateResult, RevocationContext, RevocationRecord, RotateRequest, RotateResult, SessionRecord
+} from '../lib/stores/types.js'
 import { baseOptions, build, logCapture, login, me, PASSWORD, refresh, refreshCookie, USERNAME } from './helpers.js'
 
 const OUTAGE = 'connect ECONNREFUSED 127.0.0.1:6379'
@@ -19,9 +21,19 @@ class FlakyStore extends MemoryStore {
     if (this.down) throw new Error(OUTAGE)
   }
 
-  override async createSession (session: SessionRecord): Promise<void> {
+  override async createSession (session: SessionRecord, options?: CreateOptions): Promise<CreateResult> {
     await this.#gate()
-    return await super.createSession(session)
+    return await super.createSession(session, options)
+  }
+
+  override async getSession (sessionId: string, now: number): Promise<SessionRecord | null> {
+    await this.#gate()
+    return await super.getSession(sessionId, now)
+  }
+
+  override async updateUserClaims (userId: string, claims: Record<string, unknown>, context: RevocationContext): Promise<RevocationRecord[]> {
+    await this.#gate()
+    return await super.updateUserClaims(userId, claims, context)
   }
 
   override async rotate (request: RotateRequest): Promise<RotateResult> {

@@ -36,10 +36,12 @@ export function randomId (bytes: number): string {
 
 /**
  * A session as the plugin creates it at `now` (no rotation yet): random id (or `id`), the
- * SHA-256 (base64url, 43 characters) of a random token id, this client. `ttlMs` is its idle
+ * hash of a random token id as the plugin stores it, this client. `ttlMs` is its idle
  * and absolute lifetime.
  */
 export function sessionRecord (n: number, user: number, now: number, ttlMs: number, id = randomId(16)): SessionRecord {
+  const agent = userAgent(n)
+  const ip = ipv4(n)
   return {
     id,
     userId: userIdOf(user),
@@ -53,8 +55,13 @@ export function sessionRecord (n: number, user: number, now: number, ttlMs: numb
     previousTokenHash: null,
     rotatedAt: null,
     graceUses: 0,
-    userAgent: userAgent(n),
-    ip: ipv4(n)
+    userAgent: agent,
+    ip,
+    // At login the first client is the current one: the same strings, as the plugin passes them.
+    firstUserAgent: agent,
+    firstIp: ip,
+    authentication: { time: now },
+    claimsVersion: 0
   }
 }
 

@@ -1,6 +1,6 @@
 // The demo page: plain ES module, no build step. Every request goes through the client helper,
 // which keeps the access token in memory and refreshes it with the HttpOnly cookie.
-import { createAuthClient } from '/client.js'
+import { createAuthClient, stepUpRequired } from '/client.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -51,6 +51,8 @@ async function failure (response) {
 }
 
 function showLogin (notice) {
+  hideStepUp()
+  $('email-result').hidden = true
   $('app-view').hidden = true
   $('login-view').hidden = false
   $('notice').hidden = notice === undefined
@@ -117,6 +119,69 @@ function device (userAgent) {
   return os ? `${browser} on ${os}` : browser
 }
 
+/** The e-mail address waiting for the password confirmation, if any. */
+let pendingEmail
+
+/**
+ * The sensitive action. A sign-in older than the route allows comes back as a typed outcome
+ * (stepUpRequired), not as a logout: the page asks for the password and then tries again.
+ */
+async function changeEmail (email) {
+  $('email-result').hidden = true
+  const response = await auth.fetch('/account/email', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email })
+  })
+  const stepUp = stepUpRequired(response)
+  if (stepUp !== undefined) {
+    log(`POST /account/email → 401, a more recent sign-in is needed${stepUp.maxAge === undefined ? '' : ` (at most ${stepUp.maxAge} s old)`}`, 'warn')
+    pendingEmail = email
+    showStepUp(stepUp)
+    return
+  }
+  if (!response.ok) return log(`POST /account/email → ${await failure(response)}`, 'warn')
+  const body = await response.json()
+  $('email-result').textContent = `E-mail address changed to ${body.email}`
+  $('email-result').hidden = false
+  log(`POST /account/email → 200, ${body.email}`)
+}
+
+function showStepUp (stepUp) {
+  $('email-form').hidden = true
+  $('step-up-form').hidden = false
+  $('step-up-error').hidden = true
+  $('step-up-prompt').textContent = stepUp.maxAge === undefined
+    ? 'Please confirm your password to continue.'
+    : `Please confirm your password to continue: this needs a sign-in less than ${stepUp.maxAge} s old.`
+  $('step-up-password').value = ''
+  $('step-up-password').focus()
+}
+
+function hideStepUp () {
+  pendingEmail = undefined
+  $('step-up-form').hidden = true
+  $('step-up-password').value = ''
+  $('email-form').hidden = false
+}
+
+async function confirmPassword () {
+  $('step-up-error').hidden = true
+  try {
+    // The same session, a new sign-in time: the refresh cookie names the session.
+    await auth.reauthenticate($('user').textContent, $('step-up-password').value)
+  } catch (error) {
+    // A wrong password keeps the session; a session that is gone has shown the login view already.
+    $('step-up-error').textContent = error.message
+    $('step-up-error').hidden = false
+    return
+  }
+  const email = pendingEmail
+  hideStepUp()
+  log('Password confirmed: same session, new sign-in time')
+  await changeEmail(email)
+}
+
 /** The countdown, several times a second. */
 function tick () {
   if (auth.expiresAt === undefined) return
@@ -161,6 +226,25 @@ $('login-form').addEventListener('submit', async (event) => {
     signingIn = false
   }
 })
+/** A form's submit, with its submit button disabled meanwhile. */
+function onSubmit (id, action) {
+  $(id).addEventListener('submit', async (event) => {
+    event.preventDefault()
+    const button = $(id).querySelector('button[type=submit]')
+    button.disabled = true
+    try {
+      await action()
+    } catch (error) {
+      log(error.message, 'warn')
+    } finally {
+      button.disabled = false
+    }
+  })
+}
+
+onSubmit('email-form', () => changeEmail($('email').value))
+onSubmit('step-up-form', confirmPassword)
+$('step-up-cancel').addEventListener('click', hideStepUp)
 onClick('call-me', callMe)
 onClick('refresh-now', async () => { if (await auth.refresh()) await loadSessions() })
 onClick('reload-sessions', loadSessions)

@@ -32,7 +32,7 @@ export const loginThrottlePresets = {
   relaxed: { loginRateLimit: { max: 60, timeWindow: 60_000 }, accountRateLimit: { max: 30, timeWindow: 15 * 60_000 } }
 } as const satisfies Record<string, { loginRateLimit: RateLimitOptions, accountRateLimit: RateLimitOptions }>
 
-const ROUTE_PATHS = { login: '/login', refresh: '/refresh', logout: '/logout', sessions: '/sessions', revoke: '/revoke', introspect: '/introspect' } as const
+const ROUTE_PATHS = { login: '/login', refresh: '/refresh', reauthenticate: '/reauthenticate', logout: '/logout', sessions: '/sessions', revoke: '/revoke', introspect: '/introspect' } as const
 type RouteName = keyof typeof ROUTE_PATHS
 export type ResolvedRoutes = Record<RouteName, string | false>
 const ROUTE_NAMES = Object.keys(ROUTE_PATHS) as RouteName[]
@@ -113,7 +113,7 @@ function optionalFunction<F> (fallback: string): OptionSpec<F | undefined> {
 }
 
 /** The TokenStore methods the plugin calls: a store missing one is refused at boot. */
-const STORE_METHODS = ['createSession', 'rotate', 'revokeSession', 'revokeUserSessions', 'listUserSessions', 'revokedSince', 'sweep', 'close'] as const satisfies ReadonlyArray<keyof TokenStore>
+const STORE_METHODS = ['createSession', 'getSession', 'rotate', 'revokeSession', 'revokeUserSessions', 'listUserSessions', 'updateUserClaims', 'revokedSince', 'sweep', 'close'] as const satisfies ReadonlyArray<keyof TokenStore>
 
 export const optionSpecs = {
   // Validated together with accessTokenKeys (../keys.ts): one of the two is required.
@@ -139,6 +139,19 @@ export const optionSpecs = {
 
   verifyCredentials: optionalFunction<TokenAuthOptions['verifyCredentials']>('none: required with the login route'),
   loadUser: optionalFunction<TokenAuthOptions['loadUser']>('unset'),
+
+  maxSessionsPerUser: {
+    default: 'unset',
+    resolve (value, name): number | undefined {
+      if (value !== undefined && (!Number.isSafeInteger(value) || (value as number) < 1)) {
+        throw new InvalidOptionError(name, `must be a positive integer, got ${describe(value)}`)
+      }
+      return value as number | undefined
+    }
+  },
+  sessionLimitPolicy: oneOf(['end-least-recent', 'refuse'] as const, 'end-least-recent'),
+  onRefresh: optionalFunction<TokenAuthOptions['onRefresh']>('unset'),
+  onRefreshTimeout: integer(1000, { min: 1, max: 60_000, unit: 'milliseconds' }),
 
   prefix,
   routes: {

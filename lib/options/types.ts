@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import type { AccessTokenKey } from '../keys.js'
+import type { RefreshHook } from '../refresh-hook.js'
 import type { AuthUser } from '../sessions.js'
 import type { TokenStore } from '../stores/types.js'
 
@@ -39,6 +40,8 @@ export interface RoutesOptions {
   login?: RouteOptions | false
   refresh?: RefreshRouteOptions | false
   logout?: RouteOptions | false
+  /** Re-authentication of the current session (step-up): the login's body and the refresh token. */
+  reauthenticate?: RouteOptions | false
   sessions?: RouteOptions | false
   /** The RFC 7009 token revocation endpoint. */
   revoke?: RouteOptions | false
@@ -198,6 +201,32 @@ export interface TokenAuthOptions {
    */
   loadUser?: (userId: string) => Promise<AuthUser | null>
 
+  // Session policy (docs/design.md, «Session policy»)
+
+  /**
+   * At most this many live sessions per user; a login beyond it applies `sessionLimitPolicy`.
+   * Unset: no cap.
+   */
+  maxSessionsPerUser?: number
+  /**
+   * What a login over `maxSessionsPerUser` does: `'end-least-recent'` ends the sessions used
+   * least recently (their access tokens are refused at once), `'refuse'` answers 403.
+   * @default 'end-least-recent'
+   */
+  sessionLimitPolicy?: 'end-least-recent' | 'refuse'
+  /**
+   * Called before every refresh of a live session with the session, the client and the request:
+   * allow (`undefined`), `{ action: 'deny', reason }` (the session ends, 401) or
+   * `{ action: 'shorten', expiresIn }` (seconds left to the session at most). A hook that throws,
+   * is late or answers anything else fails closed: 503, nothing rotated.
+   */
+  onRefresh?: RefreshHook
+  /**
+   * Milliseconds `onRefresh` may take before the refresh answers 503.
+   * @default 1000
+   */
+  onRefreshTimeout?: number
+
   // Routes and what travels on them
 
   /**
@@ -208,7 +237,7 @@ export interface TokenAuthOptions {
   /**
    * The ready-made routes; `false` registers none (helpers and the hook still work).
    * Each route takes `{ path }` or `false`.
-   * @default { login: '/login', refresh: '/refresh', logout: '/logout', sessions: '/sessions', revoke: '/revoke', introspect: '/introspect' }
+   * @default { login: '/login', refresh: '/refresh', reauthenticate: '/reauthenticate', logout: '/logout', sessions: '/sessions', revoke: '/revoke', introspect: '/introspect' }
    */
   routes?: false | RoutesOptions
   /**

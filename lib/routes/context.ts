@@ -3,6 +3,7 @@ import type { createCrossSiteCheck } from '../csrf.js'
 import type { TokenAuthEvents } from '../events.js'
 import type { ResolvedOptions } from '../options.js'
 import type { SessionService } from '../sessions.js'
+import type { LoginThrottles } from './shared.js'
 import type { TokenTransport } from './transport.js'
 
 /** What the plugin hands its routes. */
@@ -18,6 +19,8 @@ export interface RouteContext extends RoutesContext {
   /** For the routes a cookie authenticates: login, refresh, logout. */
   crossSiteCheck: ReturnType<typeof createCrossSiteCheck>
   transport: TokenTransport
+  /** The password routes' throttles (login, reauthenticate), one set so both count together. */
+  loginThrottles: LoginThrottles
 }
 
 /** Our bodies are two short strings; anything bigger is refused with 413 before parsing. */

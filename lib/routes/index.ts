@@ -3,11 +3,12 @@ import { createCrossSiteCheck } from '../csrf.js'
 import type { RouteContext, RoutesContext } from './context.js'
 import { loginRoute } from './login.js'
 import { logoutRoute } from './logout.js'
+import { reauthenticateRoute } from './reauthenticate.js'
 import { refreshRoute } from './refresh.js'
 import { introspectRoute } from './introspect.js'
 import { revokeRoute } from './revoke.js'
 import { sessionRoutes } from './sessions.js'
-import { registerSharedPieces } from './shared.js'
+import { loginThrottles, registerSharedPieces } from './shared.js'
 import { createTokenTransport } from './transport.js'
 
 export type { RoutesContext } from './context.js'
@@ -26,10 +27,12 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   const routeContext: RouteContext = {
     ...context,
     crossSiteCheck: createCrossSiteCheck(options.allowedOrigins),
-    transport: createTokenTransport(options, () => sessions.now())
+    transport: createTokenTransport(options, () => sessions.now()),
+    loginThrottles: routes.login !== false || routes.reauthenticate !== false ? loginThrottles(app, options) : { onRequest: [], preHandler: [] }
   }
   if (routes.login !== false) loginRoute(app, routes.login, routeContext)
   if (routes.refresh !== false) refreshRoute(app, routes.refresh, routeContext)
+  if (routes.reauthenticate !== false) reauthenticateRoute(app, routes.reauthenticate, routeContext)
   if (routes.logout !== false) logoutRoute(app, routes.logout, routeContext)
   if (routes.sessions !== false) sessionRoutes(app, routes.sessions, routeContext)
   if (routes.revoke !== false) revokeRoute(app, routes.revoke, routeContext)

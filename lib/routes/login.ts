@@ -1,43 +1,27 @@
-import type {
-  FastifyInstance, onRequestAsyncHookHandler, onRequestHookHandler, preHandlerAsyncHookHandler
-} from 'fastify'
-import { InvalidCredentialsError, LoginThrottledError, UnsupportedGrantTypeError } from '../errors.js'
+import type { FastifyInstance } from 'fastify'
+import { InvalidCredentialsError, UnsupportedGrantTypeError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import { BODY_LIMIT, type RouteContext } from './context.js'
-import { documented, loginBodySchema, tokenResponses } from './schemas.js'
-import { throttle } from './shared.js'
+import { documented, loginBodySchema, sessionLimitResponse, tokenResponses } from './schemas.js'
 import { clientInfo } from './transport.js'
 
-interface LoginBody { username: string, password: string, refreshTokenTransport?: 'cookie' | 'body', grant_type?: string }
+export interface LoginBody { username: string, password: string, refreshTokenTransport?: 'cookie' | 'body', grant_type?: string }
 
 /** `POST /login`: username and password for a new session's tokens. */
 export function loginRoute (
-  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'events' | 'transport' | 'crossSiteCheck'>
+  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'events' | 'transport' | 'crossSiteCheck' | 'loginThrottles'>
 ): void {
-  const { options, sessions, events, transport } = context
+  const { options, sessions, events, transport, loginThrottles } = context
   const verifyCredentials = options.verifyCredentials as NonNullable<ResolvedOptions['verifyCredentials']>
-  // Both limits answer the same 429 before the password is looked at, so a throttled client
-  // cannot tell a right password from a wrong one, nor which limit it hit.
-  const onRequest: Array<onRequestHookHandler | onRequestAsyncHookHandler> = [context.crossSiteCheck]
-  const preHandler: preHandlerAsyncHookHandler[] = []
-  if (options.loginRateLimit !== false) {
-    // Per client IP, before the body is read.
-    onRequest.push(throttle(app, options.loginRateLimit, (request) => `fastify-token-auth:login-ip:${request.ip}`, LoginThrottledError))
-  }
-  if (options.accountRateLimit !== false) {
-    // Per account name, once the body is validated; unknown names are counted the same way.
-    preHandler.push(throttle(app, options.accountRateLimit,
-      (request) => `fastify-token-auth:login-account:${(request.body as LoginBody).username.normalize('NFKC').toLowerCase()}`, LoginThrottledError))
-  }
   app.post<{ Body: LoginBody }>(path, {
     bodyLimit: BODY_LIMIT,
-    onRequest,
-    preHandler,
+    onRequest: [context.crossSiteCheck, ...loginThrottles.onRequest],
+    preHandler: loginThrottles.preHandler,
     schema: documented({
       summary: 'Log in with a username and password',
       security: [],
       body: loginBodySchema(options.responseFormat, options.refreshTokenTransport),
-      response: tokenResponses(options.responseFormat, transport.usesBody)
+      response: { ...tokenResponses(options.responseFormat, transport.usesBody), ...sessionLimitResponse(options) }
     })
   }, async (request, reply) => {
     const { username, password } = request.body

@@ -1,8 +1,8 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 import { GraceExhaustedError, MissingRefreshTokenError, UnsupportedGrantTypeError } from '../errors.js'
 import { BODY_LIMIT, type RouteContext } from './context.js'
 import { documented, refreshBodySchema, refreshSecurity, tokenResponses } from './schemas.js'
-import { clientInfo } from './transport.js'
+import { clientInfo, type PresentedRefreshToken, type TokenTransport } from './transport.js'
 
 /** The refresh route (`POST`, or `GET` when so configured): a refresh token for new tokens, rotating it. */
 export function refreshRoute (
@@ -25,17 +25,28 @@ export function refreshRoute (
       if (grantType !== undefined && grantType !== 'refresh_token') throw new UnsupportedGrantTypeError()
       const presented = transport.presented(request)
       if (presented === undefined) throw new MissingRefreshTokenError()
-      try {
-        const tokens = await sessions.refresh(presented.token, clientInfo(request))
+      return await dropDeadCookie(reply, transport, presented, async () => {
+        const tokens = await sessions.refresh(presented.token, clientInfo(request), request)
         return transport.send(reply, tokens, presented.inBody)
-      } catch (error) {
-        // A dead refresh token is dropped from the browser. On 503 it is kept (docs/design.md,
-        // «Fail closed»). A superseded one is left alone because a parallel response is setting
-        // its successor (docs/design.md, «Refresh-token rotation»).
-        const status = (error as { statusCode?: number }).statusCode
-        if (status === 401 && !(error instanceof GraceExhaustedError) && !presented.inBody) transport.clearCookie(reply)
-        throw error
-      }
+      })
     }
   })
+}
+
+/**
+ * Runs what a presented refresh token is exchanged for (refresh, re-authentication): a dead
+ * refresh token is dropped from the browser. On 503 it is kept (docs/design.md, «Fail closed»).
+ * A superseded one is left alone because a parallel response is setting its successor
+ * (docs/design.md, «Refresh-token rotation»).
+ */
+export async function dropDeadCookie<T> (
+  reply: FastifyReply, transport: Pick<TokenTransport, 'clearCookie'>, presented: PresentedRefreshToken, exchange: () => T | Promise<T>
+): Promise<T> {
+  try {
+    return await exchange()
+  } catch (error) {
+    const status = (error as { statusCode?: number }).statusCode
+    if (status === 401 && !(error instanceof GraceExhaustedError) && !presented.inBody) transport.clearCookie(reply)
+    throw error
+  }
 }

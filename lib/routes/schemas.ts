@@ -157,6 +157,33 @@ export function loginBodySchema (format: ResponseFormat, transport: Transport): 
   return { type: 'object', required: ['username', 'password'], additionalProperties: false, properties }
 }
 
+/**
+ * The re-authentication body: the login's, plus the refresh token of the session when it may
+ * travel in the body (the cookie carries it otherwise).
+ */
+export function reauthenticateBodySchema (format: ResponseFormat, transport: Transport): object {
+  const login = loginBodySchema(format, transport) as { properties: Record<string, unknown> }
+  if (transport === 'cookie') return login
+  return { ...login, properties: { ...login.properties, [refreshTokenField(format)]: { type: 'string', minLength: 1, maxLength: 8192 } } }
+}
+
+/** The re-authentication's responses: the login's, and the refusals it adds. */
+export function reauthenticateResponses (format: ResponseFormat, includesRefreshToken: boolean): Record<string, object> {
+  const schema = format === 'oauth2' ? oauth2ErrorSchema : errorSchema
+  return {
+    ...tokenResponses(format, includesRefreshToken),
+    401: { ...schema, description: 'Wrong credentials (FST_TOKEN_AUTH_INVALID_CREDENTIALS), or a refresh token refused as by the refresh route' },
+    403: { ...schema, description: 'The credentials are another user\'s (FST_TOKEN_AUTH_REAUTHENTICATION_USER_MISMATCH), or a cross-site request' }
+  }
+}
+
+/** Login's refusal over the session cap, documented when `maxSessionsPerUser` can refuse. */
+export function sessionLimitResponse (options: Pick<ResolvedOptions, 'responseFormat' | 'maxSessionsPerUser' | 'sessionLimitPolicy'>): Record<string, object> {
+  if (options.maxSessionsPerUser === undefined || options.sessionLimitPolicy !== 'refuse') return {}
+  const schema = options.responseFormat === 'oauth2' ? oauth2ErrorSchema : errorSchema
+  return { 403: { ...schema, description: 'The user already has maxSessionsPerUser live sessions (FST_TOKEN_AUTH_SESSION_LIMIT_REACHED), or a cross-site request' } }
+}
+
 /** A body carrying the refresh token (refresh, logout); `withGrantFields` admits the OAuth 2.0 fields too. */
 export function refreshBodySchema (format: ResponseFormat, withGrantFields: boolean): object {
   return {

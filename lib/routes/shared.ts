@@ -2,8 +2,10 @@ import AjvCompiler from '@fastify/ajv-compiler'
 import fastifyCookie from '@fastify/cookie'
 import fastifyRateLimit from '@fastify/rate-limit'
 import Fastify, {
-  errorCodes, type FastifyContextConfig, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest
+  errorCodes, type FastifyContextConfig, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest,
+  type onRequestAsyncHookHandler, type preHandlerAsyncHookHandler
 } from 'fastify'
+import { LoginThrottledError } from '../errors.js'
 import type { TokenAuthEvents, TokenAuthRoute } from '../events.js'
 import { FORM_CONTENT_TYPE, parseForm, toOAuth2Error } from '../oauth2.js'
 import type { RateLimitOptions, ResolvedOptions } from '../options.js'
@@ -47,7 +49,7 @@ export async function registerSharedPieces (app: FastifyInstance, options: Share
   // above decides which routes take them.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, parseFormBody)
   app.setErrorHandler(createErrorHandler(app, options, events))
-  const loginThrottled = options.routes.login !== false && (options.loginRateLimit !== false || options.accountRateLimit !== false)
+  const loginThrottled = (options.routes.login !== false || options.routes.reauthenticate !== false) && (options.loginRateLimit !== false || options.accountRateLimit !== false)
   const introspectionThrottled = options.routes.introspect !== false && options.introspection !== false && options.introspection.rateLimit !== false
   if ((loginThrottled || introspectionThrottled) && !app.hasDecorator('createRateLimit')) {
     await app.register(fastifyRateLimit, { global: false })
@@ -96,7 +98,7 @@ function createErrorHandler (app: FastifyInstance, options: SharedOptions, event
       events.emit('unavailableResponse', { route })
     }
     // The OAuth 2.0 format shapes its token and revocation endpoints' errors (RFC 6749 §5.2, RFC 7009 §2.2.1).
-    if (oauth2 && (route === 'login' || route === 'refresh' || route === 'revoke' || route === 'introspect')) {
+    if (oauth2 && (route === 'login' || route === 'refresh' || route === 'reauthenticate' || route === 'revoke' || route === 'introspect')) {
       const { statusCode, body } = toOAuth2Error(error)
       if (statusCode >= 500 && !unavailable) reply.log.error({ err: error }, 'fastify-token-auth: token endpoint failed')
       return reply.code(statusCode).send(body)
@@ -113,7 +115,7 @@ function createErrorHandler (app: FastifyInstance, options: SharedOptions, event
 /** Which of our routes a URL pattern is, for the 503 metrics and the OAuth 2.0 token endpoints. */
 function routeNamesOf (prefix: string, routes: ResolvedOptions['routes']): Map<string, TokenAuthRoute> {
   const names = new Map<string, TokenAuthRoute>()
-  for (const name of ['login', 'refresh', 'logout', 'sessions', 'revoke', 'introspect'] as const) {
+  for (const name of ['login', 'refresh', 'reauthenticate', 'logout', 'sessions', 'revoke', 'introspect'] as const) {
     const path = routes[name]
     if (path !== false) names.set(`${prefix}${path}`, name)
   }
@@ -148,4 +150,30 @@ export function throttle (
       throw new Refused(result.ttlInSeconds)
     }
   }
+}
+
+/** The password routes' throttles: hooks before the body is read, and once it is validated. */
+export interface LoginThrottles {
+  onRequest: onRequestAsyncHookHandler[]
+  preHandler: preHandlerAsyncHookHandler[]
+}
+
+/**
+ * The login throttles, built once and shared by every route that checks a password (login and
+ * re-authentication), so both count against the same limits. Both limits answer the same 429
+ * before the password is looked at, so a throttled client cannot tell a right password from a
+ * wrong one, nor which limit it hit.
+ */
+export function loginThrottles (app: FastifyInstance, options: Pick<ResolvedOptions, 'loginRateLimit' | 'accountRateLimit'>): LoginThrottles {
+  const throttles: LoginThrottles = { onRequest: [], preHandler: [] }
+  if (options.loginRateLimit !== false) {
+    // Per client IP, before the body is read.
+    throttles.onRequest.push(throttle(app, options.loginRateLimit, (request) => `fastify-token-auth:login-ip:${request.ip}`, LoginThrottledError))
+  }
+  if (options.accountRateLimit !== false) {
+    // Per account name, once the body is validated; unknown names are counted the same way.
+    throttles.preHandler.push(throttle(app, options.accountRateLimit,
+      (request) => `fastify-token-auth:login-account:${(request.body as { username: string }).username.normalize('NFKC').toLowerCase()}`, LoginThrottledError))
+  }
+  return throttles
 }

@@ -58,9 +58,59 @@ export interface SessionRecord {
   rotatedAt: number | null
   /** How many times the predecessor was answered within the current grace window. */
   graceUses: number
+  /** The client of the latest login or refresh. */
   userAgent: string | null
   ip: string | null
+  /** The client that started the session (docs/design.md, «Session policy»); never changes. */
+  firstUserAgent: string | null
+  firstIp: string | null
+  /**
+   * When and how the user last proved who they are (RFC 9470): set at login, replaced only by a
+   * re-authentication, never moved by a refresh (docs/design.md, «Step-up authentication»).
+   */
+  authentication: Authentication
+  /**
+   * 0 at login; `updateUserClaims` adds 1. Access tokens carry it (`cv`, when above 0), and the
+   * feed tells every process to refuse those signed with an older one («Claims that change»).
+   */
+  claimsVersion: number
 }
+
+/** How the user last authenticated: RFC 9470's `auth_time`, `acr` and `amr`. */
+export interface Authentication {
+  /** When, in ms since the epoch. */
+  time: number
+  /** Authentication context class reference, e.g. `mfa`, when `verifyCredentials` names one. */
+  acr?: string
+  /** Authentication methods references (RFC 8176), e.g. `['pwd', 'otp']`, when named. */
+  amr?: string[]
+}
+
+/** What `createSession` may have to enforce: at most `max` live sessions per user («Session caps»). */
+export interface SessionLimit {
+  max: number
+  /**
+   * `end-least-recent`: the user's live sessions with the oldest `lastUsedAt` are deleted (and
+   * fed as revoked) so the new one is the `max`-th; `refuse`: nothing is stored.
+   */
+  policy: 'end-least-recent' | 'refuse'
+  /** How long (ms) the revocation of an ended session stays in the feed; it is fed at the new session's `createdAt`. */
+  keepRevocationFor: number
+}
+
+export interface CreateOptions extends WriteOptions {
+  /** Enforced in the same atomic step as the insert; none when absent. */
+  sessionLimit?: SessionLimit
+}
+
+/**
+ * What `createSession` did: `created`, with the sessions it ended to make room (records as they
+ * were, least recently used first; live means `expiresAt` after the new session's `createdAt`),
+ * or `refused` (policy `refuse`, the user already has `max` live sessions; nothing stored).
+ */
+export type CreateResult =
+  | { outcome: 'created', ended: SessionRecord[] }
+  | { outcome: 'refused' }
 
 export interface RotateRequest extends WriteOptions {
   sessionId: string
@@ -83,6 +133,17 @@ export interface RotateRequest extends WriteOptions {
   ip: string | null
   /** Replacement claims, when the app reloaded the user; `undefined` keeps the stored ones. */
   claims?: Record<string, unknown>
+  /**
+   * A re-authentication: replaces the stored `authentication` when the outcome is `rotated` or
+   * `recovered` (a `grace` answer changes nothing but `graceUses`); `undefined` keeps it.
+   */
+  authentication?: Authentication
+  /**
+   * A shorter absolute end (the `onRefresh` hook's `shorten`): on `rotated` or `recovered` the
+   * record's `absoluteExpiresAt` becomes the smaller of the two before the idle expiry is
+   * computed; `undefined` keeps it. Checked for `expired` against the stored one, as always.
+   */
+  absoluteExpiresAt?: number
   /** How long (ms) a revocation caused by this call (`reused`) stays in the revocation feed. */
   keepRevocationFor: number
 }
@@ -97,10 +158,15 @@ export interface RevocationContext {
   keepFor: number
 }
 
-/** One entry of the revocation feed. */
+/**
+ * One entry of the revocation feed: the session was revoked at `revokedAt`, or, when
+ * `claimsVersion` is present, its claims changed then and access tokens carrying a lower
+ * `claimsVersion` must be refused (the session lives on).
+ */
 export interface RevocationRecord {
   sessionId: string
   revokedAt: number
+  claimsVersion?: number
 }
 
 /**
@@ -144,7 +210,10 @@ export interface TokenStore {
    * Stores a new session. Ids are random; a collision may overwrite. Rejects with
    * `StoreDeadlineError`, storing nothing, once `options.deadline` has passed.
    */
-  createSession (session: SessionRecord, options?: WriteOptions): Promise<void>
+  createSession (session: SessionRecord, options?: CreateOptions): Promise<CreateResult>
+
+  /** The session if it is live at `now` (not expired, not revoked), else `null`. A snapshot. */
+  getSession (sessionId: string, now: number): Promise<SessionRecord | null>
 
   /**
    * The refresh state machine, in one atomic step across all processes sharing the store
@@ -162,6 +231,13 @@ export interface TokenStore {
 
   /** Deletes every session of a user and records each revocation; resolves with the ids deleted. */
   revokeUserSessions (userId: string, context: RevocationContext): Promise<string[]>
+
+  /**
+   * Replaces the claims of every live session of the user, adds 1 to each one's
+   * `claimsVersion`, and feeds one entry per session (`revokedAt` = `context.now`, its new
+   * `claimsVersion`), atomically per session. Resolves with those entries.
+   */
+  updateUserClaims (userId: string, claims: Record<string, unknown>, context: RevocationContext): Promise<RevocationRecord[]>
 
   /** The user's sessions alive at `now`, oldest first. A snapshot, not a lock. */
   listUserSessions (userId: string, now: number): Promise<SessionRecord[]>

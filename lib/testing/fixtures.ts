@@ -37,6 +37,10 @@ export function sessionRecord (overrides: Partial<SessionRecord> = {}): SessionR
     graceUses: 0,
     userAgent: 'agent/1',
     ip: '198.51.100.1',
+    firstUserAgent: 'agent/1',
+    firstIp: '198.51.100.1',
+    authentication: { time: createdAt },
+    claimsVersion: 0,
     ...overrides
   }
 }

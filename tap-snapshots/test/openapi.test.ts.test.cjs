@@ -243,6 +243,183 @@ Object {
         ],
       },
     },
+    "/auth/reauthenticate": Object {
+      "post": Object {
+        "requestBody": Object {
+          "content": Object {
+            "application/json": Object {
+              "schema": Object {
+                "additionalProperties": false,
+                "properties": Object {
+                  "password": Object {
+                    "maxLength": 1024,
+                    "minLength": 1,
+                    "type": "string",
+                  },
+                  "username": Object {
+                    "maxLength": 256,
+                    "minLength": 1,
+                    "type": "string",
+                  },
+                },
+                "required": Array [
+                  "username",
+                  "password",
+                ],
+                "type": "object",
+              },
+            },
+          },
+          "required": true,
+        },
+        "responses": Object {
+          "200": Object {
+            "content": Object {
+              "application/json": Object {
+                "schema": Object {
+                  "description": "A new access token; the refresh token is set in the cookie (or returned in the body)",
+                  "properties": Object {
+                    "accessToken": Object {
+                      "type": "string",
+                    },
+                    "expiresIn": Object {
+                      "description": "Seconds until the access token expires",
+                      "type": "integer",
+                    },
+                    "tokenType": Object {
+                      "enum": Array [
+                        "Bearer",
+                      ],
+                      "type": "string",
+                    },
+                  },
+                  "required": Array [
+                    "accessToken",
+                    "tokenType",
+                    "expiresIn",
+                  ],
+                  "type": "object",
+                },
+              },
+            },
+            "description": "A new access token; the refresh token is set in the cookie (or returned in the body)",
+          },
+          "401": Object {
+            "content": Object {
+              "application/json": Object {
+                "schema": Object {
+                  "additionalProperties": true,
+                  "description": "Wrong credentials (FST_TOKEN_AUTH_INVALID_CREDENTIALS), or a refresh token refused as by the refresh route",
+                  "properties": Object {
+                    "code": Object {
+                      "type": "string",
+                    },
+                    "error": Object {
+                      "type": "string",
+                    },
+                    "message": Object {
+                      "type": "string",
+                    },
+                    "statusCode": Object {
+                      "type": "integer",
+                    },
+                  },
+                  "type": "object",
+                },
+              },
+            },
+            "description": "Wrong credentials (FST_TOKEN_AUTH_INVALID_CREDENTIALS), or a refresh token refused as by the refresh route",
+          },
+          "403": Object {
+            "content": Object {
+              "application/json": Object {
+                "schema": Object {
+                  "additionalProperties": true,
+                  "description": "The credentials are another user's (FST_TOKEN_AUTH_REAUTHENTICATION_USER_MISMATCH), or a cross-site request",
+                  "properties": Object {
+                    "code": Object {
+                      "type": "string",
+                    },
+                    "error": Object {
+                      "type": "string",
+                    },
+                    "message": Object {
+                      "type": "string",
+                    },
+                    "statusCode": Object {
+                      "type": "integer",
+                    },
+                  },
+                  "type": "object",
+                },
+              },
+            },
+            "description": "The credentials are another user's (FST_TOKEN_AUTH_REAUTHENTICATION_USER_MISMATCH), or a cross-site request",
+          },
+          "4XX": Object {
+            "content": Object {
+              "application/json": Object {
+                "schema": Object {
+                  "additionalProperties": true,
+                  "description": "Refused; \`code\` (FST_TOKEN_AUTH_* or FST_ERR_*) tells why",
+                  "properties": Object {
+                    "code": Object {
+                      "type": "string",
+                    },
+                    "error": Object {
+                      "type": "string",
+                    },
+                    "message": Object {
+                      "type": "string",
+                    },
+                    "statusCode": Object {
+                      "type": "integer",
+                    },
+                  },
+                  "type": "object",
+                },
+              },
+            },
+            "description": "Refused; \`code\` (FST_TOKEN_AUTH_* or FST_ERR_*) tells why",
+          },
+          "5XX": Object {
+            "content": Object {
+              "application/json": Object {
+                "schema": Object {
+                  "additionalProperties": true,
+                  "description": "Store unavailable (503 with Retry-After) or a server error",
+                  "properties": Object {
+                    "code": Object {
+                      "type": "string",
+                    },
+                    "error": Object {
+                      "type": "string",
+                    },
+                    "message": Object {
+                      "type": "string",
+                    },
+                    "statusCode": Object {
+                      "type": "integer",
+                    },
+                  },
+                  "type": "object",
+                },
+              },
+            },
+            "description": "Store unavailable (503 with Retry-After) or a server error",
+          },
+        },
+        "security": Array [
+          Object {
+            "refreshCookie": Array [],
+          },
+        ],
+        "summary": "Prove again who the user of the current session is (step-up)",
+        "tags": Array [
+          "token-auth",
+        ],
+      },
+    },
     "/auth/refresh": Object {
       "post": Object {
         "responses": Object {

@@ -147,9 +147,10 @@ describe('events', () => {
   test('the event names', () => {
     expect<keyof TokenAuthEventMap>().type.toBe<
       'login' | 'loginFailed' | 'refresh' | 'reuseDetected' | 'logout' | 'logoutAll' | 'sessionRevoked' |
+      'newSession' | 'reauthenticated' | 'claimsUpdated' | 'refreshDenied' |
       'storeUnavailable' | 'storeRecovered' | 'unavailableResponse'
     >()
-    expect<RevocationReason>().type.toBe<'logout' | 'logout-all' | 'reuse' | 'revoked' | 'user-unavailable'>()
+    expect<RevocationReason>().type.toBe<'logout' | 'logout-all' | 'reuse' | 'revoked' | 'user-unavailable' | 'session-limit' | 'refresh-denied'>()
   })
 
   test('unknown event names and wrong listeners are refused', () => {

@@ -3,7 +3,7 @@ import pg from 'pg'
 import { createClient, createCluster } from 'redis'
 import { describe, expect, test } from 'tstyche'
 import {
-  errors, MemoryStore, type RotateRequest, type RotateResult, type SessionRecord, type TokenAuthErrorCode, type TokenStore
+  type CreateResult, errors, MemoryStore, type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, type TokenAuthErrorCode, type TokenStore
 } from '../../lib/index.js'
 import { migrate, postgresMigrationSql, PostgresStore, type PostgresStoreOptions } from '../../lib/stores/postgres/index.js'
 import { RedisStore, type RedisStoreOptions } from '../../lib/stores/redis/index.js'
@@ -12,7 +12,8 @@ import { defineStoreConformance, rotationRequest, sessionRecord } from '../../li
 /** A third-party store, written against the exported contract only. */
 class ArrayStore implements TokenStore {
   readonly sessions: SessionRecord[] = []
-  async createSession (session: SessionRecord): Promise<void> { this.sessions.push(session) }
+  async createSession (session: SessionRecord): Promise<CreateResult> { this.sessions.push(session); return { outcome: 'created', ended: [] } }
+  async getSession (sessionId: string): Promise<SessionRecord | null> { return this.sessions.find((s) => s.id === sessionId) ?? null }
   async rotate (request: RotateRequest): Promise<RotateResult> {
     const session = this.sessions.find((s) => s.id === request.sessionId)
     return session === undefined ? { outcome: 'missing' } : { outcome: 'rotated', session }
@@ -21,6 +22,7 @@ class ArrayStore implements TokenStore {
   async revokeSession (): Promise<SessionRecord | null> { return null }
   async revokeUserSessions (): Promise<string[]> { return [] }
   async listUserSessions (): Promise<SessionRecord[]> { return this.sessions }
+  async updateUserClaims (): Promise<RevocationRecord[]> { return [] }
   async revokedSince (): Promise<Array<{ sessionId: string, revokedAt: number }>> { return [] }
   async sweep (): Promise<number> { return 0 }
   async close (): Promise<void> {}

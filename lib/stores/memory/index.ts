@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import {
-  DEFAULT_SWEEP_BATCH,
-  type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError,
-  type TokenStore, type WriteOptions
+  type CreateOptions, type CreateResult, DEFAULT_SWEEP_BATCH,
+  type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult, type SessionLimit, type SessionRecord,
+  StoreDeadlineError, type TokenStore
 } from '../types.js'
 import { packClaims, stringHash } from './codec.js'
 import {
@@ -31,7 +31,8 @@ const INITIAL_CAPACITY = 256
 
 /**
  * The default store: one process, nothing survives a restart. Every operation is O(1) but
- * listing (O(sessions of that user)). Records are packed into a slab (slab.ts) and unpacked
+ * those on all of a user's sessions (listing, revoking them, updating their claims, creating
+ * under a session limit): O(sessions of that user). Records are packed into a slab (slab.ts) and unpacked
  * into new objects on the way out, so callers can never mutate stored state and values behave
  * as they would in a serialising store.
  */
@@ -61,9 +62,16 @@ export class MemoryStore implements TokenStore {
     return this.#slab.size
   }
 
-  async createSession (session: SessionRecord, options: WriteOptions = {}): Promise<void> {
+  async createSession (session: SessionRecord, options: CreateOptions = {}): Promise<CreateResult> {
     // In process, a call runs when it is made: only a deadline already past can be missed.
     if (isPast(options.deadline)) throw new StoreDeadlineError('createSession')
+    // No await from here on: the count, the sessions ended and the insert are one atomic step.
+    let ended: SessionRecord[] = []
+    if (options.sessionLimit !== undefined) {
+      const limited = this.#makeRoom(session, options.sessionLimit)
+      if (limited === null) return { outcome: 'refused' }
+      ended = limited
+    }
     this.#deleteId(session.id)
     // The oldest session is first in the slab's insertion order.
     if (this.#slab.size >= this.#maxSessions) this.#delete(this.#slab.oldest)
@@ -75,6 +83,13 @@ export class MemoryStore implements TokenStore {
     this.#slab.write(slot, session, sibling === NONE ? session.userId : this.#slab.userId(sibling), claims)
     this.#ids.add(slot, this.#slab.idHash(slot))
     this.#users.add(slot, this.#userHash(session.userId))
+    return { outcome: 'created', ended }
+  }
+
+  async getSession (sessionId: string, now: number): Promise<SessionRecord | null> {
+    const slot = this.#find(sessionId)
+    // The idle expiry is never later than the absolute one: one comparison covers both.
+    return slot === NONE || now >= this.#slab.number(slot, EXPIRES_AT) ? null : this.#slab.read(slot, sessionId)
   }
 
   async rotate (request: RotateRequest): Promise<RotateResult> {
@@ -127,7 +142,21 @@ export class MemoryStore implements TokenStore {
     // The feed is in time order: walk back from the newest entry only as far as needed.
     let start = this.#feed.length
     while (start > 0 && (this.#feed[start - 1] as RevocationRecord).revokedAt >= since) start--
-    return this.#feed.slice(start).map(({ sessionId, revokedAt }) => ({ sessionId, revokedAt }))
+    return this.#feed.slice(start).map(feedRecord)
+  }
+
+  async updateUserClaims (userId: string, claims: Record<string, unknown>, context: RevocationContext): Promise<RevocationRecord[]> {
+    // One string for all of the user's sessions.
+    const packed = packClaims(claims)
+    const entries: RevocationRecord[] = []
+    for (const slot of this.#sessionsOf(userId)) {
+      if (context.now >= this.#slab.number(slot, EXPIRES_AT)) continue
+      const claimsVersion = this.#slab.claimsVersion(slot) + 1
+      this.#slab.setClaims(slot, packed)
+      this.#slab.setClaimsVersion(slot, claimsVersion)
+      entries.push(this.#feedEntry({ sessionId: this.#slab.id(slot), revokedAt: context.now, claimsVersion }, context.keepFor))
+    }
+    return entries
   }
 
   async subscribeRevocations (listener: (record: RevocationRecord) => void): Promise<() => Promise<void>> {
@@ -208,8 +237,14 @@ export class MemoryStore implements TokenStore {
     slab.setRotatedAt(slot, request.now)
     slab.setNumber(slot, GRACE_USES, 0)
     slab.setNumber(slot, LAST_USED_AT, request.now)
-    slab.setNumber(slot, EXPIRES_AT, Math.min(request.now + request.idleTtl, slab.number(slot, ABSOLUTE_EXPIRES_AT)))
+    let absoluteExpiresAt = slab.number(slot, ABSOLUTE_EXPIRES_AT)
+    if (request.absoluteExpiresAt !== undefined && request.absoluteExpiresAt < absoluteExpiresAt) {
+      absoluteExpiresAt = request.absoluteExpiresAt
+      slab.setNumber(slot, ABSOLUTE_EXPIRES_AT, absoluteExpiresAt)
+    }
+    slab.setNumber(slot, EXPIRES_AT, Math.min(request.now + request.idleTtl, absoluteExpiresAt))
     slab.setClient(slot, request.userAgent, request.ip)
+    if (request.authentication !== undefined) slab.setAuthentication(slot, request.authentication)
     if (request.claims !== undefined) {
       const claims = packClaims(request.claims)
       // Unchanged claims keep their string (maybe shared with the user's other sessions).
@@ -218,11 +253,32 @@ export class MemoryStore implements TokenStore {
     return slab.read(slot, request.sessionId, request.nextHash)
   }
 
+  /**
+   * With `limit`, room for `session` (docs/design.md, «Session caps»): null when the policy
+   * refuses, else the records of the sessions ended for it, least recently used first.
+   */
+  #makeRoom (session: SessionRecord, limit: SessionLimit): SessionRecord[] | null {
+    const slab = this.#slab
+    const live = this.#sessionsOf(session.userId).filter((slot) => session.createdAt < slab.number(slot, EXPIRES_AT))
+    if (live.length < limit.max) return []
+    if (limit.policy === 'refuse') return null
+    const ending = live.map((slot) => slab.read(slot))
+      .sort((a, b) => a.lastUsedAt - b.lastUsedAt || a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1))
+      .slice(0, live.length + 1 - limit.max)
+    for (const ended of ending) this.#revoke(ended.id, { now: session.createdAt, keepFor: limit.keepRevocationFor })
+    return ending
+  }
+
   #revoke (sessionId: string, context: RevocationContext): void {
     this.#deleteId(sessionId)
-    const record = { sessionId, revokedAt: context.now }
-    this.#feed.push({ ...record, until: context.now + context.keepFor })
+    this.#feedEntry({ sessionId, revokedAt: context.now }, context.keepFor)
+  }
+
+  /** Feeds `record`, kept `keepFor` ms, and pushes it to the listeners; returns it. */
+  #feedEntry (record: RevocationRecord, keepFor: number): RevocationRecord {
+    this.#feed.push({ ...record, until: record.revokedAt + keepFor })
     for (const listener of this.#listeners) listener({ ...record })
+    return record
   }
 
   #deleteId (sessionId: string): void {
@@ -235,6 +291,11 @@ export class MemoryStore implements TokenStore {
     this.#users.remove(slot, this.#userHash(this.#slab.userId(slot)))
     this.#slab.release(slot)
   }
+}
+
+/** A feed entry as callers see it: a `claimsVersion` only when it has one. */
+function feedRecord ({ sessionId, revokedAt, claimsVersion }: RevocationRecord): RevocationRecord {
+  return claimsVersion === undefined ? { sessionId, revokedAt } : { sessionId, revokedAt, claimsVersion }
 }
 
 function isPast (deadline: number | undefined): boolean {

@@ -1,4 +1,4 @@
-import type { SessionRecord } from '../types.js'
+import type { Authentication, SessionRecord } from '../types.js'
 import { isPackable, PACKED_BYTES, packIp, stringHash, unpackClaims, unpackIp } from './codec.js'
 import { NONE } from './slot-index.js'
 
@@ -13,10 +13,15 @@ import { NONE } from './slot-index.js'
  *                     (see codec.ts); a value that is not is kept as a string in `#spill` instead
  *   refs     userId, userAgent, ip (an integer for IPv4, see codec.ts) and claims (JSON)
  *   order    insertion order, oldest first: a doubly-linked list through `#older`/`#newer`
+ *   extras   what only some sessions have, by slot, in a Map (flag EXTRAS says whether a slot has
+ *            an entry): the first client once the current one moved from it, an authentication
+ *            other than `{ time: createdAt }`, a claimsVersion above 0. The common session (one
+ *            client, authenticated when created, claims never updated) costs nothing for them
+ *            (docs/design.md, «Session policy»).
  */
 
 /** A slot's flag bits. */
-const FLAG = { LIVE: 1, ID_SPILLED: 2, TOKEN_SPILLED: 4, PREVIOUS_SPILLED: 8, HAS_PREVIOUS: 16 } as const
+const FLAG = { LIVE: 1, ID_SPILLED: 2, TOKEN_SPILLED: 4, PREVIOUS_SPILLED: 8, HAS_PREVIOUS: 16, EXTRAS: 32 } as const
 
 export const CREATED_AT = 0
 export const LAST_USED_AT = 1
@@ -42,6 +47,23 @@ const WORDS = ROW_BYTES / 4
 export type HashField = typeof TOKEN | typeof PREVIOUS
 type Field = typeof ID | HashField
 
+/** A session's uncommon values (see the header); an absent member has its common value. */
+interface Extras {
+  /** The first client (ip packed as in `refs`), once it differs from the current one; else the current one is the first. */
+  firstClient?: { userAgent: string | null, ip: string | number | null }
+  /** When not `{ time: createdAt }`. */
+  authentication?: Authentication
+  claimsVersion?: number
+}
+
+/** A copy of `authentication` that holds no optional member it lacks (never `acr: undefined`). */
+function copyAuthentication ({ time, acr, amr }: Authentication): Authentication {
+  const copy: Authentication = { time }
+  if (acr !== undefined) copy.acr = acr
+  if (amr !== undefined) copy.amr = [...amr]
+  return copy
+}
+
 function spilled (field: Field): number {
   return field === ID ? FLAG.ID_SPILLED : field === TOKEN ? FLAG.TOKEN_SPILLED : FLAG.PREVIOUS_SPILLED
 }
@@ -66,6 +88,8 @@ export class SessionSlab {
   #newer = new Int32Array(0)
   /** Ids and hashes that are not packable, by `slot * WORDS + field`. */
   readonly #spill = new Map<number, string>()
+  /** The uncommon values of the slots flagged EXTRAS. */
+  readonly #extras = new Map<number, Extras>()
   /** The id or hash last prepared for comparison, decoded when `#scratchPacked`. */
   readonly #scratch = new Int32Array(PACKED_BYTES / 4)
   readonly #scratchBytes = Buffer.from(this.#scratch.buffer)
@@ -130,6 +154,7 @@ export class SessionSlab {
     if (newer === NONE) this.#newest = older
     else this.#older[newer] = older
     for (const field of [ID, TOKEN, PREVIOUS]) this.#spill.delete(slot * WORDS + field)
+    this.#extras.delete(slot)
     this.#refs.fill(null, slot * REFS, slot * REFS + REFS)
     this.#flags[slot] = 0
     this.#newer[slot] = this.#free
@@ -159,14 +184,26 @@ export class SessionSlab {
     this.setHash(slot, TOKEN, session.tokenHash)
     this.setHash(slot, PREVIOUS, session.previousTokenHash)
     this.#refs[slot * REFS + USER_ID] = userId
-    this.setClient(slot, session.userAgent, session.ip)
+    this.#refs[slot * REFS + USER_AGENT] = session.userAgent
+    this.#refs[slot * REFS + IP] = packIp(session.ip)
     this.setClaims(slot, claims)
+    const extras: Extras = {}
+    if (session.firstUserAgent !== session.userAgent || session.firstIp !== session.ip) {
+      extras.firstClient = { userAgent: session.firstUserAgent, ip: packIp(session.firstIp) }
+    }
+    if (!this.#isPlain(slot, session.authentication)) extras.authentication = copyAuthentication(session.authentication)
+    if (session.claimsVersion !== 0) extras.claimsVersion = session.claimsVersion
+    this.#setExtras(slot, extras)
   }
 
   /** A new record of the session in `slot`, given its id and current hash when the caller has them. */
   read (slot: number, id = this.id(slot), tokenHash = this.#unpack(slot, TOKEN)): SessionRecord {
     const row = slot * NUMBERS
     const refs = slot * REFS
+    const userAgent = this.#refs[refs + USER_AGENT] as string | null
+    const ip = unpackIp(this.#refs[refs + IP] as string | number | null)
+    const extras = this.#extrasOf(slot)
+    const first = extras?.firstClient
     return {
       id,
       userId: this.userId(slot),
@@ -179,8 +216,14 @@ export class SessionSlab {
       previousTokenHash: this.hash(slot, PREVIOUS),
       rotatedAt: this.rotatedAt(slot),
       graceUses: this.#numbers[row + GRACE_USES] as number,
-      userAgent: this.#refs[refs + USER_AGENT] as string | null,
-      ip: unpackIp(this.#refs[refs + IP] as string | number | null)
+      userAgent,
+      ip,
+      firstUserAgent: first === undefined ? userAgent : first.userAgent,
+      firstIp: first === undefined ? ip : unpackIp(first.ip),
+      authentication: extras?.authentication === undefined
+        ? { time: this.#numbers[row + CREATED_AT] as number }
+        : copyAuthentication(extras.authentication),
+      claimsVersion: this.claimsVersion(slot)
     }
   }
 
@@ -217,9 +260,51 @@ export class SessionSlab {
     this.#refs[slot * REFS + CLAIMS] = claims
   }
 
+  /** The latest client; the first one is kept aside the first time the client differs from it. */
   setClient (slot: number, userAgent: string | null, ip: string | null): void {
-    this.#refs[slot * REFS + USER_AGENT] = userAgent
-    this.#refs[slot * REFS + IP] = packIp(ip)
+    const refs = slot * REFS
+    const current = this.#refs[refs + USER_AGENT] as string | null
+    const currentIp = this.#refs[refs + IP] as string | number | null
+    const packed = packIp(ip)
+    // An equal User-Agent keeps the string held already (maybe the first client's too).
+    if (current === userAgent && currentIp === packed) return
+    const extras = this.#extrasOf(slot) ?? {}
+    if (extras.firstClient === undefined) this.#setExtras(slot, { ...extras, firstClient: { userAgent: current, ip: currentIp } })
+    if (current !== userAgent) this.#refs[refs + USER_AGENT] = userAgent
+    this.#refs[refs + IP] = packed
+  }
+
+  /** Replaces the authentication; `{ time: createdAt }` is held as no extra at all. */
+  setAuthentication (slot: number, authentication: Authentication): void {
+    const extras = { ...this.#extrasOf(slot) }
+    if (this.#isPlain(slot, authentication)) delete extras.authentication
+    else extras.authentication = copyAuthentication(authentication)
+    this.#setExtras(slot, extras)
+  }
+
+  /** Whether `authentication` is the common one: at the session's creation, no acr or amr. */
+  #isPlain (slot: number, { time, acr, amr }: Authentication): boolean {
+    return time === this.#numbers[slot * NUMBERS + CREATED_AT] && acr === undefined && amr === undefined
+  }
+
+  claimsVersion (slot: number): number {
+    return this.#extrasOf(slot)?.claimsVersion ?? 0
+  }
+
+  setClaimsVersion (slot: number, claimsVersion: number): void {
+    this.#setExtras(slot, { ...this.#extrasOf(slot), claimsVersion })
+  }
+
+  #extrasOf (slot: number): Extras | undefined {
+    return this.#has(slot, FLAG.EXTRAS) ? this.#extras.get(slot) : undefined
+  }
+
+  /** Holds `extras` for `slot`, or nothing when every member has its common value. */
+  #setExtras (slot: number, extras: Extras): void {
+    const common = extras.firstClient === undefined && extras.authentication === undefined && extras.claimsVersion === undefined
+    this.#flag(slot, FLAG.EXTRAS, !common)
+    if (common) this.#extras.delete(slot)
+    else this.#extras.set(slot, extras)
   }
 
   hash (slot: number, field: HashField): string | null {

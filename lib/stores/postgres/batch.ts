@@ -21,7 +21,7 @@ import { COLUMN_DEFINITIONS, COLUMNS, toRecord } from './record.js'
 export const ROTATE_MANY_FUNCTION = `CREATE OR REPLACE FUNCTION {rotateManyFunction}(
   p_ids text[], p_presented_hashes text[], p_next_hashes text[], p_nows bigint[], p_idle_ttls bigint[], p_graces bigint[],
   p_grace_limits bigint[], p_user_agents text[], p_ips text[], p_claims jsonb[], p_keep_untils bigint[], p_channel text,
-  p_deadlines bigint[]
+  p_deadlines bigint[], p_authentications jsonb[], p_absolute_expires_ats bigint[]
 ) RETURNS TABLE (ordinal integer, outcome text, ${COLUMN_DEFINITIONS}) LANGUAGE plpgsql AS $rotate_many$
 DECLARE
   locked text[];
@@ -34,7 +34,7 @@ BEGIN
     IF p_ids[i] = ANY (locked) THEN
       SELECT * INTO outcome, ${COLUMNS} FROM {rotateFunction}(p_ids[i], p_presented_hashes[i], p_next_hashes[i], p_nows[i],
         p_idle_ttls[i], p_graces[i], p_grace_limits[i], p_user_agents[i], p_ips[i], p_claims[i], p_keep_untils[i], p_channel,
-        p_deadlines[i]) r;
+        p_deadlines[i], p_authentications[i], p_absolute_expires_ats[i]) r;
     ELSE
       outcome := NULL;
     END IF;
@@ -45,7 +45,8 @@ $rotate_many$;`
 
 /** The batch statement: arrays of the single rotation's parameters (statements.ts), same order, and the channel. */
 export const ROTATE_MANY = `SELECT ordinal, outcome, ${COLUMNS} FROM {rotateManyFunction}($1::text[], $2::text[], $3::text[],
-  $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::jsonb[], $11::bigint[], $12::text, $13::bigint[])`
+  $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::jsonb[], $11::bigint[], $12::text, $13::bigint[],
+  $14::jsonb[], $15::bigint[])`
 
 /** Most rotations in one batch statement: its arrays and result stay small, its transaction short. */
 export const MAX_BATCH = 64
@@ -56,7 +57,9 @@ export function rotateParameters (request: RotateRequest, channel: string): unkn
     request.sessionId, request.presentedHash, request.nextHash, request.now, request.idleTtl,
     request.grace, request.graceLimit, request.userAgent, request.ip,
     request.claims === undefined ? null : JSON.stringify(request.claims),
-    request.now + request.keepRevocationFor, channel, request.deadline ?? null
+    request.now + request.keepRevocationFor, channel, request.deadline ?? null,
+    request.authentication === undefined ? null : JSON.stringify(request.authentication),
+    request.absoluteExpiresAt ?? null
   ]
 }
 

@@ -114,8 +114,16 @@ function parseRevocation (payload: string | undefined): RevocationRecord | undef
   try {
     const value = JSON.parse(payload as string) as Partial<RevocationRecord>
     if (typeof value.sessionId === 'string' && typeof value.revokedAt === 'number') {
-      return { sessionId: value.sessionId, revokedAt: value.revokedAt }
+      return toRevocation(value.sessionId, value.revokedAt, typeof value.claimsVersion === 'number' ? value.claimsVersion : null)
     }
   } catch {}
   return undefined
+}
+
+/**
+ * A feed entry, pushed or read: a claims change with its version; a revocation without the
+ * property at all (the contract's `deepStrictEqual` tells absent from `undefined`).
+ */
+export function toRevocation (sessionId: string, revokedAt: number, claimsVersion: number | null): RevocationRecord {
+  return claimsVersion === null ? { sessionId, revokedAt } : { sessionId, revokedAt, claimsVersion }
 }

@@ -9,10 +9,11 @@ import type { SessionRecord } from '../types.js'
  * compiler refuses a field of `SessionRecord` left out (`everyField`), or one it lacks.
  */
 const FIELDS_BY_COLUMN_TYPE = everyField({
-  text: ['id', 'userId', 'tokenHash', 'previousTokenHash', 'userAgent', 'ip'],
-  jsonb: ['claims'],
+  text: ['id', 'userId', 'tokenHash', 'previousTokenHash', 'userAgent', 'ip', 'firstUserAgent', 'firstIp'],
+  // jsonb keeps `authentication`'s optional members absent when they are, as the contract asks.
+  jsonb: ['claims', 'authentication'],
   bigint: ['createdAt', 'lastUsedAt', 'expiresAt', 'absoluteExpiresAt', 'rotatedAt'],
-  integer: ['graceUses']
+  integer: ['graceUses', 'claimsVersion']
 })
 type ColumnType = keyof typeof FIELDS_BY_COLUMN_TYPE
 
@@ -51,6 +52,12 @@ export const OVERWRITE_COLUMNS = FIELDS.filter(({ column }) => column !== 'id')
 
 /** `COLUMNS` with their types (`id text, user_id text, ...`): the rotate function's OUT parameters. */
 export const COLUMN_DEFINITIONS = FIELDS.map(({ column, type }) => `${column} ${type}`).join(', ')
+
+/** `n_id text, n_user_id text, ...`: a function's parameters taking a whole record (create.ts). */
+export const NEW_ROW_DEFINITIONS = FIELDS.map(({ column, type }) => `n_${column} ${type}`).join(', ')
+
+/** `n_id, n_user_id, ...`: those parameters, in `COLUMNS` order. */
+export const NEW_ROW_VALUES = FIELDS.map(({ column }) => `n_${column}`).join(', ')
 
 /** `id := c.id; user_id := c.user_id; ...`: plpgsql assignments of every column from a row variable. */
 export function assignColumns (from: string): string {

@@ -26,7 +26,11 @@ export const CLOCK_MS = 'floor(extract(epoch FROM clock_timestamp()) * 1000)'
  *   inside the window (inclusive, grace > 0 only), recovered after its rotation's ms,
  *   superseded in it (or before: a caller whose clock is behind); otherwise reused.
  * - Rotated and recovered rewrite the row alike, except that a recovery keeps
- *   previous_token_hash: the unused successor it replaces is dead from then on. `sweep_at` only
+ *   previous_token_hash: the unused successor it replaces is dead from then on. A
+ *   re-authentication (p_authentication) replaces `authentication`, a shorter end
+ *   (p_absolute_expires_at) lowers absolute_expires_at before the idle expiry is taken; NULL
+ *   keeps either (LEAST and COALESCE skip NULLs), and neither column is indexed: still HOT.
+ *   claims_version is left alone, even when the claims are replaced («Claims that change»). `sweep_at` only
  *   ever goes down here (schema.ts): unchanged, as it nearly always is, and no indexed column
  *   written, the new row version is a HOT update (no index entry, less WAL).
  * - A reuse deletes the row, records the revocation in the feed and queues its NOTIFY: all take
@@ -38,7 +42,7 @@ export const CLOCK_MS = 'floor(extract(epoch FROM clock_timestamp()) * 1000)'
 export const ROTATE_FUNCTION = `CREATE OR REPLACE FUNCTION {rotateFunction}(
   p_id text, p_presented_hash text, p_next_hash text, p_now bigint, p_idle_ttl bigint, p_grace bigint,
   p_grace_limit bigint, p_user_agent text, p_ip text, p_claims jsonb, p_keep_until bigint, p_channel text,
-  p_deadline bigint, OUT outcome text, ${COLUMN_DEFINITIONS.split(', ').map((column) => `OUT ${column}`).join(', ')}
+  p_deadline bigint, p_authentication jsonb, p_absolute_expires_at bigint, OUT outcome text, ${COLUMN_DEFINITIONS.split(', ').map((column) => `OUT ${column}`).join(', ')}
 ) LANGUAGE plpgsql AS $rotate$
 DECLARE
   c {sessions};
@@ -63,9 +67,11 @@ BEGIN
     UPDATE {sessions} s SET
       previous_token_hash = CASE WHEN outcome = 'rotated' THEN s.token_hash ELSE s.previous_token_hash END,
       token_hash = p_next_hash, rotated_at = p_now, grace_uses = 0, last_used_at = p_now,
-      expires_at = LEAST(p_now + p_idle_ttl, s.absolute_expires_at),
-      sweep_at = LEAST(s.sweep_at, p_now + p_idle_ttl, s.absolute_expires_at),
-      user_agent = p_user_agent, ip = p_ip, claims = COALESCE(p_claims, s.claims)
+      absolute_expires_at = LEAST(s.absolute_expires_at, p_absolute_expires_at),
+      expires_at = LEAST(p_now + p_idle_ttl, s.absolute_expires_at, p_absolute_expires_at),
+      sweep_at = LEAST(s.sweep_at, p_now + p_idle_ttl, s.absolute_expires_at, p_absolute_expires_at),
+      user_agent = p_user_agent, ip = p_ip, claims = COALESCE(p_claims, s.claims),
+      authentication = COALESCE(p_authentication, s.authentication)
     WHERE s.id = p_id
     RETURNING s.* INTO c;
   ELSIF outcome = 'grace' THEN

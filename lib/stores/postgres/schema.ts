@@ -1,5 +1,6 @@
 import type { Pool } from 'pg'
 import { ROTATE_MANY_FUNCTION } from './batch.js'
+import { CREATE_LIMITED_FUNCTION } from './create.js'
 import { ROTATE_FUNCTION } from './rotate.js'
 
 /** Where the store's tables live. Both default so one database can hold one store without options. */
@@ -30,6 +31,8 @@ export interface Names {
   rotateFunction: string
   /** The batch rotation (batch.ts), schema-qualified. */
   rotateManyFunction: string
+  /** `createSession` under a session limit (create.ts), schema-qualified. */
+  createLimitedFunction: string
   revocationsByTime: string
   revocationsByKeep: string
   /** The channel as `pg_notify` takes it (a string value). */
@@ -67,6 +70,13 @@ const LONGEST_NAME_SUFFIX = 'sessions_user_created_idx'
  *                                 start of the grace window, and what token_hash was derived from
  *   grace_uses           integer  grace answers given in the current window
  *   user_agent, ip       text     last client seen
+ *   first_user_agent, first_ip
+ *                        text     the client that started the session; never changed
+ *   authentication       jsonb    { time, acr?, amr? }: set at login, replaced by a re-authentication.
+ *                                 Its default serves only rows a version 1 process inserts during a
+ *                                 rolling upgrade: authenticated at an unknown time reads as long ago,
+ *                                 so a step-up asks again
+ *   claims_version       integer  0 at login, + 1 by each `updateUserClaims`
  *   sweep_at             bigint   indexed: when the sweep looks at the row next; never after expires_at.
  *                                 The sweep deletes the rows due that have expired and moves the others'
  *                                 sweep_at to their expires_at. A rotation moves expires_at but leaves
@@ -81,9 +91,11 @@ const LONGEST_NAME_SUFFIX = 'sessions_user_created_idx'
  *   session_id           text     the revoked session
  *   revoked_at           bigint   indexed: the feed is read by time
  *   keep_until           bigint   indexed: the sweep drops entries from this time on
+ *   claims_version       integer  NULL for a revocation; for a claims change, the session's new version
  *
  * {rotateFunction} — the rotation (rotate.ts), replaced on every run.
  * {rotateManyFunction} — coalesced rotations (batch.ts), calling it; replaced on every run.
+ * {createLimitedFunction} — a login under a session limit (create.ts); replaced on every run.
  */
 const MIGRATION = `-- fastify-token-auth PostgresStore schema, version 2 (idempotent; upgrades version 1).
 -- Serialises concurrent runs against the same tables (two instances deploying at once), which
@@ -103,12 +115,19 @@ CREATE TABLE IF NOT EXISTS {sessions} (
   grace_uses integer NOT NULL DEFAULT 0,
   user_agent text,
   ip text,
-  sweep_at bigint NOT NULL DEFAULT 0
+  sweep_at bigint NOT NULL DEFAULT 0,
+  first_user_agent text,
+  first_ip text,
+  authentication jsonb NOT NULL DEFAULT '{"time": 0}',
+  claims_version integer NOT NULL DEFAULT 0
 ) WITH (fillfactor = 80);
 -- Version 1 to 2, once (catalog checks first, so later runs take no table lock): sweep_at with a
 -- default of 0 (no table rewrite; every old row is due, and the next sweeps set it in batches),
 -- room on each page for HOT updates (pages written from now on), and the expires_at index gone.
 -- Each step on its own, so an operator may add the column and build the index CONCURRENTLY first.
+-- The session policy's columns (first client, authentication, claims version): the sessions
+-- already there started with their current client, authenticated when they were created, and
+-- have version 0; that UPDATE rewrites every row once (a large table may take it in batches first).
 DO $upgrade$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = '{sessions}'::regclass AND attname = 'sweep_at' AND NOT attisdropped) THEN
@@ -116,6 +135,11 @@ BEGIN
   END IF;
   IF to_regclass('{sessionsByExpiry}') IS NOT NULL THEN
     DROP INDEX {sessionsByExpiry};
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = '{sessions}'::regclass AND attname = 'claims_version' AND NOT attisdropped) THEN
+    ALTER TABLE {sessions} ADD COLUMN first_user_agent text, ADD COLUMN first_ip text,
+      ADD COLUMN authentication jsonb NOT NULL DEFAULT '{"time": 0}', ADD COLUMN claims_version integer NOT NULL DEFAULT 0;
+    UPDATE {sessions} SET first_user_agent = user_agent, first_ip = ip, authentication = jsonb_build_object('time', created_at);
   END IF;
 END
 $upgrade$;
@@ -127,14 +151,27 @@ CREATE TABLE IF NOT EXISTS {revocations} (
   seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   session_id text NOT NULL,
   revoked_at bigint NOT NULL,
-  keep_until bigint NOT NULL
+  keep_until bigint NOT NULL,
+  claims_version integer
 );
+DO $upgrade_feed$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = '{revocations}'::regclass AND attname = 'claims_version' AND NOT attisdropped) THEN
+    ALTER TABLE {revocations} ADD COLUMN claims_version integer;
+  END IF;
+END
+$upgrade_feed$;
 -- The revocation feed is read from a point in time on.
 CREATE INDEX IF NOT EXISTS {revocationsByTime} ON {revocations} (revoked_at);
 -- The sweep finds feed entries past their keep time.
 CREATE INDEX IF NOT EXISTS {revocationsByKeep} ON {revocations} (keep_until);
+-- The rotation functions of an unreleased draft of version 2, before re-authentication and
+-- shortened ends: replaced by those below, which take two more parameters.
+DROP FUNCTION IF EXISTS {rotateManyFunction}(text[], text[], text[], bigint[], bigint[], bigint[], bigint[], text[], text[], jsonb[], bigint[], text, bigint[]);
+DROP FUNCTION IF EXISTS {rotateFunction}(text, text, text, bigint, bigint, bigint, bigint, text, text, jsonb, bigint, text, bigint);
 ${ROTATE_FUNCTION}
 ${ROTATE_MANY_FUNCTION}
+${CREATE_LIMITED_FUNCTION}
 `
 
 /**
@@ -185,6 +222,7 @@ export function resolveNames (options: PostgresNamingOptions, owner: string): Na
     sessionsByExpiry: `${quote(schema)}.${quote(`${prefix}sessions_expires_idx`)}`,
     rotateFunction: `${quote(schema)}.${quote(`${prefix}rotate_v2`)}`,
     rotateManyFunction: `${quote(schema)}.${quote(`${prefix}rotate_many_v2`)}`,
+    createLimitedFunction: `${quote(schema)}.${quote(`${prefix}create_session_v2`)}`,
     revocationsByTime: quote(`${prefix}revocations_revoked_idx`),
     revocationsByKeep: quote(`${prefix}revocations_keep_idx`),
     channel,

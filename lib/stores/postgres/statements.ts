@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { QueryConfig } from 'pg'
 import { ROTATE_MANY } from './batch.js'
+import { CREATE_LIMITED } from './create.js'
 import { COLUMNS, FIELD_COUNT, FIELD_NUMBER, OVERWRITE_COLUMNS, RECORD_PARAMETERS } from './record.js'
 import { CLOCK_MS } from './rotate.js'
 import { type Names, render } from './schema.js'
@@ -29,10 +30,12 @@ ON CONFLICT (id) DO UPDATE SET ${OVERWRITE_COLUMNS}, sweep_at = EXCLUDED.sweep_a
  * machine and its reasoning. The result is one row: the outcome and the record, or NULLs
  * (missing). $1 session id, $2 presented hash, $3 next hash, $4 now, $5 idle TTL, $6 grace,
  * $7 grace limit, $8 user agent, $9 ip, $10 replacement claims or null, $11 keep revocation
- * until, $12 notification channel, $13 deadline or null.
+ * until, $12 notification channel, $13 deadline or null, $14 re-authentication or null, $15 shorter
+ * absolute end or null.
  */
 const ROTATE = `SELECT outcome, ${COLUMNS} FROM {rotateFunction}($1::text, $2::text, $3::text, $4::bigint,
-  $5::bigint, $6::bigint, $7::bigint, $8::text, $9::text, $10::jsonb, $11::bigint, $12::text, $13::bigint)`
+  $5::bigint, $6::bigint, $7::bigint, $8::text, $9::text, $10::jsonb, $11::bigint, $12::text, $13::bigint,
+  $14::jsonb, $15::bigint)`
 
 /**
  * Revokes one session: deletes it (only if it belongs to the given user, when one is given),
@@ -68,6 +71,30 @@ const REVOKE_USER_SESSIONS = `WITH locked AS (
 SELECT id FROM removed ORDER BY created_at, id`
 
 /**
+ * Replaces the claims of the user's sessions alive at $3 and adds 1 to each one's claims_version,
+ * feeding and announcing each new version, in one statement (one commit). The rows are locked
+ * first in id order, as revokeUserSessions does, so a batch of rotations never deadlocks with it;
+ * the update re-checks the expiry on the row it locked. claims and claims_version are not
+ * indexed: HOT updates. $1 user id, $2 claims, $3 now, $4 keep until, $5 channel.
+ */
+const UPDATE_USER_CLAIMS = `WITH locked AS (
+  SELECT id FROM {sessions} WHERE user_id = $1::text AND expires_at > $3::bigint ORDER BY id FOR UPDATE
+), updated AS (
+  UPDATE {sessions} s SET claims = $2::jsonb, claims_version = s.claims_version + 1
+  FROM locked l WHERE s.id = l.id AND s.expires_at > $3::bigint
+  RETURNING s.id, s.claims_version
+), recorded AS (
+  INSERT INTO {revocations} (session_id, revoked_at, keep_until, claims_version)
+  SELECT id, $3::bigint, $4::bigint, claims_version FROM updated
+  RETURNING pg_notify($5::text, json_build_object('sessionId', session_id, 'revokedAt', revoked_at, 'claimsVersion', claims_version)::text)
+)
+SELECT id, claims_version FROM updated ORDER BY id`
+
+/** The session $1 if it is live at $2 (both expiries strictly later). */
+const GET_SESSION = `SELECT ${COLUMNS} FROM {sessions}
+WHERE id = $1::text AND expires_at > $2::bigint AND absolute_expires_at > $2::bigint`
+
+/**
  * A user's sessions alive at $2 (idle expiry strictly later), oldest first, through the
  * (user_id, created_at) index. $1 user id, $2 now.
  */
@@ -75,8 +102,11 @@ const LIST_USER_SESSIONS = `SELECT ${COLUMNS} FROM {sessions}
 WHERE user_id = $1::text AND expires_at > $2::bigint
 ORDER BY created_at, id`
 
-/** The revocation feed from $1 on, oldest first (ties in the order they were recorded). */
-const REVOKED_SINCE = `SELECT session_id, revoked_at FROM {revocations}
+/**
+ * The revocation feed from $1 on, oldest first (ties in the order they were recorded); a claims
+ * change has its version, a revocation NULL.
+ */
+const REVOKED_SINCE = `SELECT session_id, revoked_at, claims_version FROM {revocations}
 WHERE revoked_at >= $1::bigint
 ORDER BY revoked_at, seq`
 
@@ -107,7 +137,7 @@ WHERE seq IN (
 /** One statement as the store runs it: its text and, when prepared, its name. */
 export type Statement = Pick<QueryConfig, 'text' | 'name'>
 
-export type Statements = Record<'createSession' | 'rotate' | 'rotateMany' | 'revokeSession' | 'revokeUserSessions' |
+export type Statements = Record<'createSession' | 'createLimited' | 'getSession' | 'updateUserClaims' | 'rotate' | 'rotateMany' | 'revokeSession' | 'revokeUserSessions' |
 'listUserSessions' | 'revokedSince' | 'sweepSessions' | 'sweepRevocations', Statement>
 
 /**
@@ -121,6 +151,9 @@ export function statements (names: Names, prepared: boolean): Statements {
   }
   return {
     createSession: statement(CREATE_SESSION),
+    createLimited: statement(CREATE_LIMITED),
+    getSession: statement(GET_SESSION),
+    updateUserClaims: statement(UPDATE_USER_CLAIMS),
     rotate: statement(ROTATE),
     rotateMany: statement(ROTATE_MANY),
     revokeSession: statement(REVOKE_SESSION),

@@ -1,11 +1,11 @@
 import type { Pool, QueryResult } from 'pg'
 import {
-  DEFAULT_SWEEP_BATCH,
+  type CreateOptions, type CreateResult, DEFAULT_SWEEP_BATCH,
   type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError,
-  type TokenStore, type WriteOptions
+  type TokenStore
 } from '../types.js'
 import { RotationCoalescer } from './batch.js'
-import { RevocationSubscription } from './listen.js'
+import { RevocationSubscription, toRevocation } from './listen.js'
 import { toParameters, toRecord, TYPES } from './record.js'
 import { checkPool, type Names, type PostgresNamingOptions, resolveNames } from './schema.js'
 import { type Statement, statements, type Statements } from './statements.js'
@@ -92,9 +92,29 @@ export class PostgresStore implements TokenStore {
     return this.#names.channel
   }
 
-  async createSession (session: SessionRecord, options: WriteOptions = {}): Promise<void> {
-    const { rowCount } = await this.#query(this.#sql.createSession, [...toParameters(session), options.deadline ?? null])
-    if (rowCount === 0) throw new StoreDeadlineError('createSession')
+  /** One statement: a plain insert, or under a limit a call of create.ts's function. */
+  async createSession (session: SessionRecord, options: CreateOptions = {}): Promise<CreateResult> {
+    const limit = options.sessionLimit
+    if (limit === undefined) {
+      const { rowCount } = await this.#query(this.#sql.createSession, [...toParameters(session), options.deadline ?? null])
+      if (rowCount === 0) throw new StoreDeadlineError('createSession')
+      return { outcome: 'created', ended: [] }
+    }
+    const { rows } = await this.#query(this.#sql.createLimited, [
+      ...toParameters(session), limit.max, limit.policy === 'refuse', session.createdAt + limit.keepRevocationFor,
+      this.#names.channel, options.deadline ?? null
+    ])
+    // The function's last row says what it did; the rows before it are the sessions it ended.
+    const outcome = (rows[rows.length - 1] as { outcome: string }).outcome
+    if (outcome === 'late') throw new StoreDeadlineError('createSession')
+    if (outcome === 'refused') return { outcome: 'refused' }
+    return { outcome: 'created', ended: rows.slice(0, -1).map(toRecord) }
+  }
+
+  async getSession (sessionId: string, now: number): Promise<SessionRecord | null> {
+    const { rows } = await this.#query(this.#sql.getSession, [sessionId, now])
+    const row = rows[0]
+    return row === undefined ? null : toRecord(row)
   }
 
   /** One statement, or a share of one when rotations are already in flight (batch.ts). */
@@ -117,6 +137,13 @@ export class PostgresStore implements TokenStore {
     return rows.map((row) => row.id as string)
   }
 
+  async updateUserClaims (userId: string, claims: Record<string, unknown>, context: RevocationContext): Promise<RevocationRecord[]> {
+    const { rows } = await this.#query(this.#sql.updateUserClaims, [
+      userId, JSON.stringify(claims), context.now, context.now + context.keepFor, this.#names.channel
+    ])
+    return rows.map((row) => ({ sessionId: row.id, revokedAt: context.now, claimsVersion: row.claims_version }))
+  }
+
   async listUserSessions (userId: string, now: number): Promise<SessionRecord[]> {
     const { rows } = await this.#query(this.#sql.listUserSessions, [userId, now])
     return rows.map(toRecord)
@@ -124,7 +151,7 @@ export class PostgresStore implements TokenStore {
 
   async revokedSince (since: number): Promise<RevocationRecord[]> {
     const { rows } = await this.#query(this.#sql.revokedSince, [since])
-    return rows.map((row) => ({ sessionId: row.session_id, revokedAt: row.revoked_at }))
+    return rows.map((row) => toRevocation(row.session_id, row.revoked_at, row.claims_version))
   }
 
   /**

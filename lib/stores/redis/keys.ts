@@ -10,9 +10,10 @@ import { createHash } from 'node:crypto'
  *                        key, scored by expiresAt; TTL: its longest-lived session
  *   Pp:<sessionId>       string, T: the pointer from a session id to its user's slot (see below);
  *                        TTL: the session's absoluteExpiresAt
- *   P{feed}:at           sorted set, the revocation feed: session id scored by revokedAt
- *   P{feed}:until        sorted set, the same ids scored by when they may leave the feed
- *   channel P revocations   pub/sub: every revocation, pushed as it is recorded
+ *   P{feed}:at           sorted set, the revocation feed: session id (or `<id>:<claimsVersion>` for
+ *                        a claims change, feed.ts) scored by revokedAt
+ *   P{feed}:until        sorted set, the same members scored by when they may leave the feed
+ *   channel P revocations   pub/sub: every revocation and claims change, pushed as it is recorded
  *
  * `{T}` is a Redis Cluster hash tag: a user's bucket, records and index share one hash slot, so every
  * change to them is one Lua script, atomic, and never a CROSSSLOT error. The tag is a digest

@@ -4,6 +4,7 @@
  * Layout, integers big-endian:
  *   2 bytes  flags (the word below). Its first byte never is `[` (0x5B), the first byte of a JSON
  *            record: its two low bits (the ip's form) are never both set.
+ *   1 byte   the policy flags (X_*, below): which of the policy fields at the end are stored
  *   6 bytes  createdAt as an unsigned integer if F_INT (an integer in [0, 2^48), as ms times
  *            are), else 8 bytes, an IEEE double (any number the contract allows round-trips)
  *   time     lastUsedAt, if LAST_USED is STORED or OFFSET (else it is rotatedAt or createdAt)
@@ -21,6 +22,14 @@
  *   text     userId
  *   text     claims: their JSON text (an object's: starting with `{`) without its outer braces;
  *            never parsed in Lua
+ *   -- the policy part (docs/design.md, «Session policy»); a field left out has its common value --
+ *   time     authentication.time, unless AUTH_TIME is CREATED (it is createdAt)
+ *   text     authentication.acr, if X_ACR
+ *   text     authentication.amr as its JSON text, if X_AMR (acr and amr: the "auth extra", which
+ *            the scripts keep or replace whole, never parse)
+ *   count    claimsVersion, if X_VERSION (else 0)
+ *   text     the first client, as a client part (below), if X_FIRST: stored only once it differs
+ *            from the current one (else it is the current one)
  *   -- the client part, replaced whole by a rotation (Node encodes it: `encodeClient`) --
  *   text     userAgent, if C_AGENT
  *   ip       4 bytes if IP is V4 (canonical dotted quads only, so it round-trips), text if TEXT
@@ -32,6 +41,9 @@
  * F_TOKEN_RAW; bit 7 F_NO_GRACE; bits 8-10 the client flags (`encodeClient`: bits 0-1 IP, 0 NONE,
  * 1 TEXT, 2 V4; bit 2 C_AGENT); bits 11-15 ROTATED + 3 × PREVIOUS + 9 × ID (ROTATED: 0 NONE,
  * 1 OFFSET, 2 STORED; PREVIOUS and ID: 0 NONE, 1 RAW, 2 TEXT).
+ * The policy flags: bits 0-1 AUTH_TIME (0 CREATED, 1 OFFSET, 2 STORED); bit 2 X_ACR; bit 3 X_AMR;
+ * bit 4 X_VERSION; bit 5 X_FIRST. The common session (its first client the current one,
+ * authenticated at createdAt without acr or amr, version 0) costs that one byte.
  * Node reads and writes it in packed.ts; the Lua scripts in packed-lua.ts (`LUA_PACKED`), keeping
  * what they do not change. Both take the constants below from here.
  */
@@ -50,6 +62,12 @@ export const MIXED_SHIFT = 2048
 export const IP_TEXT = 1
 export const IP_V4 = 2
 export const C_AGENT = 4
+export const AUTH_TIME_OFFSET = 1
+export const AUTH_TIME_STORED = 2
+export const X_ACR = 4
+export const X_AMR = 8
+export const X_VERSION = 16
+export const X_FIRST = 32
 /** The three-state fields of bits 11-15: NONE, then OFFSET or RAW, then STORED or TEXT. */
 export const NONE = 0
 export const FIRST = 1

@@ -1,5 +1,5 @@
 import {
-  CLIENT_SHIFT, EXPIRES_ABSOLUTE, EXPIRES_OFFSET, FIRST, F_ABSOLUTE_OFFSET, F_INT, F_NO_GRACE, F_TOKEN_RAW, RAW_HASH_BYTES,
+  AUTH_TIME_OFFSET, AUTH_TIME_STORED, X_ACR, X_AMR, X_FIRST, X_VERSION, CLIENT_SHIFT, EXPIRES_ABSOLUTE, EXPIRES_OFFSET, FIRST, F_ABSOLUTE_OFFSET, F_INT, F_NO_GRACE, F_TOKEN_RAW, RAW_HASH_BYTES,
   LAST_USED_CREATED, LAST_USED_OFFSET, LAST_USED_ROTATED, MAX_INT, MAX_OFFSET, MIXED_SHIFT, NONE, SECOND
 } from './packed-layout.js'
 
@@ -7,7 +7,8 @@ import {
  * Lua: the same layout, for the scripts. `decodePacked(raw, tag)` gives a table of the fields
  * the scripts use (times as numbers, hashes tagged as `taggedHash` makes them, the id as text,
  * `tag` put back before an id held as 16 bytes, the client part as its flags and bytes,
- * untouched); `encodePacked(s)` writes one back. Lua's `struct` and `bit` libraries are built
+ * untouched; `authTime`, the auth extra as its flags and bytes, `version`, and `first`, the
+ * first client's part or nil); `encodePacked(s)` writes one back. Lua's `struct` and `bit` libraries are built
  * into Redis.
  */
 export const LUA_PACKED = `
@@ -60,7 +61,8 @@ local function decodePacked(raw, tag)
   local mixed = math.floor(flags / ${MIXED_SHIFT})
   local function has(flag) return bit.band(flags, flag) ~= 0 end
   local s = { packed = true, clientFlags = bit.band(high, 7) }
-  local pos, created = 3, nil
+  local policy = string.byte(raw, 3)
+  local pos, created = 4, nil
   if has(${F_INT}) then
     local h, l
     h, l, pos = struct.unpack('>I2I4', raw, pos)
@@ -98,6 +100,17 @@ local function decodePacked(raw, tag)
   end
   s.user, pos = packedText(raw, pos)
   s.claims, pos = packedText(raw, pos)
+  local authTime = policy % 4
+  if authTime == 0 then s.authTime = created else s.authTime = time(authTime == ${AUTH_TIME_OFFSET}) end
+  local extraStart = pos
+  s.authFlags = bit.band(policy, ${X_ACR + X_AMR})
+  local _
+  if bit.band(policy, ${X_ACR}) ~= 0 then _, pos = packedText(raw, pos) end
+  if bit.band(policy, ${X_AMR}) ~= 0 then _, pos = packedText(raw, pos) end
+  s.authExtra = string.sub(raw, extraStart, pos - 1)
+  s.version = 0
+  if bit.band(policy, ${X_VERSION}) ~= 0 then s.version, pos = packedCount(raw, pos) end
+  if bit.band(policy, ${X_FIRST}) ~= 0 then s.first, pos = packedText(raw, pos) end
   s.client = string.sub(raw, pos)
   return s
 end
@@ -155,7 +168,18 @@ local function encodePacked(s)
   end
   out[#out + 1] = packText(s.user)
   out[#out + 1] = packText(s.claims)
+  local policy = s.authFlags
+  if s.authTime ~= created or isNegativeZero(s.authTime) ~= isNegativeZero(created) then policy = policy + ${AUTH_TIME_STORED} - time(s.authTime) end
+  out[#out + 1] = s.authExtra
+  if s.version ~= 0 then
+    policy = policy + ${X_VERSION}
+    out[#out + 1] = packCount(s.version)
+  end
+  if s.first then
+    policy = policy + ${X_FIRST}
+    out[#out + 1] = packText(s.first)
+  end
   out[#out + 1] = s.client
-  return struct.pack('>I2', flags + s.clientFlags * ${CLIENT_SHIFT} + mixed * ${MIXED_SHIFT}) .. table.concat(out)
+  return struct.pack('>I2B', flags + s.clientFlags * ${CLIENT_SHIFT} + mixed * ${MIXED_SHIFT}, policy) .. table.concat(out)
 end
 `

@@ -1,8 +1,8 @@
-import type { SessionRecord } from '../types.js'
+import type { Authentication, SessionRecord } from '../types.js'
 import {
-  CLIENT_SHIFT, C_AGENT, EXPIRES_ABSOLUTE, EXPIRES_OFFSET, FIRST, F_ABSOLUTE_OFFSET, F_INT, F_NO_GRACE,
+  AUTH_TIME_OFFSET, AUTH_TIME_STORED, CLIENT_SHIFT, C_AGENT, EXPIRES_ABSOLUTE, EXPIRES_OFFSET, FIRST, F_ABSOLUTE_OFFSET, F_INT, F_NO_GRACE,
   F_TOKEN_RAW, IP_TEXT, RAW_HASH_BYTES, IP_V4, LAST_USED_CREATED, LAST_USED_OFFSET, LAST_USED_ROTATED, MAX_INT, MAX_LENGTH,
-  MAX_OFFSET, MIXED_SHIFT, NONE, SECOND
+  MAX_OFFSET, MIXED_SHIFT, NONE, SECOND, X_ACR, X_AMR, X_FIRST, X_VERSION
 } from './packed-layout.js'
 
 /* The packed record in Node: the layout is packed-layout.ts's. */
@@ -102,6 +102,19 @@ export function encodeClient (userAgent: string | null, ip: string | null): Buff
   return out.done()
 }
 
+/**
+ * The "auth extra" of the layout: its policy flags (X_ACR, X_AMR) as the first byte, then acr and
+ * amr as the layout says. A rotation passes it whole to the scripts.
+ */
+export function encodeAuthExtra (authentication: Authentication): Buffer {
+  const out = new Writer()
+  const { acr, amr } = authentication
+  out.byte((acr === undefined ? 0 : X_ACR) | (amr === undefined ? 0 : X_AMR))
+  if (acr !== undefined) out.text(acr)
+  if (amr !== undefined) out.text(JSON.stringify(amr))
+  return out.done()
+}
+
 /** Whether `raw` is a packed record (else it is JSON, record.ts, which starts with `[`). */
 export function isPacked (raw: Buffer): boolean {
   return raw[0] !== 0x5B
@@ -115,8 +128,8 @@ function claimsText (claims: Record<string, unknown>): string | undefined {
 
 /** Whether every value of `session` fits the layout; one that does not is stored as JSON. */
 export function packable (session: SessionRecord): boolean {
-  return Number.isInteger(session.graceUses) && session.graceUses >= 0 && session.graceUses <= MAX_LENGTH &&
-    claimsText(session.claims) !== undefined
+  const count = (value: number): boolean => Number.isInteger(value) && value >= 0 && value <= MAX_LENGTH
+  return count(session.graceUses) && count(session.claimsVersion) && claimsText(session.claims) !== undefined
 }
 
 /** Whether `createdAt` is stored as a 6-byte integer, which lets the other times be offsets. */
@@ -174,7 +187,28 @@ export function encodePacked (session: SessionRecord, withId: boolean | string =
   }
   out.text(session.userId)
   out.text(claimsText(session.claims) as string)
+  const { authentication, claimsVersion } = session
+  let policy = 0
+  if (!Object.is(authentication.time, createdAt)) {
+    times.chunks.length = 0 // already copied to out: now collects the one time below
+    policy = time(authentication.time) === 1 ? AUTH_TIME_OFFSET : AUTH_TIME_STORED
+    out.chunks.push(...times.chunks)
+  }
+  const extra = encodeAuthExtra(authentication)
+  policy |= extra[0] as number
+  out.chunks.push(extra.subarray(1))
+  if (claimsVersion !== 0) {
+    policy |= X_VERSION
+    out.count(claimsVersion)
+  }
+  const first = encodeClient(session.firstUserAgent, session.firstIp)
+  if (!first.equals(client)) {
+    policy |= X_FIRST
+    out.count(first.length)
+    out.chunks.push(first)
+  }
   out.chunks.push(client.subarray(1))
+  out.chunks.splice(1, 0, Buffer.of(policy))
   return out.done()
 }
 
@@ -185,6 +219,7 @@ export function encodePacked (session: SessionRecord, withId: boolean | string =
 export function decodePacked (id: string, raw: Buffer, tag = id.slice(0, Math.max(0, id.length - 22))): SessionRecord {
   const input = new Reader(raw)
   const flags = input.uint(2)
+  const policy = input.uint(1)
   const has = (flag: number): boolean => (flags & flag) !== 0
   const mixed = Math.floor(flags / MIXED_SHIFT)
   const client = (flags / CLIENT_SHIFT) & 7
@@ -205,9 +240,13 @@ export function decodePacked (id: string, raw: Buffer, tag = id.slice(0, Math.ma
   const storedId = idForm === NONE ? id : idForm === FIRST ? tag + input.bytes(16).toString('base64url') : input.text()
   const userId = input.text()
   const claims = JSON.parse(`{${input.text()}}`) as Record<string, unknown>
-  const userAgent = (client & C_AGENT) === 0 ? null : input.text()
-  const ipForm = client & 3
-  const ip = ipForm === 0 ? null : ipForm === IP_TEXT ? input.text() : [...input.bytes(4)].join('.')
+  const authTime = policy & 3
+  const authentication: Authentication = { time: authTime === 0 ? createdAt : time(authTime === AUTH_TIME_OFFSET) }
+  if ((policy & X_ACR) !== 0) authentication.acr = input.text()
+  if ((policy & X_AMR) !== 0) authentication.amr = JSON.parse(input.text()) as string[]
+  const claimsVersion = (policy & X_VERSION) === 0 ? 0 : input.count()
+  const first = (policy & X_FIRST) === 0 ? undefined : decodeClient(new Reader(input.bytes(input.count())))
+  const { userAgent, ip } = decodeClient(input, client)
   return {
     id: storedId,
     userId,
@@ -221,6 +260,18 @@ export function decodePacked (id: string, raw: Buffer, tag = id.slice(0, Math.ma
     rotatedAt,
     graceUses,
     userAgent,
-    ip
+    ip,
+    firstUserAgent: first === undefined ? userAgent : first.userAgent,
+    firstIp: first === undefined ? ip : first.ip,
+    authentication,
+    claimsVersion
   }
+}
+
+/** A client part read back; `flags`: its flags byte, when the flags word held it. */
+function decodeClient (input: Reader, flags = input.uint(1)): { userAgent: string | null, ip: string | null } {
+  const userAgent = (flags & C_AGENT) === 0 ? null : input.text()
+  const ipForm = flags & 3
+  const ip = ipForm === 0 ? null : ipForm === IP_TEXT ? input.text() : [...input.bytes(4)].join('.')
+  return { userAgent, ip }
 }

@@ -32,7 +32,9 @@ const optionalNumber: Codec<number | null> = {
   encode: (value) => value === null ? null : String(value),
   decode: (stored) => stored === null ? null : Number(stored)
 }
-const json: Codec<Record<string, unknown>> = { encode: (value) => JSON.stringify(value), decode: (stored) => JSON.parse(stored as string) }
+function json<T> (): Codec<T> {
+  return { encode: (value) => JSON.stringify(value), decode: (stored) => JSON.parse(stored as string) as T }
+}
 
 /**
  * The one definition of a stored record: every field of `SessionRecord` but `id` (the key holds
@@ -43,7 +45,7 @@ const json: Codec<Record<string, unknown>> = { encode: (value) => JSON.stringify
  */
 const RECORD_FIELDS = {
   userId: { lua: 'USER', codec: text },
-  claims: { lua: 'CLAIMS', codec: json },
+  claims: { lua: 'CLAIMS', codec: json<Record<string, unknown>>() },
   createdAt: { lua: 'CREATED', codec: number },
   lastUsedAt: { lua: 'LAST_USED', codec: number },
   expiresAt: { lua: 'EXPIRES', codec: number },
@@ -53,7 +55,12 @@ const RECORD_FIELDS = {
   rotatedAt: { lua: 'ROTATED', codec: optionalNumber },
   graceUses: { lua: 'GRACE_USES', codec: number },
   userAgent: { lua: 'AGENT', codec: optionalText },
-  ip: { lua: 'IP', codec: optionalText }
+  ip: { lua: 'IP', codec: optionalText },
+  // Added by issue 13: a record of an earlier release ends before them (see `withPolicyDefaults`).
+  firstUserAgent: { lua: 'FIRST_AGENT', codec: optionalText },
+  firstIp: { lua: 'FIRST_IP', codec: optionalText },
+  authentication: { lua: 'AUTH', codec: json<SessionRecord['authentication']>() },
+  claimsVersion: { lua: 'CLAIMS_VERSION', codec: number }
 } satisfies { [K in Field]: { lua: string, codec: Codec<SessionRecord[K]> } }
 
 // Each codec fits its own field (checked above); the loops below see them all as one type.
@@ -78,8 +85,21 @@ export function decodeRecord (id: string, raw: Buffer): SessionRecord {
   if (isPacked(raw)) return decodePacked(id, raw)
   const stored = JSON.parse(raw.toString('utf8')) as Array<string | null>
   const session: Record<string, unknown> = { id }
-  for (const [index, [field, { codec }]] of FIELDS.entries()) session[field] = codec.decode(stored[index] as string | null)
-  return session as unknown as SessionRecord
+  for (const [index, [field, { codec }]] of FIELDS.entries()) {
+    if (index < stored.length) session[field] = codec.decode(stored[index] as string | null)
+  }
+  return stored.length < FIELDS.length ? withPolicyDefaults(session as unknown as SessionRecord) : session as unknown as SessionRecord
+}
+
+/**
+ * A record written before issue 13 holds no policy fields: its first client is taken to be its
+ * latest, its authentication its login, its claims version 0. The scripts fill in the same
+ * (`decodeJson`), so a record they rewrite keeps these values. (The earlier release reads the
+ * fields it knows and ignores the rest, but a rotation by it writes them without these: during a
+ * rolling upgrade such a session falls back to the defaults, its claims version to 0 included.)
+ */
+function withPolicyDefaults (session: SessionRecord): SessionRecord {
+  return { ...session, firstUserAgent: session.userAgent, firstIp: session.ip, authentication: { time: session.createdAt }, claimsVersion: 0 }
 }
 
 /**
@@ -99,6 +119,13 @@ local function decodeJson(raw)
   s.grace = tonumber(a[GRACE_USES])
   if a[PREVIOUS] ~= cjson.null then s.previous = a[PREVIOUS] end
   if a[ROTATED] ~= cjson.null then s.rotated = tonumber(a[ROTATED]) end
+  if a[CLAIMS_VERSION] == nil then
+    -- Written before issue 13: the defaults of record.ts (withPolicyDefaults).
+    s.firstAgent, s.firstIp, s.version = s.agent, s.ip, 0
+    s.auth = '{"time":' .. string.format('%.17g', s.created) .. '}'
+  else
+    s.firstAgent, s.firstIp, s.auth, s.version = a[FIRST_AGENT], a[FIRST_IP], a[AUTH], tonumber(a[CLAIMS_VERSION])
+  end
   return s
 end
 
@@ -111,6 +138,7 @@ local function encodeJson(s)
   a[GRACE_USES] = number(s.grace)
   a[PREVIOUS] = s.previous or cjson.null
   a[ROTATED] = s.rotated and number(s.rotated) or cjson.null
+  a[FIRST_AGENT], a[FIRST_IP], a[AUTH], a[CLAIMS_VERSION] = s.firstAgent, s.firstIp, s.auth, number(s.version)
   return cjson.encode(a)
 end
 

@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto'
 import type { Arg, Connection } from './clients.js'
-import { MIN_TTL } from './keys.js'
-import { LUA_BUCKET } from './bucket.js'
-import { LUA_RECORD } from './record.js'
+import { LUA_PRELUDE, LUA_TTL } from './prelude.js'
+import { CREATE, UPDATE_CLAIMS } from './policy-scripts.js'
 
 /*
- * The Lua scripts of the store. Each touches only the keys passed in KEYS, all in one hash slot
+ * The Lua scripts of the store (those of session policy in policy-scripts.ts). Each touches only the keys passed in KEYS, all in one hash slot
  * (cluster-safe), so each is one atomic change. Their comments say what they get in KEYS and ARGV.
  *
  * The one place the store reads Redis's clock is a write's deadline (types.ts): CREATE and ROTATE
@@ -19,77 +18,6 @@ import { LUA_RECORD } from './record.js'
  * the scripts compare the caller's times, as every store does.
  */
 
-/** The TTL rule of keys.ts (`ttl`), for every script that sets one. */
-const LUA_TTL = `
--- Milliseconds from now until at, as the integer PEXPIRE wants, never below the minimum.
-local function ttl(at, now)
-  return math.max(math.ceil(tonumber(at) - tonumber(now)), ${MIN_TTL})
-end
-`
-
-/** Shared by every session script: the record codecs, the deadline and TTL helpers. */
-const LUA_PRELUDE = `
-${LUA_RECORD}
-${LUA_TTL}
--- True once Redis's clock (ms) has passed the caller's deadline ('' for none): the caller has
--- answered 503, so the change must not be applied.
-local function late(deadline)
-  if deadline == '' then return false end
-  local time = redis.call('TIME')
-  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) > tonumber(deadline)
-end
-
--- An index lives as long as its longest-lived session (an empty sorted set is already gone).
-local function expireIndex(index, now)
-  local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
-  if last[2] then redis.call('PEXPIRE', index, ttl(last[2], now)) end
-end
-
-local function deleteSession(key, index, id, now)
-  redis.call('DEL', key)
-  redis.call('ZREM', index, id)
-  expireIndex(index, now)
-end
-${LUA_BUCKET}
--- Deletes a session found by findSession: its own key and index entry, or its bucket entry.
-local function dropSession(place, key, index, id, now)
-  if place then
-    table.remove(place.entries, place.at)
-    writeBucket(place.key, place.entries, now)
-  else
-    deleteSession(key, index, id, now)
-  end
-end
-`
-
-/**
- * Stores a new session: as an entry of its user's bucket while it has room (packed records
- * only), else as a record of its own (the packed record without its id, its key names it) added
- * to the user's index. Returns 1, or 0 when late (nothing stored).
- * KEYS: record, index, bucket. ARGV: session id, record (packed with its id, or JSON), expiresAt,
- * now (the record's lastUsedAt), deadline ('' for none), '1' if the record is packed.
- */
-const CREATE = `${LUA_PRELUDE}
-if late(ARGV[5]) then return 0 end
-local record = ARGV[2]
-if ARGV[6] == '1' then
-  local entries = readBucket(KEYS[3])
-  local s = decodePacked(record, string.match(KEYS[3], '{([^{}]*)}:b$'))
-  if #entries < BUCKET_SIZE then
-    s.raw = record
-    entries[#entries + 1] = s
-    writeBucket(KEYS[3], entries, ARGV[4])
-    return 1
-  end
-  s.id, s.idBytes = nil, nil
-  record = encodePacked(s)
-end
-redis.call('SET', KEYS[1], record, 'PX', ttl(ARGV[3], ARGV[4]))
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-expireIndex(KEYS[2], ARGV[4])
-return 1
-`
-
 /**
  * The rotate state machine of types.ts (`RotateResult`), step for step as MemoryStore.rotate:
  * the deadline first (a late call changes nothing, not even an expired record), then expiry,
@@ -100,7 +28,8 @@ return 1
  * KEYS: record, index, bucket. ARGV: session id, presented hash, next hash (as text, then each as
  * `taggedHash`), now, now + idleTtl, grace, graceLimit, JSON [userAgent, ip, claims JSON text or
  * null to keep the stored claims], the client part of a packed record (`encodeClient`),
- * deadline ('' for none).
+ * deadline ('' for none), a shorter absoluteExpiresAt ('' for none), then for a re-authentication
+ * ('' for none) its JSON text, its time, and its auth extra (`encodeAuthExtra`).
  */
 const ROTATE = `${LUA_PRELUDE}
 if late(ARGV[12]) then return {'late'} end
@@ -138,12 +67,21 @@ local function renew(outcome)
   s.rotated = now
   s.grace = 0
   s.lastUsed = now
+  if ARGV[13] ~= '' then s.absolute = math.min(s.absolute, tonumber(ARGV[13])) end
   s.expires = math.min(tonumber(ARGV[7]), s.absolute)
   if s.packed then
+    -- The first client is stored only while it differs from the current one (packed-layout.ts).
+    local first = s.first or (string.char(s.clientFlags) .. s.client)
+    if first == ARGV[11] then s.first = nil else s.first = first end
     s.clientFlags = string.byte(ARGV[11], 1)
     s.client = string.sub(ARGV[11], 2)
   else
     s.agent, s.ip = client[1], client[2]
+  end
+  if ARGV[14] ~= '' and s.packed then
+    s.authTime, s.authFlags, s.authExtra = tonumber(ARGV[15]), string.byte(ARGV[16], 1), string.sub(ARGV[16], 2)
+  elseif ARGV[14] ~= '' then
+    s.auth = ARGV[14]
   end
   if client[3] ~= cjson.null and not s.packed then
     s.claims = client[3]
@@ -313,6 +251,7 @@ class LuaScript {
 
 export const SCRIPTS = {
   create: new LuaScript(CREATE),
+  updateClaims: new LuaScript(UPDATE_CLAIMS),
   rotate: new LuaScript(ROTATE),
   revoke: new LuaScript(REVOKE),
   revokeAll: new LuaScript(REVOKE_ALL),

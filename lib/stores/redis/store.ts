@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto'
 import {
-  DEFAULT_SWEEP_BATCH,
+  type CreateOptions, type CreateResult, DEFAULT_SWEEP_BATCH,
   type RevocationContext, type RevocationRecord, type RotateRequest, type RotateResult, type SessionRecord, StoreDeadlineError,
-  type TokenStore, type WriteOptions
+  type TokenStore
 } from '../types.js'
 import { type Connection, connectionFor, ignore, nodeRedisConnection, type RedisClientLike } from './clients.js'
 import { embeddedTag, RedisKeys, ttl, userTag } from './keys.js'
 import { decodeBucket } from './bucket.js'
-import { encodeClient, encodePacked, packable, taggedHash } from './packed.js'
+import { encodeAuthExtra, encodeClient, encodePacked, packable, taggedHash } from './packed.js'
 import { decodeRecord, encodeRecord, type RecordFormat } from './record.js'
-import { listenForRevocations, readRevocations, recordRevocations, sweepRevocations } from './feed.js'
+import { listenForRevocations, readRevocations, recordClaimsChanges, recordRevocations, sweepRevocations } from './feed.js'
 import { runScript, SCRIPTS } from './scripts.js'
 import { warnIfEvicting } from './settings.js'
 
@@ -118,7 +118,7 @@ export class RedisStore implements TokenStore {
     return userTag(userId) + randomBytes(16).toString('base64url')
   }
 
-  async createSession (session: SessionRecord, options: WriteOptions = {}): Promise<void> {
+  async createSession (session: SessionRecord, options: CreateOptions = {}): Promise<CreateResult> {
     const redis = await this.#use()
     const tag = userTag(session.userId)
     if (embeddedTag(session.id) !== tag) {
@@ -130,19 +130,50 @@ export class RedisStore implements TokenStore {
     // Packed, it holds its id: it may become an entry of the user's bucket (bucket.ts).
     const packed = this.#recordFormat === 'packed' && packable(session)
     const record = packed ? encodePacked(session, tag) : encodeRecord(session, 'json')
-    const stored = await runScript(redis, SCRIPTS.create, [this.#keys.record(tag, session.id), this.#keys.index(tag), this.#keys.bucket(tag)],
-      [session.id, record, String(session.expiresAt), String(session.lastUsedAt), deadlineArg(options.deadline), packed ? '1' : '0'])
-    if (stored === 0) throw new StoreDeadlineError('createSession')
+    const limit = options.sessionLimit
+    const args = [session.id, record, String(session.expiresAt), String(session.lastUsedAt), deadlineArg(options.deadline), packed ? '1' : '0',
+      limit === undefined ? '' : String(limit.max), limit?.policy ?? '', String(session.createdAt), session.userId]
+    const reply = await runScript(redis, SCRIPTS.create, this.#sessionKeys(tag, session.id), args, true) as Buffer[]
+    const outcome = String(reply[0])
+    if (outcome === 'late') throw new StoreDeadlineError('createSession')
+    if (outcome === 'refused') {
+      await this.#dropPointers(redis, tag, [session.id])
+      return { outcome }
+    }
+    const ended: SessionRecord[] = []
+    for (let i = 1; i < reply.length; i += 2) ended.push(decodeRecord(String(reply[i]), reply[i + 1] as Buffer))
+    if (limit !== undefined && ended.length > 0) {
+      const endedIds = ended.map((s) => s.id)
+      await recordRevocations(redis, this.#keys, endedIds, { now: session.createdAt, keepFor: limit.keepRevocationFor })
+      await this.#dropPointers(redis, tag, endedIds)
+    }
+    return { outcome: 'created', ended }
+  }
+
+  async getSession (sessionId: string, now: number): Promise<SessionRecord | null> {
+    const redis = await this.#use()
+    const found = await this.#inSessionSlot(redis, sessionId, async (tag) => {
+      const key = this.#keys.record(tag, sessionId)
+      // One slot, so one MGET even on a cluster: the record's own key, else the bucket.
+      const [raw, bucket] = await redis.send(key, ['MGET', key, this.#keys.bucket(tag)], true) as Array<Buffer | null>
+      if (raw !== null && raw !== undefined) return decodeRecord(sessionId, raw)
+      return (bucket === null || bucket === undefined ? [] : decodeBucket(bucket, tag)).find((entry) => entry.id === sessionId) ?? null
+    })
+    const session = found?.reply
+    return session !== undefined && now < session.expiresAt && now < session.absoluteExpiresAt ? session : null
   }
 
   async rotate (request: RotateRequest): Promise<RotateResult> {
     const redis = await this.#use()
     const { sessionId, now } = request
     const update = JSON.stringify([request.userAgent, request.ip, request.claims === undefined ? null : JSON.stringify(request.claims)])
-    // Hashes and client as both formats hold them: the script rewrites the record in its own.
+    const { authentication, absoluteExpiresAt } = request
+    // Hashes, client and authentication as both formats hold them: the script rewrites the record in its own.
     const args = [sessionId, request.presentedHash, request.nextHash, taggedHash(request.presentedHash), taggedHash(request.nextHash),
       String(now), String(now + request.idleTtl), String(request.grace), String(request.graceLimit), update,
-      encodeClient(request.userAgent, request.ip), deadlineArg(request.deadline)]
+      encodeClient(request.userAgent, request.ip), deadlineArg(request.deadline), absoluteExpiresAt === undefined ? '' : String(absoluteExpiresAt),
+      authentication === undefined ? '' : JSON.stringify(authentication), String(authentication?.time ?? ''),
+      authentication === undefined ? '' : encodeAuthExtra(authentication)]
     const found = await this.#inSessionSlot(redis, sessionId, async (tag) =>
       await runScript(redis, SCRIPTS.rotate, this.#sessionKeys(tag, sessionId), args, true) as [Buffer, Buffer] | null)
     if (found === null) return { outcome: 'missing' }
@@ -186,6 +217,17 @@ export class RedisStore implements TokenStore {
         throw new Error(`RedisStore: the sessions of a user kept changing during ${REVOKE_ALL_ATTEMPTS} attempts to revoke them all`)
       }
     }
+  }
+
+  async updateUserClaims (userId: string, claims: Record<string, unknown>, context: RevocationContext): Promise<RevocationRecord[]> {
+    const redis = await this.#use()
+    const tag = userTag(userId)
+    const flat = await runScript(redis, SCRIPTS.updateClaims, [this.#keys.index(tag), this.#keys.bucket(tag)],
+      [userId, String(context.now), JSON.stringify(claims), this.#keys.record(tag, '')]) as Array<string | number>
+    const changes: RevocationRecord[] = []
+    for (let i = 0; i < flat.length; i += 2) changes.push({ sessionId: String(flat[i]), revokedAt: context.now, claimsVersion: Number(flat[i + 1]) })
+    await recordClaimsChanges(redis, this.#keys, changes, context)
+    return changes
   }
 
   async listUserSessions (userId: string, now: number): Promise<SessionRecord[]> {

@@ -1,0 +1,75 @@
+import type { TokenAuthEvents } from './events.js'
+import type { RefreshHook } from './refresh-hook.js'
+import type { RevocationList } from './revocations.js'
+import type { AuthenticationClaims, SessionLimitOptions } from './session-policy.js'
+import type { Authentication, TokenStore } from './stores/types.js'
+import type { TokenCodec } from './tokens.js'
+
+// The types of the session service (./sessions.ts), apart so the service is only its behaviour.
+
+/** A user as the app's callbacks describe it. */
+export interface AuthUser<Claims = Record<string, unknown>> extends AuthenticationClaims {
+  /** Stable user id: the `sub` claim. */
+  id: string
+  /** Extra access-token claims (e.g. username, roles); kept with the session and re-signed on refresh. */
+  claims?: Claims
+  /** How the user authenticated (RFC 9470 `acr`, e.g. `mfa`): the access tokens carry it. */
+  acr?: string
+  /** The methods used (RFC 8176 `amr`, e.g. `['pwd', 'otp']`): the access tokens carry them. */
+  amr?: string[]
+}
+
+/** What login and refresh hand to a client. */
+export interface TokenSet {
+  accessToken: string
+  tokenType: 'Bearer'
+  /** Seconds until the access token expires. */
+  expiresIn: number
+  refreshToken: string
+  /** When the refresh token (and, unless used, the session) expires, in ms since the epoch. */
+  refreshTokenExpiresAt: number
+  sessionId: string
+  userId: string
+}
+
+/** A session as listed to its user: no token material. */
+export interface SessionInfo {
+  id: string
+  createdAt: string
+  lastUsedAt: string
+  expiresAt: string
+  userAgent: string | null
+  ip: string | null
+}
+
+export interface SessionServiceOptions extends SessionLimitOptions {
+  store: TokenStore
+  codec: TokenCodec
+  events: TokenAuthEvents
+  revocations: RevocationList
+  /** Idle lifetime of a session, seconds. */
+  refreshTokenTtl: number
+  /** Absolute lifetime of a session, seconds. */
+  sessionMaxAge: number
+  /** Seconds during which a rotated refresh token is still answered. */
+  reuseGrace: number
+  /** Grace answers allowed per rotation. */
+  reuseGraceLimit: number
+  /** Milliseconds after which a store call counts as failed. */
+  storeTimeout: number
+  /** Milliseconds a revocation must be remembered: the longest an access token can still be accepted. */
+  revocationTtl: number
+  /** Reloads a user on refresh; `null` ends the session. */
+  loadUser?: ((userId: string) => Promise<AuthUser | null>) | undefined
+  /** The refresh risk hook, and its time limit in ms. */
+  onRefresh?: RefreshHook | undefined
+  onRefreshTimeout?: number
+  now?: () => number
+}
+
+/** What a rotation may change besides the token: the claims (`loadUser`), a re-authentication, a shorter end. */
+export interface RotationChanges {
+  claims?: Record<string, unknown> | undefined
+  authentication?: Authentication
+  absoluteExpiresAt?: number
+}
