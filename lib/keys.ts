@@ -51,10 +51,24 @@ export function validateSecret (value: unknown, name: string): string | Buffer {
   if (bytes.length < MIN_SECRET_BYTES) throw new InvalidOptionError(name, `must be at least ${MIN_SECRET_BYTES} bytes, got ${bytes.length}`)
   if (new Set(bytes).size < MIN_SECRET_DISTINCT_BYTES) throw new InvalidOptionError(name, 'is too repetitive to be random; generate one with: npx fastify-token-auth keygen')
   const text = bytes.toString('latin1').trim()
-  if (text.includes('-----BEGIN') || text.startsWith('{')) {
+  if (text.includes('-----BEGIN') || isJwk(text)) {
     throw new InvalidOptionError(name, 'looks like a PEM or JWK key, not an HMAC secret; pass asymmetric keys through accessTokenKeys')
   }
   return value
+}
+
+/**
+ * Whether a secret's text is a JWK: a JSON object naming its key type. Only that, not any text
+ * starting with `{`: one random Buffer in 256 does.
+ */
+function isJwk (text: string): boolean {
+  if (!text.startsWith('{')) return false
+  try {
+    // JSON text that starts with `{` and parses is an object.
+    return 'kty' in (JSON.parse(text) as object)
+  } catch {
+    return false
+  }
 }
 
 /** Validates `accessTokenKeys` (or the shorthand `accessTokenSecret`) into signing and verifying keys. */

@@ -421,7 +421,8 @@ t.test('malleability: a sibling of a rotated refresh token counts as that token 
 t.test('a login token verifies only in the app that issued it (different secrets)', async (t) => {
   const app = await build(t)
   const other = Fastify()
-  await other.register(tokenAuth, baseOptions({ accessTokenSecret: randomBytes(32), refreshTokenSecret: randomBytes(32) }))
+  // Text secrets: random bytes can happen to start with '{', which the options refuse as a JWK.
+  await other.register(tokenAuth, baseOptions({ accessTokenSecret: randomBytes(32).toString('base64url'), refreshTokenSecret: randomBytes(32).toString('base64url') }))
   other.get('/me', { onRequest: other.authenticate }, async (request) => ({ id: request.user.sub }))
   t.teardown(() => other.close())
   await other.ready()

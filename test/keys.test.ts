@@ -488,3 +488,11 @@ t.test('every key refused at boot names its option path and never echoes key mat
     t.strictSame(echoed, [], `${label}: no key material in the message`)
   }
 })
+
+t.test('a random secret that happens to start with "{" is a secret, not a JWK: only a JSON object with `kty` is refused', async (t) => {
+  const braced = Buffer.concat([Buffer.from('{'), randomBytes(40)])
+  const app = await build(t, { accessTokenSecret: braced, refreshTokenSecret: Buffer.from(`{"note": "no key type here", "salt": "${randomBytes(24).toString('base64url')}"}`) })
+  const { accessToken, refreshToken } = await login(app)
+  t.equal((await me(app, accessToken)).statusCode, 200, 'the braced Buffer signs and verifies access tokens')
+  t.equal((await refresh(app, refreshToken)).statusCode, 200, 'the JSON text without kty works as the refresh secret')
+})
