@@ -16,7 +16,7 @@ const CLAIMS_CHANGED = 'Bearer error="invalid_token", error_description="the cla
  */
 export function createAuthenticate (sessions: SessionService): onRequestAsyncHookHandler {
   return async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const token = bearerToken(request.headers.authorization, reply)
+    const token = bearerToken(request, reply)
     try {
       request.user = sessions.verifyAccessToken(token)
     } catch (error) {
@@ -27,15 +27,15 @@ export function createAuthenticate (sessions: SessionService): onRequestAsyncHoo
 }
 
 /**
- * The verified claims of an `Authorization` header's access token, or null when it offers none
- * or one that is not acceptable (malformed, forged, expired, revoked, a refresh token). For a
+ * The verified claims of an `Authorization` header's access token (`singleAuthorization`), or
+ * null when it offers none or one that is not acceptable (malformed, forged, expired, revoked, a refresh token). For a
  * route where the access token is optional: unlike `authenticate`, it refuses nothing, sets no
  * challenge and leaves `request.user` alone.
  */
 export function acceptableAccessToken (
-  authorization: string | undefined, sessions: Pick<SessionService, 'verifyAccessToken'>
+  authorization: string | undefined | null, sessions: Pick<SessionService, 'verifyAccessToken'>
 ): AccessTokenClaims | null {
-  const token = bearerCredentials(authorization)
+  const token = authorization === null ? undefined : bearerCredentials(authorization)
   if (token === undefined || isMalformed(token)) return null
   try {
     return sessions.verifyAccessToken(token)
@@ -44,8 +44,31 @@ export function acceptableAccessToken (
   }
 }
 
+/**
+ * The request's `Authorization` header; `null` when it came more than once. Node keeps the first
+ * of repeated headers and drops the rest, so without this check a request with two credentials
+ * would be judged by one of them (docs/design.md, «The `authenticate` hook»). Only a request that has
+ * the header pays for the scan.
+ */
+export function singleAuthorization (request: FastifyRequest): string | undefined | null {
+  const header = request.headers.authorization
+  if (header === undefined) return undefined
+  const raw = request.raw.rawHeaders
+  let seen = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length === 13 && name.toLowerCase() === 'authorization' && ++seen > 1) return null
+  }
+  return header
+}
+
 /** The token of an `Authorization: Bearer` header, or the error and challenge refusing it. */
-function bearerToken (header: string | undefined, reply: FastifyReply): string {
+function bearerToken (request: FastifyRequest, reply: FastifyReply): string {
+  const header = singleAuthorization(request)
+  if (header === null) {
+    reply.header('www-authenticate', INVALID_REQUEST)
+    throw new MalformedAuthorizationError()
+  }
   const token = bearerCredentials(header)
   if (token === undefined) {
     // No header, another scheme, or a bare "Bearer": no token was offered.

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { IntrospectionThrottledError, InvalidClientError } from '../errors.js'
+import { singleAuthorization } from '../guard.js'
 import { introspect } from '../introspection.js'
 import type { IntrospectionOptions } from '../options.js'
 import { BODY_LIMIT, type RouteContext } from './context.js'
@@ -49,7 +50,9 @@ function clientAuthentication (clients: IntrospectionOptions['clients']) {
   const digest = (text: string): Buffer => createHash('sha256').update(text).digest()
   const known = clients.map((client) => ({ id: digest(client.id), secret: digest(client.secret) }))
   return function authenticateClient (request: FastifyRequest, reply: FastifyReply): void {
-    const credentials = basicCredentials(request.headers.authorization)
+    const authorization = singleAuthorization(request)
+    // Two Authorization headers are not one client's credentials.
+    const credentials = authorization === null ? null : basicCredentials(authorization)
     let matched = false
     if (credentials !== null) {
       const id = digest(credentials.id)

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { acceptableAccessToken } from '../guard.js'
+import { acceptableAccessToken, singleAuthorization } from '../guard.js'
 import type { SessionService } from '../sessions.js'
 import { BODY_LIMIT, type RouteContext } from './context.js'
 import { documented, logoutQuerystring, logoutSecurity, noContentResponses, refreshBodySchema } from './schemas.js'
@@ -19,7 +19,7 @@ export type SessionToEnd =
  * client is leaving anyway, so the answer is still 204, with no WWW-Authenticate challenge.
  */
 export function sessionToEnd (
-  refreshToken: PresentedRefreshToken | undefined, authorization: string | undefined, sessions: Pick<SessionService, 'verifyAccessToken'>
+  refreshToken: PresentedRefreshToken | undefined, authorization: string | undefined | null, sessions: Pick<SessionService, 'verifyAccessToken'>
 ): SessionToEnd {
   if (refreshToken !== undefined) return { by: 'refresh-token', refreshToken: refreshToken.token }
   const claims = acceptableAccessToken(authorization, sessions)
@@ -53,7 +53,7 @@ export function logoutRoute (
       await authenticate.call(app, request, reply)
       await sessions.revokeUserSessions(request.user!.sub, 'logout-all')
     } else {
-      await endSession(sessions, sessionToEnd(transport.presented(request), request.headers.authorization, sessions))
+      await endSession(sessions, sessionToEnd(transport.presented(request), singleAuthorization(request), sessions))
     }
     if (transport.usesCookie) transport.clearCookie(reply)
     if (options.clearSiteData !== undefined) reply.header('clear-site-data', options.clearSiteData)
