@@ -1,5 +1,5 @@
 import type { SessionService } from './sessions.js'
-import { type AccessTokenClaims, presentedTokenHash } from './tokens.js'
+import type { AccessTokenClaims } from './tokens.js'
 
 /*
  * What the RFC 7662 introspection endpoint answers about a token (docs/design.md, «Token
@@ -19,7 +19,7 @@ export async function introspect (sessions: SessionService, token: string): Prom
     const session = await sessions.liveSession(refresh.sub, refresh.sid)
     // Only the session's current token is live: a rotated one can no longer be exchanged for
     // anything but the successor already issued.
-    if (session === null || session.tokenHash !== presentedTokenHash(refresh)) return INACTIVE
+    if (session === null || session.tokenHash !== refresh.hash) return INACTIVE
     return {
       active: true,
       token_type: 'refresh_token',

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto'
+import { createHmac, hash, timingSafeEqual } from 'node:crypto'
 import { InvalidRefreshTokenError } from './errors.js'
 
 /*
@@ -9,13 +9,14 @@ import { InvalidRefreshTokenError } from './errors.js'
  *   user        the user id, base64url: `loadUser` is asked before the store, as a disabled
  *               user's token is refused as such even when the store no longer has the session;
  *   id          22 base64url characters (128 bits): random at login, then each successor derived
- *               from its predecessor and the time it was minted (`successorId`). The store keeps
- *               only its SHA-256, cut to 128 bits («Hashed at rest»), and decides whether it is current;
+ *               from its predecessor and the time it was minted (`successorId`);
  *   tag         the first 22 base64url characters (132 bits) of HMAC-SHA256 over
  *               `<session id>.<user>.<id>` with a key of its own, so a token we did not mint (another
  *               session's id with a guessed id, say) is refused before the store is asked, and
  *               logout, which ends the session a token names, cannot be driven by someone who
  *               only knows a session id (session ids are in access tokens and the sessions list).
+ * The store keeps the last 128 bits of that same HMAC as the token's hash («Hashed at rest»), so
+ * reading a token and minting one cost one HMAC each, no separate hash of the id.
  * A JWT parses as none (its segments are not of these lengths and alphabets), and none is a
  * JWT (its first segment is not a JSON header).
  */
@@ -27,16 +28,26 @@ const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/
 const MAX_USER_ID_BYTES = 512
 /** Bytes of a token's id: 128 bits, random or derived (see above). */
 export const TOKEN_ID_BYTES = 16
+/** Where the stored hash starts in the HMAC (its last 128 bits); see docs/design.md, «Hashed at rest». */
+const HASH_OFFSET = 16
 /** The whole token, in the one spelling we mint: session id, user, id (22), tag (22). */
 const OPAQUE_TOKEN = /^([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{2,683})\.([A-Za-z0-9_-]{22})([A-Za-z0-9_-]{22})$/
 
-/** What a refresh token names: its user, its session and its id (the store holds the id's hash). */
+/** What a refresh token names: its user, its session and its id, and the hash its session holds while it is current. */
 export interface PresentedRefreshToken {
   sub: string
   sid: string
   jti: string
-  /** A JWT refresh token of versions up to 0.1 (`LegacyFormat`), whose session holds another hash of its id (tokens.ts `presentedTokenHash`). */
+  /** What the store compares: the last 128 bits of the tag's HMAC, or for a `legacy` token the whole SHA-256 of its id. */
+  hash: string
+  /** A JWT refresh token of versions up to 0.1 (`LegacyFormat`). */
   legacy?: true
+}
+
+/** A token as minted, and the hash its session stores for it. */
+export interface MintedRefreshToken {
+  token: string
+  hash: string
 }
 
 /** Refresh tokens of an earlier format: which tokens are of it, and how to read one. */
@@ -61,22 +72,25 @@ export class RefreshTokens {
     this.#legacy = legacy
   }
 
-  /** The token with id `jti` (from `randomId(TOKEN_ID_BYTES)` or `successorId`) of a user's session. */
-  mint (userId: string, sessionId: string, jti: string): string {
+  /** The token with id `jti` (from `randomId(TOKEN_ID_BYTES)` or `successorId`) of a user's session, and its hash. */
+  mint (userId: string, sessionId: string, jti: string): MintedRefreshToken {
     // A store's `sessionIdFor` or the app's user ids broke the contract: fail loudly rather than
     // mint a token that cannot be read back.
     if (!SESSION_ID.test(sessionId)) throw new TypeError('fastify-token-auth: session ids must be 1 to 128 characters of [A-Za-z0-9_-]')
     if (Buffer.byteLength(userId) > MAX_USER_ID_BYTES) throw new TypeError(`fastify-token-auth: user ids must be at most ${MAX_USER_ID_BYTES} bytes`)
     const signed = `${sessionId}.${Buffer.from(userId).toString('base64url')}.${jti}`
-    return `${signed}${this.#tag(signed)}`
+    const mac = this.#mac(signed)
+    return { token: `${signed}${tagOf(mac)}`, hash: hashOf(mac) }
   }
 
   /** The session and id a token names, if we minted it; a coded 401 otherwise. */
   read (token: string): PresentedRefreshToken {
     if (this.#legacy?.claims(token) === true) return this.#legacy.read(token)
     const parts = refreshTokenParts(token)
-    if (parts === null || !timingSafeEqual(Buffer.from(this.#tag(parts.signed)), Buffer.from(parts.tag))) throw new InvalidRefreshTokenError()
-    return { sub: parts.sub, sid: parts.sid, jti: parts.jti }
+    if (parts === null) throw new InvalidRefreshTokenError()
+    const mac = this.#mac(parts.signed)
+    if (!timingSafeEqual(Buffer.from(tagOf(mac)), Buffer.from(parts.tag))) throw new InvalidRefreshTokenError()
+    return { sub: parts.sub, sid: parts.sid, jti: parts.jti, hash: hashOf(mac) }
   }
 
   /**
@@ -90,13 +104,28 @@ export class RefreshTokens {
     return createHmac('sha256', this.#successorKey).update(`${jti}.${mintedAt}`).digest().toString('base64url', 0, TOKEN_ID_BYTES)
   }
 
-  #tag (signed: string): string {
-    return createHmac('sha256', this.#tagKey).update(signed).digest('base64url').slice(0, TAG_LENGTH)
+  #mac (signed: string): Buffer {
+    return createHmac('sha256', this.#tagKey).update(signed).digest()
   }
 }
 
+/** The tag: the HMAC's first 132 bits, as the first 22 characters of its base64url text. */
+function tagOf (mac: Buffer): string {
+  return mac.toString('base64url', 0, 17).slice(0, TAG_LENGTH)
+}
+
+/** The stored hash: the HMAC's last 128 bits. */
+function hashOf (mac: Buffer): string {
+  return mac.toString('base64url', HASH_OFFSET)
+}
+
+/** The hash a session started by versions up to 0.1 holds for its JWT refresh token: the whole SHA-256 of its id. */
+export function legacyTokenHash (jti: string): string {
+  return hash('sha256', jti, 'base64url')
+}
+
 /** The parts of a token in this format, unauthenticated (`RefreshTokens.read` checks the tag); null for any other text. */
-export function refreshTokenParts (token: string): (PresentedRefreshToken & { signed: string, tag: string }) | null {
+export function refreshTokenParts (token: string): (Omit<PresentedRefreshToken, 'hash'> & { signed: string, tag: string }) | null {
   const parts = OPAQUE_TOKEN.exec(token)
   if (parts === null) return null
   const [, sid, user, jti, tag] = parts as unknown as [string, string, string, string, string]

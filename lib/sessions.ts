@@ -10,15 +10,16 @@ import { StoreHealth } from './store-health.js'
 import { hookSession, type RefreshHook, type RefreshHookContext, runRefreshHook } from './refresh-hook.js'
 import { authenticationAt, isKnownUserAgent, sessionLimitOf } from './session-policy.js'
 import type { RevocationRecord, SessionLimit, SessionRecord, TokenStore } from './stores/types.js'
-import { type AccessTokenClaims, hashTokenId, presentedTokenHash, randomId, type SignedAccessToken, type TokenCodec } from './tokens.js'
-import { type PresentedRefreshToken, TOKEN_ID_BYTES } from './refresh-tokens.js'
+import { type AccessTokenClaims, randomId, type SignedAccessToken, type TokenCodec } from './tokens.js'
+import { type MintedRefreshToken, type PresentedRefreshToken, TOKEN_ID_BYTES } from './refresh-tokens.js'
 
 export type { AuthUser, SessionInfo, SessionServiceOptions, TokenSet } from './session-types.js'
 
 /** How far each poll of the revocation feed reaches back before the previous one (ms). */
 const FEED_OVERLAP = 10_000
 
-type Grant = { sub: string, sid: string, jti: string, session: SessionRecord }
+/** A session and the refresh token it is answered with. */
+type Grant = { refreshToken: string, session: SessionRecord }
 
 /**
  * The token state machine (docs/design.md, «Token model»): issue, rotate with grace and theft detection, revoke, list.
@@ -83,17 +84,18 @@ export class SessionService {
     const known = this.#events.listenerCount('newSession') > 0
       ? isKnownUserAgent(await this.#call(() => this.#store.listUserSessions(user.id, now)), client)
       : false
-    const jti = randomId(TOKEN_ID_BYTES)
+    const sessionId = this.#store.sessionIdFor?.(user.id) ?? randomId(16)
+    const minted = this.#codec.refresh.mint(user.id, sessionId, randomId(TOKEN_ID_BYTES))
     const absoluteExpiresAt = now + this.#maxAge
     const session: SessionRecord = {
-      id: this.#store.sessionIdFor?.(user.id) ?? randomId(16),
+      id: sessionId,
       userId: user.id,
       claims: user.claims ?? {},
       createdAt: now,
       lastUsedAt: now,
       expiresAt: Math.min(now + this.#idleTtl, absoluteExpiresAt),
       absoluteExpiresAt,
-      tokenHash: hashTokenId(jti),
+      tokenHash: minted.hash,
       previousTokenHash: null,
       rotatedAt: null,
       graceUses: 0,
@@ -110,7 +112,7 @@ export class SessionService {
     for (const ended of result.ended) this.#revoked(ended, 'session-limit', now)
     this.#events.emit('login', { userId: user.id, sessionId: session.id, ...client })
     this.#events.emit('newSession', { userId: user.id, sessionId: session.id, ...client, knownUserAgent: known })
-    return this.#tokens({ sub: user.id, sid: session.id, jti, session }, now)
+    return this.#tokens({ refreshToken: minted.token, session }, now)
   }
 
   /**
@@ -135,9 +137,12 @@ export class SessionService {
       if (expiresIn !== undefined) changes.absoluteExpiresAt = this.now() + expiresIn * 1000
     }
     const { outcome, tokens } = await this.#rotate(presented, client, changes)
-    this.#events.emit('refresh', {
-      userId: tokens.userId, sessionId: tokens.sessionId, grace: outcome === 'grace', recovered: outcome === 'recovered', ...client
-    })
+    // The hottest event: its payload is built only when someone listens.
+    if (this.#events.listenerCount('refresh') > 0) {
+      this.#events.emit('refresh', {
+        userId: tokens.userId, sessionId: tokens.sessionId, grace: outcome === 'grace', recovered: outcome === 'recovered', ...client
+      })
+    }
     return tokens
   }
 
@@ -177,11 +182,12 @@ export class SessionService {
   /** One rotation of the presented token, and the tokens it yields; every other outcome is its coded 401. */
   async #rotate (presented: PresentedRefreshToken, client: ClientInfo, changes: RotationChanges): Promise<{ outcome: 'rotated' | 'recovered' | 'grace', tokens: TokenSet }> {
     const now = this.now()
-    const nextJti = this.#codec.refresh.successorId(presented.jti, now)
+    // Minted before the store is asked: the store needs its hash.
+    const next = this.#mintSuccessor(presented, now)
     const result = await this.#call((deadline) => this.#store.rotate({
       sessionId: presented.sid,
-      presentedHash: presentedTokenHash(presented),
-      nextHash: hashTokenId(nextJti),
+      presentedHash: presented.hash,
+      nextHash: next.hash,
       now,
       idleTtl: this.#idleTtl,
       grace: this.#grace,
@@ -197,10 +203,9 @@ export class SessionService {
       case 'recovered':
       case 'grace': {
         const { session } = result
-        const mintedAt = session.rotatedAt as number
         // A grace answer re-issues the successor minted at the rotation (or recovery) it follows.
-        const jti = result.outcome === 'grace' ? this.#codec.refresh.successorId(presented.jti, mintedAt) : nextJti
-        return { outcome: result.outcome, tokens: this.#tokens({ sub: session.userId, sid: session.id, jti, session }, now) }
+        const refreshToken = result.outcome === 'grace' ? this.#mintSuccessor(presented, session.rotatedAt as number).token : next.token
+        return { outcome: result.outcome, tokens: this.#tokens({ refreshToken, session }, now) }
       }
       case 'reused':
         this.#revoked(result.session, 'reuse', now)
@@ -271,7 +276,7 @@ export class SessionService {
   }
 
   /** What a refresh token names if we minted it (its tag verifies), else `null`; no store call. */
-  readRefreshToken (refreshToken: string): { sub: string, sid: string, jti: string } | null {
+  readRefreshToken (refreshToken: string): PresentedRefreshToken | null {
     try {
       return this.#codec.refresh.read(refreshToken)
     } catch {
@@ -355,12 +360,16 @@ export class SessionService {
     this.#events.emit('sessionRevoked', { userId: session.userId, sessionId: session.id, reason })
   }
 
-  #tokens (grant: Grant, now: number): TokenSet {
-    const { session } = grant
-    // Everything in the refresh token is the session's or derived from it, so answering the same
-    // predecessor twice yields byte-identical successors.
-    const refreshToken = this.#codec.refresh.mint(grant.sub, grant.sid, grant.jti)
-    const access = this.#codec.signAccessToken(grant.sub, grant.sid, session.claims, now, session)
+  /**
+   * The successor of `presented` minted at `mintedAt`: everything in it is the presented token's or
+   * derived from it, so answering the same predecessor twice yields byte-identical successors.
+   */
+  #mintSuccessor (presented: PresentedRefreshToken, mintedAt: number): MintedRefreshToken {
+    return this.#codec.refresh.mint(presented.sub, presented.sid, this.#codec.refresh.successorId(presented.jti, mintedAt))
+  }
+
+  #tokens ({ refreshToken, session }: Grant, now: number): TokenSet {
+    const access = this.#codec.signAccessToken(session.userId, session.id, session.claims, now, session)
     return {
       accessToken: access.token,
       tokenType: 'Bearer',

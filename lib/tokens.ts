@@ -1,9 +1,9 @@
-import { hash, randomFillSync } from 'node:crypto'
+import { randomFillSync } from 'node:crypto'
 import {
   InvalidRefreshTokenError, InvalidTokenError, RefreshTokenExpiredError, TokenExpiredError
 } from './errors.js'
 import type { AccessTokenAlgorithm } from './keys.js'
-import { type PresentedRefreshToken, RefreshTokens } from './refresh-tokens.js'
+import { legacyTokenHash, RefreshTokens } from './refresh-tokens.js'
 
 /** The media types in the JWT `typ` header: RFC 9068 for access tokens, our own for refresh. */
 export const ACCESS_TOKEN_TYPE = 'at+jwt'
@@ -49,7 +49,10 @@ export interface SessionClaims {
  * Claims of a refresh token of the earlier JWT format, still read (see ./refresh-tokens.ts);
  * `jti` is 256 random bits, known only to its holder.
  */
-export interface RefreshTokenClaims extends PresentedRefreshToken {
+export interface RefreshTokenClaims {
+  sub: string
+  sid: string
+  jti: string
   iat: number
   exp: number
 }
@@ -120,7 +123,10 @@ export class TokenCodec {
     this.#legacyRefreshHeader = `${options.refresh.sign({ sub: '-', sid: '-', jti: '-', iat: 0, exp: 1 }).split('.')[0] as string}.`
     this.refresh = new RefreshTokens(options.refreshSecret, {
       claims: (token) => token.startsWith(this.#legacyRefreshHeader),
-      read: (token) => ({ ...verifyWith(this.#legacyRefresh, token, InvalidRefreshTokenError, RefreshTokenExpiredError, this.#refreshTokenTtl, 0) as unknown as RefreshTokenClaims, legacy: true })
+      read: (token) => {
+        const claims = verifyWith(this.#legacyRefresh, token, InvalidRefreshTokenError, RefreshTokenExpiredError, this.#refreshTokenTtl, 0) as unknown as RefreshTokenClaims
+        return { ...claims, hash: legacyTokenHash(claims.jti), legacy: true }
+      }
     })
     this.#accessTokenTtl = options.accessTokenTtl
     this.#refreshTokenTtl = options.refreshTokenTtl
@@ -177,26 +183,6 @@ export class TokenCodec {
     if (key === undefined || header.alg !== key.algorithm) throw new InvalidTokenError()
     return key
   }
-}
-
-/** Bytes of SHA-256 a store keeps: 128 bits (docs/design.md, «Hashed at rest», says why that is enough). */
-const TOKEN_HASH_BYTES = 16
-
-/**
- * What a store keeps of a refresh token: SHA-256 of its id cut to 128 bits, in base64url (22
- * characters, which the stores pack into 16 bytes), never the token (docs/design.md, «Hashed at rest»).
- */
-export function hashTokenId (jti: string): string {
-  return hash('sha256', jti, 'buffer').toString('base64url', 0, TOKEN_HASH_BYTES)
-}
-
-/**
- * The hash the session of a presented refresh token holds: the JWT refresh tokens of versions up
- * to 0.1 were stored as the whole SHA-256 of their id, so sessions started before the upgrade
- * still match; their successors are stored as `hashTokenId`.
- */
-export function presentedTokenHash (token: PresentedRefreshToken): string {
-  return token.legacy === true ? hash('sha256', token.jti, 'base64url') : hashTokenId(token.jti)
 }
 
 // One CSPRNG call fills many ids: a call per id costs more than the rest of signing a token.

@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fast
 import type { Test } from 'tap'
 import tokenAuth, { type MemoryStore, type TokenAuthOptions, type TokenStore } from '../lib/index.js'
 import { secretKid } from '../lib/keys.js'
-import { refreshTokenParts } from '../lib/refresh-tokens.js'
+import { RefreshTokens, refreshTokenParts } from '../lib/refresh-tokens.js'
 
 export const ACCESS_SECRET = 'a'.repeat(32) + '-access-secret-for-tests'
 export const REFRESH_SECRET = 'r'.repeat(32) + '-refresh-secret-for-tests'
@@ -137,6 +137,11 @@ export function refreshTokenOf (token: string): { sub: string, sid: string, jti:
   const parts = refreshTokenParts(token)
   if (parts === null) throw new Error(`not a refresh token: ${token.slice(0, 12)}…`)
   return { sub: parts.sub, sid: parts.sid, jti: parts.jti }
+}
+
+/** The hash a store holds for a refresh token minted with REFRESH_SECRET (docs/design.md, «Hashed at rest»). */
+export function storedHashOf (token: string): string {
+  return new RefreshTokens(REFRESH_SECRET).read(token).hash
 }
 
 /**

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, createHmac, randomBytes } from 'node:crypto'
 import t from 'tap'
 import { InvalidRefreshTokenError } from '../lib/errors.js'
 import { RefreshTokens } from '../lib/refresh-tokens.js'
@@ -10,21 +10,36 @@ import { REFRESH_SECRET } from './helpers.js'
 const tokens = new RefreshTokens(REFRESH_SECRET)
 const jti = randomBytes(16).toString('base64url')
 
-t.test('a minted token reads back as its user, session and id; a token of another secret does not', async (t) => {
-  const token = tokens.mint('user é/1', 'session_1-A', jti)
-  t.same(tokens.read(token), { sub: 'user é/1', sid: 'session_1-A', jti })
+t.test('a minted token reads back as its user, session and id, with the hash minted with it; a token of another secret does not', async (t) => {
+  const minted = tokens.mint('user é/1', 'session_1-A', jti)
+  const token = minted.token
+  t.same(tokens.read(token), { sub: 'user é/1', sid: 'session_1-A', jti, hash: minted.hash })
   t.throws(() => new RefreshTokens(randomBytes(32)).read(token), InvalidRefreshTokenError)
   t.throws(() => tokens.read(`${token.slice(0, 3)}x${token.slice(4)}`), InvalidRefreshTokenError, 'an edited session id')
+})
+
+t.test('the stored hash (docs/design.md, «Hashed at rest»): the last 128 bits of the tag\'s HMAC, keyed, and nothing of the token', async (t) => {
+  const { token, hash } = tokens.mint('user-1', 'session', jti)
+  const mac = createHmac('sha256', createHmac('sha256', REFRESH_SECRET).update('fastify-token-auth:refresh-token-tag').digest())
+    .update(token.slice(0, -22)).digest()
+  t.equal(hash, mac.toString('base64url', 16), 'HMAC bytes 16-31, 22 base64url characters')
+  t.equal(token.slice(-22), mac.toString('base64url').slice(0, 22), 'the tag is the same HMAC\'s first 132 bits')
+  t.equal(hash.length, 22)
+  t.notOk(token.includes(hash), 'the hash is not part of the token')
+  t.not(hash, createHash('sha256').update(jti).digest().toString('base64url', 0, 16), 'not an unkeyed hash of the id')
+  t.not(new RefreshTokens(randomBytes(32)).mint('user-1', 'session', jti).hash, hash, 'another secret, another hash')
+  t.not(tokens.mint('user-1', 'session', tokens.successorId(jti, 1)).hash, hash, 'another id, another hash')
+  t.not(tokens.mint('user-2', 'session', jti).hash, hash, 'another user, another hash')
 })
 
 t.test('ids a token cannot carry are refused when minting, as the app\'s or the store\'s bug', async (t) => {
   for (const sessionId of ['', 'a.b', 'with space', '{tag}id', 'x'.repeat(129)]) {
     t.throws(() => tokens.mint('user-1', sessionId, jti), TypeError, `session id ${JSON.stringify(sessionId.slice(0, 20))}`)
   }
-  t.ok(tokens.mint('user-1', 'x'.repeat(128), jti), 'a session id of 128 characters')
+  t.ok(tokens.mint('user-1', 'x'.repeat(128), jti).token, 'a session id of 128 characters')
   t.throws(() => tokens.mint('é'.repeat(257), 'session', jti), TypeError, 'a user id over 512 bytes')
   const longest = tokens.mint('u'.repeat(512), 'session', jti)
-  t.same(tokens.read(longest), { sub: 'u'.repeat(512), sid: 'session', jti }, 'a user id of 512 bytes')
+  t.same(tokens.read(longest.token), { sub: 'u'.repeat(512), sid: 'session', jti, hash: longest.hash }, 'a user id of 512 bytes')
 })
 
 t.test('without an earlier format, a JWT is just not a token', async (t) => {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { createSigner, createVerifier } from 'fast-jwt'
 import t, { type Test } from 'tap'
 import {
@@ -11,7 +10,7 @@ import { type AuthUser, SessionService, type SessionServiceOptions } from '../li
 import { MemoryStore } from '../lib/stores/memory.js'
 import type { SessionRecord } from '../lib/stores/types.js'
 import { type JwtPair, TokenCodec } from '../lib/tokens.js'
-import { ACCESS_KID, ACCESS_SECRET, REFRESH_SECRET, refreshTokenOf } from './helpers.js'
+import { ACCESS_KID, ACCESS_SECRET, REFRESH_SECRET, refreshTokenOf, storedHashOf } from './helpers.js'
 
 const IDLE = 60 // seconds
 const MAX_AGE = 300 // seconds
@@ -27,11 +26,6 @@ function pair (secret: string, typ: string, kid?: string): JwtPair {
     sign: createSigner({ key: secret, algorithm: 'HS256', header: { alg: 'HS256', typ, ...(kid === undefined ? {} : { kid }) } }) as (payload: object) => string,
     verify: createVerifier({ key: secret, algorithms: ['HS256'], checkTyp: typ, requiredClaims: REQUIRED_CLAIMS }) as (token: string) => unknown
   }
-}
-
-/** SHA-256 cut to 128 bits, base64url: what the plugin stores of a refresh-token id (docs/design.md, «Hashed at rest»). */
-function sha256 (value: string): string {
-  return createHash('sha256').update(value).digest().toString('base64url', 0, 16)
 }
 
 function decodePart (token: string, index: 0 | 1): Record<string, unknown> {
@@ -127,7 +121,7 @@ t.test('issue: tokens, claims and a record holding only hashes', async (t) => {
   t.ok(session)
   const stored = session as SessionRecord
   t.equal(stored.id, tokens.sessionId)
-  t.equal(stored.tokenHash, sha256(jti), 'the store holds sha256(jti) cut to 128 bits, base64url')
+  t.equal(stored.tokenHash, storedHashOf(tokens.refreshToken), 'the store holds the token\'s 128-bit HMAC hash, base64url')
   t.equal(stored.previousTokenHash, null)
   t.equal(stored.rotatedAt, null)
   t.equal(stored.graceUses, 0)
@@ -171,8 +165,8 @@ t.test('rotate -> grace -> grace exhausted -> after the window: recovered; the s
   const secondJti = refreshTokenOf(second.refreshToken).jti
   t.not(secondJti, firstJti)
   let [session] = await record()
-  t.equal(session?.tokenHash, sha256(secondJti), 'current hash is the successor')
-  t.equal(session?.previousTokenHash, sha256(firstJti), 'predecessor hash kept for grace and theft detection')
+  t.equal(session?.tokenHash, storedHashOf(second.refreshToken), 'current hash is the successor')
+  t.equal(session?.previousTokenHash, storedHashOf(first.refreshToken), 'predecessor hash kept for grace and theft detection')
   t.equal(session?.rotatedAt, rotatedAt)
   t.equal(session?.lastUsedAt, rotatedAt)
   t.equal(session?.ip, '198.51.100.1')
@@ -188,7 +182,7 @@ t.test('rotate -> grace -> grace exhausted -> after the window: recovered; the s
     t.equal(service.verifyAccessToken(again.accessToken).sid, first.sessionId, 'grace answer carries a valid access token')
     ;[session] = await record()
     t.equal(session?.graceUses, use, 'graceUses counts the answers')
-    t.equal(session?.tokenHash, sha256(secondJti), 'grace changes nothing but graceUses')
+    t.equal(session?.tokenHash, storedHashOf(second.refreshToken), 'grace changes nothing but graceUses')
     t.same(emitted.at(-1), { event: 'refresh', payload: { userId: ALICE.id, sessionId: first.sessionId, grace: true, recovered: false, ...CLIENT } })
   }
   advance(1000)
@@ -213,8 +207,8 @@ t.test('rotate -> grace -> grace exhausted -> after the window: recovered; the s
   t.equal(recovered.sessionId, first.sessionId, 'same session')
   t.equal(recovered.refreshTokenExpiresAt, recoveredAt + IDLE * 1000, 'idle expiry slides as on a rotation')
   ;[session] = await record()
-  t.equal(session?.tokenHash, sha256(recoveredJti), 'the new successor is current')
-  t.equal(session?.previousTokenHash, sha256(firstJti), 'the predecessor stays')
+  t.equal(session?.tokenHash, storedHashOf(recovered.refreshToken), 'the new successor is current')
+  t.equal(session?.previousTokenHash, storedHashOf(first.refreshToken), 'the predecessor stays')
   t.equal(session?.rotatedAt, recoveredAt, 'a new grace window starts')
   t.equal(session?.graceUses, 0)
   t.equal(session?.lastUsedAt, recoveredAt)
@@ -282,7 +276,7 @@ t.test('reuseGrace 0: no grace; the predecessor is recovered a millisecond later
     t.not(recovered.refreshToken, second.refreshToken, 'a new successor')
     t.same(emitted.at(-1), { event: 'refresh', payload: { userId: ALICE.id, sessionId: first.sessionId, grace: false, recovered: true, ...CLIENT } })
     const [session] = await record()
-    t.equal(session?.tokenHash, sha256(refreshTokenOf(recovered.refreshToken).jti))
+    t.equal(session?.tokenHash, storedHashOf(recovered.refreshToken))
     t.equal(session?.rotatedAt, now())
     t.equal(store.size, 1, 'the session lives on')
     advance(1)
@@ -428,7 +422,7 @@ t.test('listSessions: oldest first, ISO dates, no token material', async (t) => 
   const text = JSON.stringify(list)
   for (const token of [a.refreshToken, a2.refreshToken, b.refreshToken]) {
     t.notOk(text.includes(refreshTokenOf(token).jti), 'no jti in the list')
-    t.notOk(text.includes(sha256(refreshTokenOf(token).jti)), 'no token hash in the list')
+    t.notOk(text.includes(storedHashOf(token)), 'no token hash in the list')
   }
   advance(IDLE * 1000 - 1000)
   t.same((await service.listSessions(ALICE.id)).map((s) => s.id), [a.sessionId], 'expired sessions are not listed')

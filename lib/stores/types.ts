@@ -1,6 +1,6 @@
 /**
  * The token store contract. A store keeps sessions, never tokens: each session record holds
- * SHA-256 hashes of the refresh-token ids it currently accepts. Stores know nothing of Fastify
+ * hashes of the refresh tokens it currently accepts (docs/design.md, «Hashed at rest»). Stores know nothing of Fastify
  * or JWTs; the session service decides what to ask, the store makes each change atomically.
  *
  * All times are integer milliseconds since the epoch, passed in by the caller (stores never read
@@ -47,7 +47,7 @@ export interface SessionRecord {
   expiresAt: number
   /** Absolute end of the session; no refresh moves it. */
   absoluteExpiresAt: number
-  /** SHA-256 (base64url) of the `jti` of the refresh token accepted now. */
+  /** The hash (base64url, 128 bits: docs/design.md, «Hashed at rest») of the refresh token accepted now. */
   tokenHash: string
   /** Hash of the immediate predecessor, kept for the grace window, recovery and theft detection. */
   previousTokenHash: string | null

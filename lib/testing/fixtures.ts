@@ -94,7 +94,7 @@ export async function rotatedSession (store: TokenStore, record: RecordFactory):
   return { session, rotatedAt }
 }
 
-/** A hash as the plugin stores it: SHA-256 cut to 128 bits, base64url (docs/design.md, «Hashed at rest»). */
+/** A hash of the plugin's shape: 128 bits, base64url (docs/design.md, «Hashed at rest»); any 128-bit digest of `text` will do. */
 export function hash (text: string): string {
   return createHash('sha256').update(text).digest().toString('base64url', 0, 16)
 }

@@ -11,13 +11,16 @@ import { NONE } from './slot-index.js'
  *            numbers  6 doubles: the times (rotatedAt null as NaN) and graceUses, exact whatever they are
  *            words    id, tokenHash and previousTokenHash, 16 bytes each, when packable
  *                     (see codec.ts); a value that is not is kept as a string in `#spill` instead
- *   refs     userId, userAgent, ip (an integer for IPv4, see codec.ts) and claims (JSON)
+ *   refs     userId, userAgent, ip (an integer for IPv4, see codec.ts), claims (JSON), and the
+ *            first client's userAgent and ip: the very same string or integer while the client
+ *            has not moved, so one that never moves costs two references and no string
  *   order    insertion order, oldest first: a doubly-linked list through `#older`/`#newer`
  *   extras   what only some sessions have, by slot, in a Map (flag EXTRAS says whether a slot has
- *            an entry): the first client once the current one moved from it, an authentication
- *            other than `{ time: createdAt }`, a claimsVersion above 0. The common session (one
- *            client, authenticated when created, claims never updated) costs nothing for them
- *            (docs/design.md, «Session policy»).
+ *            an entry): an authentication other than `{ time: createdAt }`, a claimsVersion above
+ *            0. The common session (authenticated when created, claims never updated) costs
+ *            nothing for them (docs/design.md, «Session policy»). The first client is not one:
+ *            a client that moves (a phone changing networks) is common, and a Map entry made on
+ *            a refresh costs more than the rotation itself.
  */
 
 /** A slot's flag bits. */
@@ -37,7 +40,9 @@ const USER_ID = 0
 const USER_AGENT = 1
 const IP = 2
 const CLAIMS = 3
-const REFS = 4
+const FIRST_USER_AGENT = 4
+const FIRST_IP = 5
+const REFS = 6
 
 /** Where each value starts in a slot's row, in 32-bit words (after the numbers), 4 words each. */
 const ID = 12
@@ -49,8 +54,6 @@ type Field = typeof ID | HashField
 
 /** A session's uncommon values (see the header); an absent member has its common value. */
 interface Extras {
-  /** The first client (ip packed as in `refs`), once it differs from the current one; else the current one is the first. */
-  firstClient?: { userAgent: string | null, ip: string | number | null }
   /** When not `{ time: createdAt }`. */
   authentication?: Authentication
   claimsVersion?: number
@@ -183,14 +186,16 @@ export class SessionSlab {
     this.#setPacked(slot, ID, session.id)
     this.setHash(slot, TOKEN, session.tokenHash)
     this.setHash(slot, PREVIOUS, session.previousTokenHash)
-    this.#refs[slot * REFS + USER_ID] = userId
-    this.#refs[slot * REFS + USER_AGENT] = session.userAgent
-    this.#refs[slot * REFS + IP] = packIp(session.ip)
+    const refs = slot * REFS
+    const ip = packIp(session.ip)
+    this.#refs[refs + USER_ID] = userId
+    this.#refs[refs + USER_AGENT] = session.userAgent
+    this.#refs[refs + IP] = ip
+    // An equal first User-Agent is held as the same string.
+    this.#refs[refs + FIRST_USER_AGENT] = session.firstUserAgent === session.userAgent ? session.userAgent : session.firstUserAgent
+    this.#refs[refs + FIRST_IP] = session.firstIp === session.ip ? ip : packIp(session.firstIp)
     this.setClaims(slot, claims)
     const extras: Extras = {}
-    if (session.firstUserAgent !== session.userAgent || session.firstIp !== session.ip) {
-      extras.firstClient = { userAgent: session.firstUserAgent, ip: packIp(session.firstIp) }
-    }
     if (!this.#isPlain(slot, session.authentication)) extras.authentication = copyAuthentication(session.authentication)
     if (session.claimsVersion !== 0) extras.claimsVersion = session.claimsVersion
     this.#setExtras(slot, extras)
@@ -201,9 +206,10 @@ export class SessionSlab {
     const row = slot * NUMBERS
     const refs = slot * REFS
     const userAgent = this.#refs[refs + USER_AGENT] as string | null
-    const ip = unpackIp(this.#refs[refs + IP] as string | number | null)
+    const packedIp = this.#refs[refs + IP] as string | number | null
+    const ip = unpackIp(packedIp)
+    const firstIp = this.#refs[refs + FIRST_IP] as string | number | null
     const extras = this.#extrasOf(slot)
-    const first = extras?.firstClient
     return {
       id,
       userId: this.userId(slot),
@@ -218,8 +224,8 @@ export class SessionSlab {
       graceUses: this.#numbers[row + GRACE_USES] as number,
       userAgent,
       ip,
-      firstUserAgent: first === undefined ? userAgent : first.userAgent,
-      firstIp: first === undefined ? ip : unpackIp(first.ip),
+      firstUserAgent: this.#refs[refs + FIRST_USER_AGENT] as string | null,
+      firstIp: firstIp === packedIp ? ip : unpackIp(firstIp),
       authentication: extras?.authentication === undefined
         ? { time: this.#numbers[row + CREATED_AT] as number }
         : copyAuthentication(extras.authentication),
@@ -260,18 +266,12 @@ export class SessionSlab {
     this.#refs[slot * REFS + CLAIMS] = claims
   }
 
-  /** The latest client; the first one is kept aside the first time the client differs from it. */
+  /** The latest client (the first one stays as it is). */
   setClient (slot: number, userAgent: string | null, ip: string | null): void {
     const refs = slot * REFS
-    const current = this.#refs[refs + USER_AGENT] as string | null
-    const currentIp = this.#refs[refs + IP] as string | number | null
-    const packed = packIp(ip)
     // An equal User-Agent keeps the string held already (maybe the first client's too).
-    if (current === userAgent && currentIp === packed) return
-    const extras = this.#extrasOf(slot) ?? {}
-    if (extras.firstClient === undefined) this.#setExtras(slot, { ...extras, firstClient: { userAgent: current, ip: currentIp } })
-    if (current !== userAgent) this.#refs[refs + USER_AGENT] = userAgent
-    this.#refs[refs + IP] = packed
+    if (this.#refs[refs + USER_AGENT] !== userAgent) this.#refs[refs + USER_AGENT] = userAgent
+    this.#refs[refs + IP] = packIp(ip)
   }
 
   /** Replaces the authentication; `{ time: createdAt }` is held as no extra at all. */
@@ -301,7 +301,7 @@ export class SessionSlab {
 
   /** Holds `extras` for `slot`, or nothing when every member has its common value. */
   #setExtras (slot: number, extras: Extras): void {
-    const common = extras.firstClient === undefined && extras.authentication === undefined && extras.claimsVersion === undefined
+    const common = extras.authentication === undefined && extras.claimsVersion === undefined
     this.#flag(slot, FLAG.EXTRAS, !common)
     if (common) this.#extras.delete(slot)
     else this.#extras.set(slot, extras)

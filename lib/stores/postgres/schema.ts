@@ -56,7 +56,7 @@ const LONGEST_NAME_SUFFIX = 'sessions_user_created_idx'
  * identifiers. A session column added here is also added to `FIELDS_BY_COLUMN_TYPE` in record.ts,
  * which every statement and the row mapping derive from (sweep_at excepted: no record field).
  *
- * {sessions} — one row per session (refresh-token family); never a token, only SHA-256 hashes:
+ * {sessions} — one row per session (refresh-token family); never a token, only its hashes:
  *   id                   text     primary key: the session id (`sid` claim)
  *   user_id              text     owner; with created_at, indexed for listing and revoke-all
  *   claims               jsonb    extra access-token claims (jsonb reorders keys; values are kept)

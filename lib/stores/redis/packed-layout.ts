@@ -13,7 +13,7 @@
  *   time     rotatedAt, if ROTATED is not NONE
  *   count    graceUses, unless F_NO_GRACE (it is 0)
  *   hash     tokenHash: 16 raw bytes if F_TOKEN_RAW (the hash is canonical base64url of 16 bytes,
- *            as every hash the plugin makes is: SHA-256 cut to 128 bits; so it round-trips
+ *            as every hash the plugin makes is: 128 bits of an HMAC; so it round-trips
  *            exactly), else text (the whole SHA-256 of versions up to 0.1, say)
  *   hash     previousTokenHash, unless PREVIOUS is NONE (RAW or TEXT, as tokenHash)
  *   id       session id, unless ID is NONE: in an entry of a user's bucket (bucket.ts); a record of
@@ -73,7 +73,7 @@ export const NONE = 0
 export const FIRST = 1
 export const SECOND = 2
 
-/** Bytes of a hash in its RAW form (tokens.ts `hashTokenId`). */
+/** Bytes of a hash in its RAW form (refresh-tokens.ts, docs/design.md «Hashed at rest»). */
 export const RAW_HASH_BYTES = 16
 /** Largest count or text length the 4-byte form holds. */
 export const MAX_LENGTH = 0xFFFFFFFF
