@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 
 const PUBLIC = new URL('./public/', import.meta.url)
-const CLIENT_SOURCE = new URL('../lib/client.ts', import.meta.url)
+/** The client helper's modules, served from lib/ as the browser imports them (client.js imports the other). */
+const CLIENT_MODULES = ['client', 'www-authenticate']
 
 /**
  * The page has no inline script or style, so the strictest policy holds: everything from this
@@ -13,13 +14,14 @@ export const CONTENT_SECURITY_POLICY = "default-src 'self'; base-uri 'none'; for
 
 /**
  * The browser demo, a plugin (its routes and headers stay encapsulated): `GET /` the page,
- * `/app.js` its script, `/style.css`, and `/client.js`, the client helper compiled from
- * `lib/client.ts` at the first request and kept, so there is no build step.
+ * `/app.js` its script, `/style.css`, and `/client.js` with `/www-authenticate.js`, the client
+ * helper compiled from `lib/client.ts` and the module it imports at the first request and kept,
+ * so there is no build step.
  */
 export default async function demoPage (app: FastifyInstance): Promise<void> {
   const read = (name: string) => readFile(new URL(name, PUBLIC), 'utf8')
   const [html, script, style] = await Promise.all([read('index.html'), read('app.js'), read('style.css')])
-  let client: Promise<string> | undefined
+  const compiled = new Map<string, Promise<string>>()
 
   app.addHook('onSend', async (_request, reply) => {
     reply.header('content-security-policy', CONTENT_SECURITY_POLICY)
@@ -33,22 +35,28 @@ export default async function demoPage (app: FastifyInstance): Promise<void> {
   app.get('/', send('text/html; charset=utf-8', html))
   app.get('/app.js', send('text/javascript; charset=utf-8', script))
   app.get('/style.css', send('text/css; charset=utf-8', style))
-  app.get('/client.js', async (_request, reply) => {
-    // Compiled once; a failure is not kept, the next request tries again.
-    client ??= compileClient().catch((error: unknown) => {
-      client = undefined
-      throw error
+  for (const name of CLIENT_MODULES) {
+    app.get(`/${name}.js`, async (_request, reply) => {
+      // Compiled once; a failure is not kept, the next request tries again.
+      let module = compiled.get(name)
+      if (module === undefined) {
+        module = compileModule(name).catch((error: unknown) => {
+          compiled.delete(name)
+          throw error
+        })
+        compiled.set(name, module)
+      }
+      return reply.type('text/javascript; charset=utf-8').send(await module)
     })
-    return reply.type('text/javascript; charset=utf-8').send(await client)
-  })
+  }
 }
 
-/** lib/client.ts as a browser ES module. TypeScript is loaded only if a browser asks. */
-async function compileClient (): Promise<string> {
+/** lib/<name>.ts as a browser ES module. TypeScript is loaded only if a browser asks. */
+async function compileModule (name: string): Promise<string> {
   const { default: ts } = await import('typescript')
-  const source = await readFile(CLIENT_SOURCE, 'utf8')
+  const source = await readFile(new URL(`../lib/${name}.ts`, import.meta.url), 'utf8')
   return ts.transpileModule(source, {
-    fileName: 'client.ts',
+    fileName: `${name}.ts`,
     compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext }
   }).outputText
 }

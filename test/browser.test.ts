@@ -163,7 +163,14 @@ async function run (t: Test): Promise<void> {
     }
     const client = await (await fetch(`${base}/client.js`)).text()
     t.match(client, /export function createAuthClient/, 'the helper, compiled from lib/client.ts')
-    t.notMatch(client, /^\s*import\s/m, 'with no imports: it runs as it is in a browser')
+    // It runs as it is in a browser: its only imports are its sibling module, served beside it.
+    t.same([...client.matchAll(/^\s*(?:import|export)\s[^'"\n]*from\s+'([^']+)'/gm)].map((match) => match[1]), ['./www-authenticate.js', './www-authenticate.js'])
+    const sibling = await fetch(`${base}/www-authenticate.js`)
+    t.equal(sibling.status, 200)
+    t.match(sibling.headers.get('content-type'), /^text\/javascript/)
+    const parser = await sibling.text()
+    t.match(parser, /export function parseWwwAuthenticate/)
+    t.notMatch(parser, /^\s*import\s/m, 'and that one imports nothing')
   })
 
   await t.test('login: the refresh cookie is HttpOnly, SameSite=Strict and out of reach of scripts', async (t) => {
