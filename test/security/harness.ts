@@ -118,6 +118,11 @@ export interface RequestOptions {
  * headers (duplicates, odd Content-Types and 20 KB values reach Node's parser as written).
  */
 export async function send (example: Example, method: string, path: string, options: RequestOptions = {}): Promise<Reply> {
+  return parseReply(await sendRaw(example, method, path, options))
+}
+
+/** `send`, answered as the very bytes the server wrote: for comparing two answers byte for byte. */
+export async function sendRaw (example: Example, method: string, path: string, options: RequestOptions = {}): Promise<Buffer> {
   const pairs: Array<[string, string]> = Array.isArray(options.headers) ? [...options.headers] : Object.entries(options.headers ?? {})
   let body: Buffer | undefined
   if (options.body !== undefined) {
@@ -139,7 +144,7 @@ export async function send (example: Example, method: string, path: string, opti
     socket.write(request)
   })
   socket.destroy()
-  return parseReply(Buffer.concat(chunks))
+  return Buffer.concat(chunks)
 }
 
 function parseReply (raw: Buffer): Reply {

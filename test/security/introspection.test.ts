@@ -9,11 +9,10 @@
 // live is active, and the per-IP limit holds.
 import crypto, { createHash } from 'node:crypto'
 import { syncBuiltinESMExports } from 'node:module'
-import net from 'node:net'
 import t, { type Test } from 'tap'
 import {
   ACCESS_SECRET, alive, ALICE_ID, BOB, decodePayload, type Example, forge, login, logoutRequest, noIncidents, noLeak, refresh, refused,
-  type Reply, send, startExample
+  type Reply, type RequestOptions, send, sendRaw, startExample
 } from './harness.js'
 import { claimsOf, encode, headerOf, nowSeconds, randomId } from './forge.js'
 
@@ -49,11 +48,16 @@ function headersOf (authorization: Authorization): Array<[string, string]> {
   return typeof authorization === 'string' ? [['authorization', authorization]] : authorization
 }
 
-/** `POST /auth/introspect` with `{ token }` as JSON (or a raw form body); `null`: no Authorization. */
-function introspect (on: Example, token: string, authorization: Authorization = RIGHT, form?: string): Promise<Reply> {
-  const headers = headersOf(authorization)
+/** The request of `introspect`: `{ token }` as JSON (or a raw form body); `null`: no Authorization. */
+function requestOf (token: string, authorization: Authorization, form?: string): RequestOptions {
+  const headers = [...headersOf(authorization)]
   if (form !== undefined) headers.push(['content-type', 'application/x-www-form-urlencoded'])
-  return send(on, 'POST', PATH, { headers, body: form ?? { token } })
+  return { headers, body: form ?? { token } }
+}
+
+/** `POST /auth/introspect` (see `requestOf`). */
+function introspect (on: Example, token: string, authorization: Authorization = RIGHT, form?: string): Promise<Reply> {
+  return send(on, 'POST', PATH, requestOf(token, authorization, form))
 }
 
 /**
@@ -61,23 +65,8 @@ function introspect (on: Example, token: string, authorization: Authorization = 
  * caller could compare to tell two refusals apart.
  */
 async function rawIntrospect (on: Example, token: string, authorization: Authorization, form?: string): Promise<string> {
-  const body = Buffer.from(form ?? JSON.stringify({ token }))
-  const head = [
-    `POST ${PATH} HTTP/1.1`, `host: 127.0.0.1:${on.port}`, 'connection: close',
-    ...headersOf(authorization).map(([name, value]) => `${name}: ${value}`),
-    `content-type: ${form === undefined ? 'application/json' : 'application/x-www-form-urlencoded'}`,
-    `content-length: ${body.length}`
-  ]
-  const socket = net.connect(on.port, '127.0.0.1')
-  const chunks: Buffer[] = []
-  await new Promise<void>((resolve, reject) => {
-    socket.on('data', (chunk) => chunks.push(chunk))
-    socket.on('end', resolve)
-    socket.on('error', reject)
-    socket.write(Buffer.concat([Buffer.from(`${head.join('\r\n')}\r\n\r\n`, 'latin1'), body]))
-  })
-  socket.destroy()
-  return Buffer.concat(chunks).toString('latin1').replace(/\r\ndate: [^\r]*/i, '')
+  const raw = await sendRaw(on, 'POST', PATH, requestOf(token, authorization, form))
+  return raw.toString('latin1').replace(/\r\ndate: [^\r]*/i, '')
 }
 
 /** Every answer of the endpoint, success or refusal: never cached (RFC 6749 §5.1, RFC 7662 §4). */
