@@ -39,9 +39,12 @@ async function suite (): Promise<void> {
     return schema
   }
 
-  /** A store on its own pool of 2 (one rotation statement in flight), recording the rotation statements it sends. */
-  function batchingStore (t: Test, schema: string, preparedStatements = true): { store: PostgresStore, sent: number[], pool: pg.Pool } {
-    const own = newPool({ max: 2 })
+  /**
+   * A store on its own pool, of 2 unless said (one rotation statement in flight), recording the
+   * rotation statements it sends.
+   */
+  function batchingStore (t: Test, schema: string, preparedStatements = true, poolSize = 2): { store: PostgresStore, sent: number[], pool: pg.Pool } {
+    const own = newPool({ max: poolSize })
     t.teardown(() => own.end())
     const sent: number[] = [] // members per rotation statement: 1 alone, n in a batch
     const spy = {
@@ -172,6 +175,23 @@ async function suite (): Promise<void> {
     const [failed] = await asOneBatch(t, schema, store, sent, [rotation(record(), { now: 1e19 })])
     t.match(failed, { status: 'rejected', reason: { code: '22003' } }, 'alone, its error is its own')
     t.same(sent, [1, 1])
+  })
+
+  t.test('two rotation statements in flight on a pool of 10, whatever its size; the rest wait and go together', async (t) => {
+    const schema = await freshSchema(t)
+    const { store, sent } = batchingStore(t, schema, true, 10)
+    const [held1, held2, ...waiting] = Array.from({ length: 5 }, () => record())
+    for (const session of [held1, held2, ...waiting]) await store.createSession(session as SessionRecord)
+    const release = await lockRows(schema, [held1?.id as string, held2?.id as string])
+    const lanes = [held1, held2].map(async (session) => await store.rotate(rotation(session as SessionRecord)))
+    await blocked(schema, 2)
+    const later = waiting.map(async (session) => await store.rotate(rotation(session)))
+    // Had a third statement gone out, it would have completed: its rows are not locked.
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    t.same(sent, [1, 1], 'both lanes held by the locked rows; the three others wait')
+    await release()
+    t.match(await Promise.all([...lanes, ...later]), Array(5).fill({ outcome: 'rotated' }))
+    t.same(sent, [1, 1, 3], 'the three went out as one batch')
   })
 
   t.test('without prepared statements, batches too', async (t) => {

@@ -43,10 +43,13 @@ export interface PostgresStoreOptions extends PostgresNamingOptions {
 const DEFAULT_SWEEP_MAX_BATCHES = 100
 
 /**
- * Rotation statements in flight at once when the pool does not tell its size (pg's default max
- * is 10): half of it, as below.
+ * Rotation statements in flight at once (docs/stores.md, «PostgreSQL: coalesced rotations»).
+ * Few: rotations arriving meanwhile go out together as one statement and one commit, which costs
+ * the database and node-postgres far less per rotation than more statements at once (on two
+ * cores, one or two lanes cut the CPU of a refresh by a quarter against five). Two, not one, so a
+ * statement stuck on a row lock (an operator's open transaction) leaves the other lane moving.
  */
-const DEFAULT_POOL_SIZE = 10
+const ROTATION_LANES = 2
 
 /**
  * A store in PostgreSQL, shared by every process using the same database, schema and prefix.
@@ -77,14 +80,13 @@ export class PostgresStore implements TokenStore {
       throw new TypeError(`PostgresStore option "preparedStatements" must be a boolean, got ${String(prepared)}`)
     }
     this.#sql = statements(this.#names, prepared)
-    // Half the pool's connections for rotation statements: the rest stay free for logins,
-    // revocations and the sweep, and rotations arriving meanwhile wait and go out together
-    // (batch.ts), which costs the database far less per rotation than more statements at once.
-    const poolSize = (options.pool as { options?: { max?: number } }).options?.max ?? DEFAULT_POOL_SIZE
+    // At most ROTATION_LANES of the pool's connections, and never all but one of them: logins,
+    // revocations and the sweep always find one free.
+    const poolSize = (options.pool as { options?: { max?: number } }).options?.max ?? ROTATION_LANES + 1
     this.#rotations = new RotationCoalescer({
       single: async (values) => await this.#query(this.#sql.rotate, values),
       many: async (values) => await this.#query(this.#sql.rotateMany, values)
-    }, this.#names.channel, Math.max(1, Math.floor(poolSize / 2)))
+    }, this.#names.channel, Math.max(1, Math.min(ROTATION_LANES, poolSize - 1)))
   }
 
   /** The NOTIFY channel revocations are announced on (derived from the schema and prefix). */
