@@ -61,6 +61,12 @@ export const RefreshDeniedError = createError(
   'FST_TOKEN_AUTH_REFRESH_DENIED', 'Refresh refused: the session has been ended', 401)
 export const RefreshCheckUnavailableError = createError(
   'FST_TOKEN_AUTH_REFRESH_CHECK_UNAVAILABLE', 'The refresh check is unavailable, retry later', 503)
+export const InvalidDpopProofError = createError<'FST_TOKEN_AUTH_INVALID_DPOP_PROOF', 400, [string]>(
+  'FST_TOKEN_AUTH_INVALID_DPOP_PROOF', 'Invalid DPoP proof: %s', 400)
+export const UseDpopNonceError = createError(
+  'FST_TOKEN_AUTH_USE_DPOP_NONCE', 'A DPoP nonce is required: sign the proof again with the one in DPoP-Nonce', 400)
+export const DpopRequiredError = createError(
+  'FST_TOKEN_AUTH_DPOP_REQUIRED', 'A DPoP proof is required: sign in again with a DPoP proof', 400)
 export const StoreUnavailableError = createError(
   'FST_TOKEN_AUTH_STORE_UNAVAILABLE', 'Token store unavailable, retry later', 503)
 
@@ -92,6 +98,9 @@ export type TokenAuthErrorCode =
   | 'FST_TOKEN_AUTH_SESSION_LIMIT_REACHED'
   | 'FST_TOKEN_AUTH_REFRESH_DENIED'
   | 'FST_TOKEN_AUTH_REFRESH_CHECK_UNAVAILABLE'
+  | 'FST_TOKEN_AUTH_INVALID_DPOP_PROOF'
+  | 'FST_TOKEN_AUTH_USE_DPOP_NONCE'
+  | 'FST_TOKEN_AUTH_DPOP_REQUIRED'
   | 'FST_TOKEN_AUTH_STORE_UNAVAILABLE'
   /** The OAuth 2.0 format's `code` for a 500 that carried none (an app callback threw, say). */
   | 'FST_TOKEN_AUTH_INTERNAL'

@@ -1,5 +1,8 @@
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
+import type { DpopProofs } from './dpop/requests.js'
+import { createDpopAuthenticate } from './dpop/resource.js'
 import { ClaimsChangedError, MalformedAuthorizationError, MissingTokenError } from './errors.js'
+import { singleAuthorization } from './single-header.js'
 import type { SessionService } from './sessions.js'
 import type { AccessTokenClaims } from './tokens.js'
 
@@ -13,8 +16,10 @@ const CLAIMS_CHANGED = 'Bearer error="invalid_token", error_description="the cla
 /**
  * The access-token hook: `Authorization: Bearer <token>` -> signature, type and claims ->
  * revoked-session check (memory only) -> `request.user`. Usable as `onRequest` or `preHandler`.
+ * With DPoP on, `Authorization: DPoP <token>` and its proof too (./dpop/resource.ts).
  */
-export function createAuthenticate (sessions: SessionService): onRequestAsyncHookHandler {
+export function createAuthenticate (sessions: SessionService, dpop: DpopProofs): onRequestAsyncHookHandler {
+  if (dpop.mode !== 'off') return createDpopAuthenticate(sessions, dpop)
   return async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const token = bearerToken(request, reply)
     try {
@@ -38,28 +43,12 @@ export function acceptableAccessToken (
   const token = authorization === null ? undefined : bearerCredentials(authorization)
   if (token === undefined || isMalformed(token)) return null
   try {
-    return sessions.verifyAccessToken(token)
+    const claims = sessions.verifyAccessToken(token)
+    // A DPoP-bound token is acceptable only with a proof of its key, which a bearer header is not.
+    return claims.cnf === undefined ? claims : null
   } catch {
     return null
   }
-}
-
-/**
- * The request's `Authorization` header; `null` when it came more than once. Node keeps the first
- * of repeated headers and drops the rest, so without this check a request with two credentials
- * would be judged by one of them (docs/design.md, «The `authenticate` hook»). Only a request that has
- * the header pays for the scan.
- */
-export function singleAuthorization (request: FastifyRequest): string | undefined | null {
-  const header = request.headers.authorization
-  if (header === undefined) return undefined
-  const raw = request.raw.rawHeaders
-  let seen = 0
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string
-    if (name.length === 13 && name.toLowerCase() === 'authorization' && ++seen > 1) return null
-  }
-  return header
 }
 
 /** The token of an `Authorization: Bearer` header, or the error and challenge refusing it. */

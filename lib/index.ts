@@ -2,6 +2,7 @@ import type { FastifyPluginAsync, onRequestAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { createCodec } from './codec.js'
 import { type ClientInfo, TokenAuthEvents } from './events.js'
+import { DpopProofs } from './dpop/requests.js'
 import { createAuthenticate } from './guard.js'
 import { resolveOptions, type TokenAuthOptions } from './options.js'
 import { startRevocationSync } from './revocation-sync.js'
@@ -87,14 +88,15 @@ const tokenAuthPlugin: FastifyPluginAsync<TokenAuthOptions> = async function tok
   // A revoked session's access tokens can live this long: remember the revocation as long.
   const revocationTtl = (options.accessTokenTtl + options.clockTolerance) * 1000
   const sessions = new SessionService({ ...options, store, codec, events, revocationTtl, revocations: new RevocationList(revocationTtl) })
-  const authenticate = createAuthenticate(sessions)
+  const dpop = new DpopProofs(options, async (key, expiresAt) => await sessions.spendProof(key, expiresAt), () => sessions.now())
+  const authenticate = createAuthenticate(sessions, dpop)
   fastify.decorate('tokenAuth', tokenAuthHelpers(sessions, events, store, createRequireAuth(authenticate, () => sessions.now())))
   fastify.decorate('authenticate', authenticate)
   // `request.user` is assigned by `authenticate`, not declared with decorateRequest: @fastify/jwt
   // declares it too, and the app may register that before or after us.
 
   if (Object.values(options.routes).some((path) => path !== false)) {
-    await fastify.register(tokenAuthRoutes, { prefix: options.prefix, options, sessions, events, authenticate })
+    await fastify.register(tokenAuthRoutes, { prefix: options.prefix, options, sessions, events, authenticate, dpop })
   }
 
   if (options.jwks !== false) await fastify.register(jwksRoute, { ...options.jwks, keys: options.accessKeys })

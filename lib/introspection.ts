@@ -26,7 +26,9 @@ export async function introspect (sessions: SessionService, token: string): Prom
       sub: session.userId,
       sid: session.id,
       iat: Math.floor((session.rotatedAt ?? session.createdAt) / 1000),
-      exp: Math.floor(session.expiresAt / 1000)
+      exp: Math.floor(session.expiresAt / 1000),
+      // RFC 9449 §6.2: the key a bound token is bound to.
+      ...(refresh.jkt === undefined ? {} : { cnf: { jkt: refresh.jkt } })
     }
   }
   let claims: AccessTokenClaims & Record<string, unknown>
@@ -36,5 +38,6 @@ export async function introspect (sessions: SessionService, token: string): Prom
     return INACTIVE
   }
   if (await sessions.liveSession(claims.sub, claims.sid) === null) return INACTIVE
-  return { active: true, token_type: 'Bearer', ...claims }
+  // A bound access token carries `cnf` already; its type says how it must be presented.
+  return { active: true, token_type: claims.cnf === undefined ? 'Bearer' : 'DPoP', ...claims }
 }

@@ -22,7 +22,11 @@ const GRANT_ERRORS: Record<string, string> = {
   FST_TOKEN_AUTH_REAUTHENTICATION_USER_MISMATCH: 'invalid_grant',
   FST_TOKEN_AUTH_MISSING_REFRESH_TOKEN: 'invalid_request',
   FST_TOKEN_AUTH_AMBIGUOUS_REFRESH_TOKEN: 'invalid_request',
-  FST_TOKEN_AUTH_UNSUPPORTED_GRANT_TYPE: 'unsupported_grant_type'
+  FST_TOKEN_AUTH_UNSUPPORTED_GRANT_TYPE: 'unsupported_grant_type',
+  // RFC 9449 §5 and §8: the token endpoint's DPoP errors, 400 like the others.
+  FST_TOKEN_AUTH_INVALID_DPOP_PROOF: 'invalid_dpop_proof',
+  FST_TOKEN_AUTH_DPOP_REQUIRED: 'invalid_dpop_proof',
+  FST_TOKEN_AUTH_USE_DPOP_NONCE: 'use_dpop_nonce'
 }
 
 /**

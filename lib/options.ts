@@ -64,6 +64,9 @@ function checkRelations (options: ResolvedOptions): void {
   if (options.refreshMethod === 'GET' && options.refreshTokenTransport !== 'cookie') {
     throw new InvalidOptionError('routes.refresh.method', 'GET needs refreshTokenTransport \'cookie\': a GET request has no body')
   }
+  if (options.dpop !== 'off' && options.store !== undefined && typeof options.store.useOnce !== 'function') {
+    throw new InvalidOptionError('store', 'must implement useOnce (the replay cache of DPoP proofs) while dpop is on')
+  }
   if (options.jwks !== false && !accessKeys.some((key) => key.publicJwk !== undefined)) {
     throw new InvalidOptionError('jwks', 'needs an asymmetric access-token key (EdDSA, ES256 or RS256) in accessTokenKeys; HMAC secrets are never published')
   }

@@ -4,14 +4,19 @@ import { InvalidRefreshTokenError } from './errors.js'
 /*
  * Refresh tokens (docs/design.md, «Refresh tokens»): opaque strings that never leave this
  * service, so nothing but this file needs to read them, and no JWT is signed or verified on a
- * refresh. A token is `<session id>.<user>.<id><tag>`:
+ * refresh. A token is `<session id>.<user>.<id><tag>`, or `<session id>.<user>.<key>.<id><tag>`
+ * when its session is bound to a DPoP key:
  *   session id  the store's id of the session: 1 to 128 characters of [A-Za-z0-9_-];
  *   user        the user id, base64url: `loadUser` is asked before the store, as a disabled
  *               user's token is refused as such even when the store no longer has the session;
+ *   key         the RFC 7638 thumbprint (43 characters) of the key the session is bound to
+ *               (docs/design.md, «Sender-constrained sessions (DPoP)»): covered by the tag and
+ *               so by the stored hash, readable without a proof (introspection, logout), and
+ *               compared with the proof's key before a refresh reaches the store;
  *   id          22 base64url characters (128 bits): random at login, then each successor derived
  *               from its predecessor and the time it was minted (`successorId`);
- *   tag         the first 22 base64url characters (132 bits) of HMAC-SHA256 over
- *               `<session id>.<user>.<id>` with a key of its own, so a token we did not mint (another
+ *   tag         the first 22 base64url characters (132 bits) of HMAC-SHA256 over everything
+ *               before it with a key of its own, so a token we did not mint (another
  *               session's id with a guessed id, say) is refused before the store is asked, and
  *               logout, which ends the session a token names, cannot be driven by someone who
  *               only knows a session id (session ids are in access tokens and the sessions list).
@@ -30,8 +35,10 @@ const MAX_USER_ID_BYTES = 512
 export const TOKEN_ID_BYTES = 16
 /** Where the stored hash starts in the HMAC (its last 128 bits); see docs/design.md, «Hashed at rest». */
 const HASH_OFFSET = 16
-/** The whole token, in the one spelling we mint: session id, user, id (22), tag (22). */
-const OPAQUE_TOKEN = /^([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{2,683})\.([A-Za-z0-9_-]{22})([A-Za-z0-9_-]{22})$/
+/** The whole token, in the one spelling we mint: session id, user, the bound key's thumbprint if any (43), id (22), tag (22). */
+const OPAQUE_TOKEN = /^([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{2,683})\.(?:([A-Za-z0-9_-]{43})\.)?([A-Za-z0-9_-]{22})([A-Za-z0-9_-]{22})$/
+/** An RFC 7638 thumbprint: base64url SHA-256. */
+const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/
 
 /** What a refresh token names: its user, its session and its id, and the hash its session holds while it is current. */
 export interface PresentedRefreshToken {
@@ -40,6 +47,8 @@ export interface PresentedRefreshToken {
   jti: string
   /** What the store compares: the last 128 bits of the tag's HMAC, or for a `legacy` token the whole SHA-256 of its id. */
   hash: string
+  /** The thumbprint of the DPoP key the session is bound to; absent for a bearer session. */
+  jkt?: string
   /** A JWT refresh token of versions up to 0.1 (`LegacyFormat`). */
   legacy?: true
 }
@@ -60,25 +69,33 @@ export class RefreshTokens {
   readonly #tagKey: Buffer
   readonly #successorKey: Buffer
   readonly #legacy: LegacyFormat | undefined
+  readonly #readsBound: boolean
 
   /**
    * `legacy` reads refresh tokens of an earlier format (the JWTs of versions up to 0.1), so
    * sessions started before an upgrade go on; their next refresh answers in this format.
+   * `readsBound`: whether tokens of DPoP-bound sessions are read (the `dpop` option is on);
+   * otherwise their binding could not be checked, and they are refused like any unknown token.
    */
-  constructor (secret: string | Buffer, legacy?: LegacyFormat) {
+  constructor (secret: string | Buffer, legacy?: LegacyFormat, readsBound = false) {
     // Keys of their own, so neither HMAC ever equals another made with the secret.
     this.#tagKey = createHmac('sha256', secret).update('fastify-token-auth:refresh-token-tag').digest()
     this.#successorKey = createHmac('sha256', secret).update('fastify-token-auth:successor').digest()
     this.#legacy = legacy
+    this.#readsBound = readsBound
   }
 
-  /** The token with id `jti` (from `randomId(TOKEN_ID_BYTES)` or `successorId`) of a user's session, and its hash. */
-  mint (userId: string, sessionId: string, jti: string): MintedRefreshToken {
+  /**
+   * The token with id `jti` (from `randomId(TOKEN_ID_BYTES)` or `successorId`) of a user's
+   * session, bound to the DPoP key of thumbprint `jkt` when given, and its hash.
+   */
+  mint (userId: string, sessionId: string, jti: string, jkt?: string): MintedRefreshToken {
     // A store's `sessionIdFor` or the app's user ids broke the contract: fail loudly rather than
     // mint a token that cannot be read back.
     if (!SESSION_ID.test(sessionId)) throw new TypeError('fastify-token-auth: session ids must be 1 to 128 characters of [A-Za-z0-9_-]')
     if (Buffer.byteLength(userId) > MAX_USER_ID_BYTES) throw new TypeError(`fastify-token-auth: user ids must be at most ${MAX_USER_ID_BYTES} bytes`)
-    const signed = `${sessionId}.${Buffer.from(userId).toString('base64url')}.${jti}`
+    if (jkt !== undefined && !THUMBPRINT.test(jkt)) throw new TypeError('fastify-token-auth: a DPoP key thumbprint is 43 base64url characters')
+    const signed = `${sessionId}.${Buffer.from(userId).toString('base64url')}.${jkt === undefined ? '' : `${jkt}.`}${jti}`
     const mac = this.#mac(signed)
     return { token: `${signed}${tagOf(mac)}`, hash: hashOf(mac) }
   }
@@ -87,10 +104,12 @@ export class RefreshTokens {
   read (token: string): PresentedRefreshToken {
     if (this.#legacy?.claims(token) === true) return this.#legacy.read(token)
     const parts = refreshTokenParts(token)
-    if (parts === null) throw new InvalidRefreshTokenError()
+    if (parts === null || (parts.jkt !== undefined && !this.#readsBound)) throw new InvalidRefreshTokenError()
     const mac = this.#mac(parts.signed)
     if (!timingSafeEqual(Buffer.from(tagOf(mac)), Buffer.from(parts.tag))) throw new InvalidRefreshTokenError()
-    return { sub: parts.sub, sid: parts.sid, jti: parts.jti, hash: hashOf(mac) }
+    const presented: PresentedRefreshToken = { sub: parts.sub, sid: parts.sid, jti: parts.jti, hash: hashOf(mac) }
+    if (parts.jkt !== undefined) presented.jkt = parts.jkt
+    return presented
   }
 
   /**
@@ -128,7 +147,8 @@ export function legacyTokenHash (jti: string): string {
 export function refreshTokenParts (token: string): (Omit<PresentedRefreshToken, 'hash'> & { signed: string, tag: string }) | null {
   const parts = OPAQUE_TOKEN.exec(token)
   if (parts === null) return null
-  const [, sid, user, jti, tag] = parts as unknown as [string, string, string, string, string]
+  const [, sid, user, jkt, jti, tag] = parts as unknown as [string, string, string, string | undefined, string, string]
   // The pattern spans the whole token, so what the tag covers is the token without it.
-  return { sub: Buffer.from(user, 'base64url').toString(), sid, jti, signed: token.slice(0, -TAG_LENGTH), tag }
+  const read = { sub: Buffer.from(user, 'base64url').toString(), sid, jti, signed: token.slice(0, -TAG_LENGTH), tag }
+  return jkt === undefined ? read : { ...read, jkt }
 }

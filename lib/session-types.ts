@@ -22,7 +22,8 @@ export interface AuthUser<Claims = Record<string, unknown>> extends Authenticati
 /** What login and refresh hand to a client. */
 export interface TokenSet {
   accessToken: string
-  tokenType: 'Bearer'
+  /** `DPoP` when the access token is bound to the request's DPoP key (docs/design.md, «Sender-constrained sessions (DPoP)»). */
+  tokenType: 'Bearer' | 'DPoP'
   /** Seconds until the access token expires. */
   expiresIn: number
   refreshToken: string
@@ -57,6 +58,8 @@ export interface SessionServiceOptions extends SessionLimitOptions {
   reuseGraceLimit: number
   /** Milliseconds after which a store call counts as failed. */
   storeTimeout: number
+  /** The `dpop` option: whether refreshes must prove a key («Sender-constrained sessions (DPoP)»). */
+  dpop?: 'off' | 'optional' | 'required'
   /** Milliseconds a revocation must be remembered: the longest an access token can still be accepted. */
   revocationTtl: number
   /** Reloads a user on refresh; `null` ends the session. */

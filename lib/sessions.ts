@@ -1,25 +1,26 @@
 import {
   ClaimsChangedError, GraceExhaustedError, InvalidRefreshTokenError, RefreshDeniedError, RefreshTokenExpiredError, RefreshTokenReusedError,
-  SessionLimitReachedError, SessionRevokedError, StoreUnavailableError, UserUnavailableError
+  SessionLimitReachedError, SessionRevokedError, UserUnavailableError
 } from './errors.js'
 import type { ClientInfo, RevocationReason, TokenAuthEvents } from './events.js'
 import type { AuthUser, RotationChanges, SessionInfo, SessionServiceOptions, TokenSet } from './session-types.js'
 import type { RevocationList } from './revocations.js'
-import { CallDeadlines } from './call-deadlines.js'
-import { StoreHealth } from './store-health.js'
+import { StoreCalls } from './store-calls.js'
+import type { StoreHealth } from './store-health.js'
 import { hookSession, type RefreshHook, type RefreshHookContext, runRefreshHook } from './refresh-hook.js'
 import { authenticationAt, isKnownUserAgent, sessionLimitOf } from './session-policy.js'
 import type { RevocationRecord, SessionLimit, SessionRecord, TokenStore } from './stores/types.js'
 import { type AccessTokenClaims, randomId, type SignedAccessToken, type TokenCodec } from './tokens.js'
 import { type MintedRefreshToken, type PresentedRefreshToken, TOKEN_ID_BYTES } from './refresh-tokens.js'
+import { checkBinding, type DpopMode } from './dpop/binding.js'
 
 export type { AuthUser, SessionInfo, SessionServiceOptions, TokenSet } from './session-types.js'
 
 /** How far each poll of the revocation feed reaches back before the previous one (ms). */
 const FEED_OVERLAP = 10_000
 
-/** A session and the refresh token it is answered with. */
-type Grant = { refreshToken: string, session: SessionRecord }
+/** A session, the refresh token it is answered with, and the DPoP key the request proved, if any. */
+type Grant = { refreshToken: string, session: SessionRecord, proofKey: string | undefined }
 
 /**
  * The token state machine (docs/design.md, «Token model»): issue, rotate with grace and theft detection, revoke, list.
@@ -34,8 +35,8 @@ export class SessionService {
   readonly #maxAge: number
   readonly #grace: number
   readonly #graceLimit: number
-  /** The time limit of every store call. */
-  readonly #deadlines: CallDeadlines
+  /** Every store call, with its deadline and health report. */
+  readonly #calls: StoreCalls
   readonly #revocationTtl: number
   /** Where the next poll of the revocation feed starts. */
   #feedCursor: number
@@ -43,6 +44,7 @@ export class SessionService {
   readonly #onRefresh: RefreshHook | undefined
   readonly #onRefreshTimeout: number
   readonly #sessionLimit: SessionLimit | undefined
+  readonly #dpop: DpopMode
   readonly now: () => number
   /** Whether the store is answering; every store call reports to it. */
   readonly health: StoreHealth
@@ -56,14 +58,15 @@ export class SessionService {
     this.#maxAge = options.sessionMaxAge * 1000
     this.#grace = options.reuseGrace * 1000
     this.#graceLimit = options.reuseGraceLimit
-    this.#deadlines = new CallDeadlines(options.storeTimeout)
+    this.#calls = new StoreCalls(options.storeTimeout, options.events)
     this.#revocationTtl = options.revocationTtl
     this.#loadUser = options.loadUser
     this.#onRefresh = options.onRefresh
     this.#onRefreshTimeout = options.onRefreshTimeout ?? 1000
     this.#sessionLimit = sessionLimitOf(options, this.#revocationTtl)
+    this.#dpop = options.dpop ?? 'off'
     this.now = options.now ?? Date.now
-    this.health = new StoreHealth(options.events)
+    this.health = this.#calls.health
     // A process that starts late must still learn of revocations whose access tokens live on.
     this.#feedCursor = this.now() - this.#revocationTtl
   }
@@ -71,9 +74,10 @@ export class SessionService {
   /**
    * Starts a session for an authenticated user and returns its first tokens. With
    * `maxSessionsPerUser`, the store ends the least recently used sessions or refuses (403), in
-   * the same step as the insert (docs/design.md, «Session caps»).
+   * the same step as the insert (docs/design.md, «Session caps»). `proofKey`: the thumbprint of
+   * the DPoP key the login proved, which the session is bound to («Sender-constrained sessions (DPoP)»).
    */
-  async issue (user: AuthUser, client: ClientInfo): Promise<TokenSet> {
+  async issue (user: AuthUser, client: ClientInfo, proofKey?: string): Promise<TokenSet> {
     if (typeof user?.id !== 'string' || user.id === '') {
       // A bug in the app's callback, not a client error: fail loudly rather than sign `sub: undefined`.
       throw new TypeError('fastify-token-auth: a user must be an object with a non-empty string `id`')
@@ -82,10 +86,10 @@ export class SessionService {
     const authentication = authenticationAt(now, user)
     // Only worth a store read when someone listens («Session policy»).
     const known = this.#events.listenerCount('newSession') > 0
-      ? isKnownUserAgent(await this.#call(() => this.#store.listUserSessions(user.id, now)), client)
+      ? isKnownUserAgent(await this.#calls.run(() => this.#store.listUserSessions(user.id, now)), client)
       : false
     const sessionId = this.#store.sessionIdFor?.(user.id) ?? randomId(16)
-    const minted = this.#codec.refresh.mint(user.id, sessionId, randomId(TOKEN_ID_BYTES))
+    const minted = this.#codec.refresh.mint(user.id, sessionId, randomId(TOKEN_ID_BYTES), proofKey)
     const absoluteExpiresAt = now + this.#maxAge
     const session: SessionRecord = {
       id: sessionId,
@@ -107,22 +111,24 @@ export class SessionService {
       claimsVersion: 0
     }
     const sessionLimit = this.#sessionLimit
-    const result = await this.#call((deadline) => this.#store.createSession(session, sessionLimit === undefined ? { deadline } : { deadline, sessionLimit }))
+    const result = await this.#calls.run((deadline) => this.#store.createSession(session, sessionLimit === undefined ? { deadline } : { deadline, sessionLimit }))
     if (result.outcome === 'refused') throw new SessionLimitReachedError()
     for (const ended of result.ended) this.#revoked(ended, 'session-limit', now)
     this.#events.emit('login', { userId: user.id, sessionId: session.id, ...client })
     this.#events.emit('newSession', { userId: user.id, sessionId: session.id, ...client, knownUserAgent: known })
-    return this.#tokens({ refreshToken: minted.token, session }, now)
+    return this.#tokens({ refreshToken: minted.token, session, proofKey }, now)
   }
 
   /**
    * Exchanges a refresh token for new tokens (docs/design.md, «Refresh-token rotation»). Throws a
    * coded 401 for anything but the current token or its predecessor (answered inside the grace
    * window, recovered after it while its successor is unused); reuse ends the session. The
-   * `onRefresh` hook, when set, decides first («The refresh risk hook»).
+   * `onRefresh` hook, when set, decides first («The refresh risk hook»). `proofKey`: the DPoP key
+   * the request proved, which a bound session's must be («Sender-constrained sessions (DPoP)»).
    */
-  async refresh (refreshToken: string, client: ClientInfo, request?: RefreshHookContext['request']): Promise<TokenSet> {
+  async refresh (refreshToken: string, client: ClientInfo, request?: RefreshHookContext['request'], proofKey?: string): Promise<TokenSet> {
     const presented = this.#codec.refresh.read(refreshToken)
+    checkBinding(this.#dpop, presented, proofKey)
     const changes: RotationChanges = {}
     if (this.#loadUser !== undefined) {
       const user = await this.#loadUser(presented.sub)
@@ -136,7 +142,7 @@ export class SessionService {
       const expiresIn = await this.#checkRefresh(this.#onRefresh, presented, client, request)
       if (expiresIn !== undefined) changes.absoluteExpiresAt = this.now() + expiresIn * 1000
     }
-    const { outcome, tokens } = await this.#rotate(presented, client, changes)
+    const { outcome, tokens } = await this.#rotate(presented, client, changes, proofKey)
     // The hottest event: its payload is built only when someone listens.
     if (this.#events.listenerCount('refresh') > 0) {
       this.#events.emit('refresh', {
@@ -152,10 +158,11 @@ export class SessionService {
    * Same session, fresh tokens with the new `auth_time`. A grace answer would re-issue tokens
    * of the old authentication, so it is refused as superseded.
    */
-  async reauthenticate (refreshToken: string, user: AuthUser, client: ClientInfo): Promise<TokenSet> {
+  async reauthenticate (refreshToken: string, user: AuthUser, client: ClientInfo, proofKey?: string): Promise<TokenSet> {
     const presented = this.#codec.refresh.read(refreshToken)
+    checkBinding(this.#dpop, presented, proofKey)
     const authentication = authenticationAt(this.now(), user)
-    const { outcome, tokens } = await this.#rotate(presented, client, { claims: user.claims ?? {}, authentication })
+    const { outcome, tokens } = await this.#rotate(presented, client, { claims: user.claims ?? {}, authentication }, proofKey)
     if (outcome === 'grace') throw new GraceExhaustedError()
     this.#events.emit('reauthenticated', {
       userId: tokens.userId, sessionId: tokens.sessionId, ...(authentication.acr !== undefined ? { acr: authentication.acr } : {}), ...client
@@ -168,7 +175,7 @@ export class SessionService {
    * A session that is not live is not shown: the rotation fails as it would without the hook.
    */
   async #checkRefresh (hook: RefreshHook, presented: PresentedRefreshToken, client: ClientInfo, request: RefreshHookContext['request']): Promise<number | undefined> {
-    const session = await this.#call(() => this.#store.getSession(presented.sid, this.now()))
+    const session = await this.#calls.run(() => this.#store.getSession(presented.sid, this.now()))
     if (session === null) return undefined
     const decision = await runRefreshHook(hook, this.#onRefreshTimeout, { session: hookSession(session), client, request })
     if (decision.action === 'deny') {
@@ -180,11 +187,13 @@ export class SessionService {
   }
 
   /** One rotation of the presented token, and the tokens it yields; every other outcome is its coded 401. */
-  async #rotate (presented: PresentedRefreshToken, client: ClientInfo, changes: RotationChanges): Promise<{ outcome: 'rotated' | 'recovered' | 'grace', tokens: TokenSet }> {
+  async #rotate (
+    presented: PresentedRefreshToken, client: ClientInfo, changes: RotationChanges, proofKey: string | undefined
+  ): Promise<{ outcome: 'rotated' | 'recovered' | 'grace', tokens: TokenSet }> {
     const now = this.now()
     // Minted before the store is asked: the store needs its hash.
     const next = this.#mintSuccessor(presented, now)
-    const result = await this.#call((deadline) => this.#store.rotate({
+    const result = await this.#calls.run((deadline) => this.#store.rotate({
       sessionId: presented.sid,
       presentedHash: presented.hash,
       nextHash: next.hash,
@@ -205,7 +214,7 @@ export class SessionService {
         const { session } = result
         // A grace answer re-issues the successor minted at the rotation (or recovery) it follows.
         const refreshToken = result.outcome === 'grace' ? this.#mintSuccessor(presented, session.rotatedAt as number).token : next.token
-        return { outcome: result.outcome, tokens: this.#tokens({ refreshToken, session }, now) }
+        return { outcome: result.outcome, tokens: this.#tokens({ refreshToken, session, proofKey }, now) }
       }
       case 'reused':
         this.#revoked(result.session, 'reuse', now)
@@ -225,7 +234,7 @@ export class SessionService {
    * Resolves with whether a session was ended.
    */
   async revokeSession (sessionId: string, options: { userId?: string, reason?: RevocationReason } = {}): Promise<boolean> {
-    const session = await this.#call(() => this.#store.revokeSession(sessionId, options.userId, this.#revocationContext()))
+    const session = await this.#calls.run(() => this.#store.revokeSession(sessionId, options.userId, this.#revocationContext()))
     if (session === null) return false
     const reason = options.reason ?? 'revoked'
     this.#revoked(session, reason, this.now())
@@ -236,7 +245,7 @@ export class SessionService {
   /** Ends every session of a user; resolves with the ids ended. */
   async revokeUserSessions (userId: string, reason: RevocationReason = 'revoked'): Promise<string[]> {
     const context = this.#revocationContext()
-    const sessionIds = await this.#call(() => this.#store.revokeUserSessions(userId, context))
+    const sessionIds = await this.#calls.run(() => this.#store.revokeUserSessions(userId, context))
     for (const sessionId of sessionIds) {
       this.#revocations.add(sessionId, context.now)
       this.#events.emit('sessionRevoked', { userId, sessionId, reason })
@@ -254,7 +263,7 @@ export class SessionService {
     if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) {
       throw new TypeError('fastify-token-auth: updateUserClaims takes the claims as an object')
     }
-    const records = await this.#call(() => this.#store.updateUserClaims(userId, claims, this.#revocationContext()))
+    const records = await this.#calls.run(() => this.#store.updateUserClaims(userId, claims, this.#revocationContext()))
     for (const record of records) this.#learn(record)
     const sessionIds = records.map((record) => record.sessionId)
     this.#events.emit('claimsUpdated', { userId, sessionIds })
@@ -263,11 +272,22 @@ export class SessionService {
 
   /**
    * Ends the session a refresh token belongs to. A token that does not verify (expired, forged,
-   * garbage) identifies no live session, so there is nothing to end: resolves with `false`.
+   * garbage) identifies no live session, so there is nothing to end: resolves with `false`; so
+   * does a bound session's token without a proof of its key (`proofKey`): a thief without the key
+   * cannot end it («Sender-constrained sessions (DPoP)»).
    */
-  async logout (refreshToken: string): Promise<boolean> {
+  async logout (refreshToken: string, proofKey?: string): Promise<boolean> {
     const presented = this.readRefreshToken(refreshToken)
-    return presented === null ? false : await this.revokeSession(presented.sid, { reason: 'logout' })
+    if (presented === null || (presented.jkt !== undefined && presented.jkt !== proofKey)) return false
+    return await this.revokeSession(presented.sid, { reason: 'logout' })
+  }
+
+  /**
+   * Records a DPoP proof as spent (the store's replay cache, across processes); resolves with
+   * whether this was its first use. A store that cannot answer makes it a 503, like any call.
+   */
+  async spendProof (replayKey: string, expiresAt: number): Promise<boolean> {
+    return await this.#calls.run(() => (this.#store.useOnce as NonNullable<TokenStore['useOnce']>)(replayKey, expiresAt, this.now()))
   }
 
   /** The user of a refresh token we minted; throws its coded 401 otherwise (as a refresh would). */
@@ -286,13 +306,13 @@ export class SessionService {
 
   /** A live session of the user, as the store has it now (an instance's denylist may lag), or `null`. */
   async liveSession (userId: string, sessionId: string): Promise<SessionRecord | null> {
-    const sessions = await this.#call(() => this.#store.listUserSessions(userId, this.now()))
+    const sessions = await this.#calls.run(() => this.#store.listUserSessions(userId, this.now()))
     return sessions.find((session) => session.id === sessionId) ?? null
   }
 
   /** The user's live sessions, oldest first. */
   async listSessions (userId: string): Promise<SessionInfo[]> {
-    const sessions = await this.#call(() => this.#store.listUserSessions(userId, this.now()))
+    const sessions = await this.#calls.run(() => this.#store.listUserSessions(userId, this.now()))
     return sessions.map((session) => ({
       id: session.id,
       createdAt: new Date(session.createdAt).toISOString(),
@@ -327,7 +347,7 @@ export class SessionService {
    */
   async pollRevocations (): Promise<number> {
     const startedAt = this.now()
-    const records = await this.#call(() => this.#store.revokedSince(this.#feedCursor))
+    const records = await this.#calls.run(() => this.#store.revokedSince(this.#feedCursor))
     for (const record of records) this.#learn(record)
     this.#feedCursor = startedAt - FEED_OVERLAP
     return records.length
@@ -348,7 +368,7 @@ export class SessionService {
   async sweep (): Promise<number> {
     const now = this.now()
     this.#revocations.prune(now)
-    return await this.#call(() => this.#store.sweep(now))
+    return await this.#calls.run(() => this.#store.sweep(now))
   }
 
   #revocationContext (): { now: number, keepFor: number } {
@@ -365,35 +385,19 @@ export class SessionService {
    * derived from it, so answering the same predecessor twice yields byte-identical successors.
    */
   #mintSuccessor (presented: PresentedRefreshToken, mintedAt: number): MintedRefreshToken {
-    return this.#codec.refresh.mint(presented.sub, presented.sid, this.#codec.refresh.successorId(presented.jti, mintedAt))
+    return this.#codec.refresh.mint(presented.sub, presented.sid, this.#codec.refresh.successorId(presented.jti, mintedAt), presented.jkt)
   }
 
-  #tokens ({ refreshToken, session }: Grant, now: number): TokenSet {
-    const access = this.#codec.signAccessToken(session.userId, session.id, session.claims, now, session)
+  #tokens ({ refreshToken, session, proofKey }: Grant, now: number): TokenSet {
+    const access = this.#codec.signAccessToken(session.userId, session.id, session.claims, now, session, proofKey)
     return {
       accessToken: access.token,
-      tokenType: 'Bearer',
+      tokenType: proofKey === undefined ? 'Bearer' : 'DPoP',
       expiresIn: access.expiresIn,
       refreshToken,
       refreshTokenExpiresAt: session.expiresAt,
       sessionId: session.id,
       userId: session.userId
-    }
-  }
-
-  /**
-   * Runs a store call with a deadline; any failure becomes a 503 and nothing is issued. The
-   * deadline goes to the store too, on the wall clock: a write that reaches it later is dropped
-   * there (docs/design.md, «A 503 is the truth»).
-   */
-  async #call<T> (operation: (deadline: number) => Promise<T>): Promise<T> {
-    try {
-      const result = await this.#deadlines.run(operation)
-      this.health.succeeded()
-      return result
-    } catch (cause) {
-      this.health.failed(cause)
-      throw new StoreUnavailableError({ cause })
     }
   }
 }

@@ -4,6 +4,7 @@ import {
   count, GRACE, hash, KEEP, MAX_AGE, MINUTE, type RecordFactory, recordFactory, renewed, rotatedSession, rotationRequest, sessionRecord, waitFor
 } from './testing/fixtures.js'
 import { definePolicyChecks } from './testing/policy-checks.js'
+import { defineProofChecks } from './testing/proof-checks.js'
 
 export { rotationRequest, sessionRecord }
 
@@ -32,7 +33,10 @@ export interface StoreConformanceOptions {
   concurrency?: number
 }
 
-/** Registers every conformance test. */
+/**
+ * Registers every conformance test. Those of an optional method (`subscribeRevocations`,
+ * `useOnce`) pass at once on a store without it; the `useOnce` expiry check waits 200 ms.
+ */
 export function defineStoreConformance (options: StoreConformanceOptions): void {
   const concurrency = options.concurrency ?? 100
   // Each check gets its own record factory, bound to its own store: no state outside the check,
@@ -344,6 +348,7 @@ export function defineStoreConformance (options: StoreConformanceOptions): void 
   })
 
   definePolicyChecks(check, concurrency)
+  defineProofChecks(check)
 }
 
 const rotation = rotationRequest

@@ -37,6 +37,8 @@ export interface AccessTokenClaims {
   amr?: string[]
   /** The session's claims version when above 0 (docs/design.md, «Claims that change»). */
   cv?: number
+  /** The DPoP key the token is bound to (RFC 9449 §6.1): its RFC 7638 thumbprint. */
+  cnf?: { jkt: string }
 }
 
 /** What an access token states about its session besides the app's claims: RFC 9470 and the claims version. */
@@ -83,6 +85,8 @@ export interface TokenCodecOptions {
   clockTolerance: number
   /** Verified access tokens remembered, so a client reusing its token skips the HMAC; 0 = none. */
   verifyCacheSize: number
+  /** Whether refresh tokens of DPoP-bound sessions are read (the `dpop` option is on). */
+  dpop?: boolean
   issuer?: string
   audience?: string
 }
@@ -94,7 +98,7 @@ export interface SignedAccessToken {
 }
 
 // The plugin's own claims: an app's claims never set them (docs/design.md, «Step-up authentication»).
-const RESERVED_CLAIMS = ['sub', 'sid', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'auth_time', 'acr', 'amr', 'cv']
+const RESERVED_CLAIMS = ['sub', 'sid', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'auth_time', 'acr', 'amr', 'cv', 'cnf']
 
 /**
  * Access and refresh token codec. Access and refresh tokens use distinct keys and distinct
@@ -127,7 +131,7 @@ export class TokenCodec {
         const claims = verifyWith(this.#legacyRefresh, token, InvalidRefreshTokenError, RefreshTokenExpiredError, this.#refreshTokenTtl, 0) as unknown as RefreshTokenClaims
         return { ...claims, hash: legacyTokenHash(claims.jti), legacy: true }
       }
-    })
+    }, options.dpop)
     this.#accessTokenTtl = options.accessTokenTtl
     this.#refreshTokenTtl = options.refreshTokenTtl
     this.#clockTolerance = options.clockTolerance
@@ -136,7 +140,8 @@ export class TokenCodec {
     this.#audience = options.audience
   }
 
-  signAccessToken (subject: string, sessionId: string, claims: Record<string, unknown>, now: number, session: SessionClaims = {}): SignedAccessToken {
+  /** `jkt`: the thumbprint of the DPoP key the token is bound to (`cnf`, RFC 9449 §6.1), when the request proved one. */
+  signAccessToken (subject: string, sessionId: string, claims: Record<string, unknown>, now: number, session: SessionClaims = {}, jkt?: string): SignedAccessToken {
     const iat = Math.floor(now / 1000)
     const payload: Record<string, unknown> = {}
     for (const key of Object.keys(claims)) {
@@ -156,6 +161,7 @@ export class TokenCodec {
       if (authentication.amr !== undefined) payload.amr = authentication.amr
     }
     if (claimsVersion > 0) payload.cv = claimsVersion
+    if (jkt !== undefined) payload.cnf = { jkt }
     const token = this.#signer.sign(payload)
     return { token: this.#signer.algorithm === 'ES256' ? withLowS(token) : token, expiresIn: this.#accessTokenTtl }
   }

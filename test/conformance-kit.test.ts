@@ -115,3 +115,39 @@ t.test('a store without push passes: the push test has nothing to check', async 
   const results = await runKit(() => pollOnly(new MemoryStore()))
   t.same(failed(results), [])
 })
+
+/** A replay cache that looks, yields, then records: two concurrent uses both see the key new. */
+class RacyReplayStore extends MemoryStore {
+  readonly #used = new Map<string, number>()
+  override async useOnce (key: string, expiresAt: number, now: number): Promise<boolean> {
+    const until = this.#used.get(key)
+    await new Promise((resolve) => setImmediate(resolve))
+    if (until !== undefined && now < until) return false
+    this.#used.set(key, expiresAt)
+    return true
+  }
+}
+
+t.test('the kit catches a replay cache that is not atomic', async (t) => {
+  const results = await runKit(() => new RacyReplayStore())
+  t.same(failed(results), ['useOnce (when implemented): 20 concurrent uses of one key: exactly one true'])
+  t.match(results.get(failed(results)[0] as string)?.message, /one true, the rest false/)
+})
+
+/** Keeps a key through the millisecond of its expiry (`now > expiresAt`), or forgets it a ms early. */
+class OffByOneReplayStore extends MemoryStore {
+  constructor (readonly shift: number) { super() }
+  override async useOnce (key: string, expiresAt: number, now: number): Promise<boolean> {
+    return await super.useOnce(key, expiresAt + this.shift, now)
+  }
+}
+
+t.test('the kit catches a replay cache whose expiry is off by a millisecond', async (t) => {
+  const expiry = 'useOnce (when implemented): a key is expired at `now >= expiresAt`: live a ms before, new at it and after it'
+  const late = await runKit(() => new OffByOneReplayStore(1))
+  t.same(failed(late), [expiry])
+  t.match(late.get(expiry)?.message, /expired at its expiresAt: used anew/)
+  const early = await runKit(() => new OffByOneReplayStore(-1))
+  t.same(failed(early), [expiry])
+  t.match(early.get(expiry)?.message, /live a ms before its expiresAt/)
+})

@@ -3,6 +3,7 @@ import fc from 'fast-check'
 import t from 'tap'
 import { MemoryStore } from '../lib/stores/memory.js'
 import { isPackable, packClaims, packIp, stringHash, unpackClaims, unpackIp } from '../lib/stores/memory/codec.js'
+import { ProofIds } from '../lib/stores/memory/proof-ids.js'
 import type { RotateRequest, SessionRecord } from '../lib/stores/types.js'
 import { defineStoreConformance } from '../lib/testing.js'
 
@@ -334,10 +335,12 @@ t.test('maxSessions evicts the oldest session', async (t) => {
 })
 
 t.test('option validation', async (t) => {
-  for (const [name, value] of [['maxSessions', 0], ['maxSessions', 1.5], ['maxSessions', -1], ['maxSessions', NaN], ['sweepBatchSize', 0], ['sweepBatchSize', 2.5]] as const) {
+  for (const [name, value] of [['maxSessions', 0], ['maxSessions', 1.5], ['maxSessions', -1], ['maxSessions', NaN], ['sweepBatchSize', 0], ['sweepBatchSize', 2.5],
+    ['maxProofIds', 0], ['maxProofIds', 0.5], ['maxProofIds', Infinity]] as const) {
     t.throws(() => new MemoryStore({ [name]: value }), { name: 'TypeError', message: new RegExp(`"${name}"`) }, `${name}: ${value}`)
   }
-  t.doesNotThrow(() => new MemoryStore({ maxSessions: 1, sweepBatchSize: 1 }))
+  t.throws(() => new MemoryStore({ maxProofIds: -1 }), { name: 'TypeError', message: 'MemoryStore option "maxProofIds" must be a positive integer, got -1' })
+  t.doesNotThrow(() => new MemoryStore({ maxSessions: 1, sweepBatchSize: 1, maxProofIds: 1 }))
   t.doesNotThrow(() => new MemoryStore())
 })
 
@@ -653,4 +656,57 @@ t.test('session caps: ties end the older session, then the smaller id; ended ses
   const collision = record({ id: 'newest', createdAt: T0 + 2, lastUsedAt: T0 + 2 })
   t.strictSame(await store.createSession(collision, { sessionLimit: { ...limit, policy: 'refuse' } }), { outcome: 'refused' })
   t.strictSame(await store.getSession('newest', T0 + 2), newest, 'not even the session whose id it had is overwritten')
+})
+
+t.test('useOnce: expired proof ids leave from the front on every use; one out of order waits for the sweep or its next use', async (t) => {
+  const ids = new ProofIds(100)
+  for (let i = 0; i < 5; i++) t.equal(ids.useOnce(`k${i}`, T0 + 1000 + i, T0), true)
+  t.equal(ids.useOnce('early', T0 + 500, T0), true, 'out of order: it expires before those ahead of it')
+  t.equal(ids.size, 6)
+  t.equal(ids.useOnce('next', T0 + 5000, T0 + 1002), true)
+  t.equal(ids.size, 4, 'k0 to k2 (expired at now >= expiresAt) dropped; the look stopped at k3, live')
+  t.equal(ids.useOnce('k3', T0 + 5000, T0 + 1002), false, 'k3 is live')
+  t.equal(ids.useOnce('early', T0 + 6000, T0 + 1002), true, 'an expired key still held is used anew')
+  t.equal(ids.useOnce('early', T0 + 6000, T0 + 1002), false, 'recorded until its new expiry')
+  t.equal(ids.size, 4)
+  t.equal(ids.useOnce('k5', T0 + 7000, T0 + 5000), true)
+  t.equal(ids.size, 2, 'k3, k4 and next dropped: early was moved to the end, where its new expiry belongs')
+  t.equal(ids.useOnce('early', T0 + 8000, T0 + 6000), true, 'and leaves from the front in turn')
+  t.equal(ids.size, 2, 'k5 and early')
+})
+
+t.test('useOnce: the sweep drops every expired proof id, in batches, yielding to the event loop', async (t) => {
+  const ids = new ProofIds(100)
+  for (let i = 0; i < 5; i++) ids.useOnce(`k${i}`, T0 + (i % 2 === 0 ? 2000 : 1000), T0)
+  const order: string[] = []
+  setImmediate(() => order.push('immediate'))
+  await ids.sweep(T0 + 1000, 2).then(() => order.push('sweep done'))
+  t.same(order, ['immediate', 'sweep done'], 'a callback scheduled before the sweep ran before it finished')
+  t.equal(ids.size, 3, 'k1 and k3, behind live keys, are gone')
+  await ids.sweep(T0 + 2000, 10)
+  t.equal(ids.size, 0)
+
+  // Through the store: the sweep frees the room an out-of-order key took, so nothing live is evicted.
+  const store = new MemoryStore({ maxProofIds: 2, sweepBatchSize: 1 })
+  t.equal(await store.useOnce('x', T0 + 2000, T0), true)
+  t.equal(await store.useOnce('y', T0 + 1000, T0), true)
+  t.equal(await store.sweep(T0 + 1000), 0, 'no session to sweep')
+  t.equal(await store.useOnce('z', T0 + 3000, T0 + 1000), true)
+  t.equal(await store.useOnce('x', T0 + 2000, T0 + 1000), false, 'x stayed: y was swept, so z did not evict it')
+})
+
+t.test('maxProofIds: when full, the oldest proof id goes (the nearest to expiry); a new proof is never refused', async (t) => {
+  const store = new MemoryStore({ maxProofIds: 2 })
+  t.equal(await store.useOnce('a', T0 + 1000, T0), true)
+  t.equal(await store.useOnce('b', T0 + 1001, T0), true)
+  t.equal(await store.useOnce('c', T0 + 1002, T0), true, 'full: a goes, c is recorded')
+  t.equal(await store.useOnce('c', T0 + 1002, T0), false)
+  t.equal(await store.useOnce('b', T0 + 1001, T0), false, 'b stays')
+  t.equal(await store.useOnce('a', T0 + 1003, T0), true, 'a was evicted: its replay is accepted (it had the least time left)')
+  t.equal(await store.useOnce('c', T0 + 1002, T0), false, 'b went for it, c stays')
+  t.equal(await store.useOnce('b', T0 + 1004, T0), true)
+  // The default holds a million.
+  const large = new MemoryStore()
+  for (let i = 0; i < 1000; i++) await large.useOnce(`k${i}`, T0 + 1000, T0)
+  t.equal(await large.useOnce('k0', T0 + 1000, T0), false, 'far below the default cap, nothing is evicted')
 })

@@ -147,15 +147,18 @@ async function suite (): Promise<void> {
       claims_version: 'integer'
     })
     t.same(shape('token_auth_revocations'), { seq: 'bigint', session_id: 'text', revoked_at: 'bigint', keep_until: 'bigint', claims_version: 'integer null' })
+    t.same(shape('token_auth_proof_ids'), { key: 'text', expires_at: 'bigint' })
     const indexes = await pool.query('SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 ORDER BY indexname', [schema])
     t.same(indexes.rows.map((row) => row.indexdef.replace(/^.* USING /, '')), [
+      'btree (expires_at)',
+      'btree (key)',
       'btree (keep_until)',
       'btree (seq)',
       'btree (revoked_at)',
       'btree (id)',
       'btree (sweep_at)',
       'btree (user_id, created_at)'
-    ], 'primary keys, per-user, sweep and feed indexes; expires_at, which every rotation writes, is not indexed')
+    ], 'primary keys, per-user, sweep, feed and proof-id indexes; the sessions\' expires_at, which every rotation writes, is not indexed')
     t.same(await fillfactor(schema), ['fillfactor=80'], 'room on each page for a rotation\'s HOT update')
     t.same(await functions(schema), ['token_auth_create_session_v2/22', 'token_auth_rotate_many_v2/15', 'token_auth_rotate_v2/15'])
 
@@ -173,7 +176,7 @@ async function suite (): Promise<void> {
     const other = await freshSchema(t)
     await pool.query(postgresMigrationSql({ schema: other, tablePrefix: 'other_' }))
     const tables = await pool.query('SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [other])
-    t.same(tables.rows.map((row) => row.table_name), ['other_revocations', 'other_sessions'], 'the SQL runs as is in a plain query')
+    t.same(tables.rows.map((row) => row.table_name), ['other_proof_ids', 'other_revocations', 'other_sessions'], 'the SQL runs as is in a plain query')
   })
 
   t.test('migration: all or nothing; the schema must exist', async (t) => {
@@ -702,6 +705,39 @@ async function suite (): Promise<void> {
     t.equal(await store.sweep(T0 + MINUTE), 0)
   })
 
+  t.test('useOnce: a row per proof id; the sweep deletes expired ones in bounded batches, skips locked ones, keeps live ones', async (t) => {
+    const store = await freshStore(t, { sweepBatchSize: 10, sweepMaxBatches: 2 })
+    const schema = store.channel.split('.')[0] as string
+    const table = `"${schema}".token_auth_proof_ids`
+    const rows = async (): Promise<number> => Number((await pool.query(`SELECT count(*) AS n FROM ${table}`)).rows[0].n)
+    const key = (): string => randomBytes(16).toString('base64url')
+    const expired = Array.from({ length: 25 }, key)
+    const live = Array.from({ length: 5 }, key)
+    for (const id of expired) t.equal(await store.useOnce(id, T0 + MINUTE, T0), true)
+    for (const id of live) t.equal(await store.useOnce(id, T0 + 10 * MINUTE, T0), true)
+    t.same((await pool.query(`SELECT expires_at FROM ${table} WHERE key = $1`, [live[0]])).rows, [{ expires_at: String(T0 + 10 * MINUTE) }])
+
+    t.equal(await store.sweep(T0 + MINUTE - 1), 0, 'nothing has expired yet')
+    t.equal(await rows(), 30)
+    t.equal(await store.sweep(T0 + MINUTE), 0, 'proof ids are not sessions: not counted')
+    t.equal(await rows(), 10, 'two batches of 10, then the call stops')
+    const locker = await pool.connect()
+    t.teardown(() => locker.release())
+    await locker.query('BEGIN')
+    await locker.query(`SELECT key FROM ${table} WHERE key = $1 FOR UPDATE`, [expired[24]])
+    await store.sweep(T0 + MINUTE)
+    t.equal(await rows(), 6, 'a short batch ends the call; the row in use is left for the next sweep')
+    await locker.query('ROLLBACK')
+    await store.sweep(T0 + MINUTE)
+    t.same((await pool.query(`SELECT key FROM ${table} ORDER BY key`)).rows.map((row) => row.key), [...live].sort(), 'the live ones stay')
+    for (const id of live) t.equal(await store.useOnce(id, T0 + 11 * MINUTE, T0 + MINUTE), false, 'and are still refused')
+
+    await migrate(pool, { schema })
+    await migrate(pool, { schema })
+    t.equal(await rows(), 5, 'migrating again (twice) keeps the table and its rows')
+    t.equal(await store.useOnce(live[0] as string, T0 + 11 * MINUTE, T0 + MINUTE), false)
+  })
+
   t.test('prepared statements: named per text by default; plain statements when turned off', async (t) => {
     const schema = await freshSchema(t)
     await migrate(pool, { schema })
@@ -715,7 +751,7 @@ async function suite (): Promise<void> {
       t.equal((await store.rotate(rotation(session))).outcome, 'grace', 'twice on one connection')
       t.equal(await store.sweep(T0), 0)
       const names = await single.query("SELECT name FROM pg_prepared_statements WHERE name LIKE 'fastify\\_token\\_auth\\_%'")
-      t.equal(names.rows.length, preparedStatements ? 4 : 0, `preparedStatements: ${preparedStatements}`)
+      t.equal(names.rows.length, preparedStatements ? 5 : 0, `preparedStatements: ${preparedStatements}`)
     }
   })
 

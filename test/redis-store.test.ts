@@ -260,6 +260,43 @@ async function suite (): Promise<void> {
     t.ok((figures['packed, sessionIdFor ids'] as number) < 350, 'packed: a bucket with one session stays under 350 bytes')
   })
 
+  t.test('useOnce: one key per proof id under the prefix, with a TTL from the caller\'s times; through node-redis and ioredis', async (t) => {
+    for (const [name, redis] of [['node-redis', client], ['ioredis', io]] as const) {
+      const prefix = freshPrefix(t)
+      const store = new RedisStore({ client: redis, prefix })
+      t.teardown(() => store.close())
+      const key = randomBytes(16).toString('base64url')
+      const now = Date.now() - 5000 // the caller's clock, behind Redis's: the TTL is relative all the same
+      const used = await timed(async () => { t.equal(await store.useOnce(key, now + MINUTE, now), true, `${name}: first use`) })
+      t.equal(await store.useOnce(key, now + 2 * MINUTE, now + 1), false, `${name}: second use`)
+      t.strictSame(await keysOf(prefix), [`${prefix}once:${key}`], `${name}: one key, ${prefix}once:<key>`)
+      t.equal(await client.get(`${prefix}once:${key}`), '1', 'holding only a marker')
+      const pttl = Number(await client.pTTL(`${prefix}once:${key}`))
+      t.ok(pttl > MINUTE - 1000 && pttl <= MINUTE, `${name}: PTTL ${pttl}, expiresAt - now (the second call changed nothing)`)
+      await expiresWithin(t, `${prefix}once:${key}`, used, MINUTE, `${name}: it expires expiresAt - now after the write`)
+
+      const brief = randomBytes(16).toString('base64url')
+      t.equal(await store.useOnce(brief, now + 1, now), true, 'one ms left: PX 1')
+      t.ok(Number(await client.pTTL(`${prefix}once:${brief}`)) <= 1, 'gone within a ms')
+    }
+  })
+
+  t.test('useOnce: memory per proof id (MEMORY USAGE), and nothing for the sweep to do', async (t) => {
+    const prefix = freshPrefix(t)
+    const store = new RedisStore({ client, prefix })
+    t.teardown(() => store.close())
+    const count = 200
+    const now = Date.now()
+    for (let i = 0; i < count; i++) await store.useOnce(randomBytes(16).toString('base64url'), now + MINUTE, now)
+    let total = 0
+    // Measured under the default prefix's length: this test's prefix is longer.
+    for (const key of await keysOf(prefix)) total += Number(await client.memoryUsage(key, { SAMPLES: 0 })) - (prefix.length - 'fta:'.length)
+    t.comment(`bytes per proof id: ${total / count}`)
+    t.ok(total / count < 100, 'under 100 bytes of Redis memory each')
+    t.equal(await store.sweep(now + 2 * MINUTE), 0)
+    t.equal((await keysOf(prefix)).length, count, 'the sweep leaves proof ids to their TTL')
+  })
+
   t.test('records round-trip exactly through rotations: integers beyond cjson\'s 14 digits, unicode, escapes', async (t) => {
     const store = freshStore(t)
     const awkward = session({

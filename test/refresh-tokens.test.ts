@@ -42,6 +42,22 @@ t.test('ids a token cannot carry are refused when minting, as the app\'s or the 
   t.same(tokens.read(longest.token), { sub: 'u'.repeat(512), sid: 'session', jti, hash: longest.hash }, 'a user id of 512 bytes')
 })
 
+t.test('a token bound to a DPoP key names its thumbprint, read only where DPoP is on; a thumbprint of another shape is a bug', async (t) => {
+  const jkt = createHash('sha256').update('a key').digest('base64url')
+  for (const bad of ['', 'short', `${jkt}x`, `${jkt.slice(0, 42)}.`]) {
+    t.throws(() => tokens.mint('user-1', 'session', jti, bad), TypeError, `thumbprint ${JSON.stringify(bad)}`)
+  }
+  const bound = new RefreshTokens(REFRESH_SECRET, undefined, true)
+  const minted = bound.mint('user-1', 'session', jti, jkt)
+  t.equal(minted.token.split('.')[2], jkt)
+  t.same(bound.read(minted.token), { sub: 'user-1', sid: 'session', jti, hash: minted.hash, jkt })
+  t.throws(() => tokens.read(minted.token), InvalidRefreshTokenError, 'DPoP off: a bound token is not read')
+  const [sid, user, , rest] = minted.token.split('.')
+  const otherKey = createHash('sha256').update('another key').digest('base64url')
+  t.throws(() => bound.read(`${sid}.${user}.${otherKey}.${rest}`), InvalidRefreshTokenError, 'the thumbprint is covered by the tag')
+  t.throws(() => bound.read(`${sid}.${user}.${rest}`), InvalidRefreshTokenError, 'and cannot be dropped')
+})
+
 t.test('without an earlier format, a JWT is just not a token', async (t) => {
   t.throws(() => tokens.read('eyJhbGciOiJIUzI1NiJ9.e30.c2ln'), InvalidRefreshTokenError)
 })

@@ -1,3 +1,4 @@
+import { DPOP_ALGORITHMS, type DpopAlgorithm } from '../dpop/proof.js'
 import { InvalidOptionError } from '../errors.js'
 import { resolveAccessKeys, validateSecret } from '../keys.js'
 import type { TokenStore } from '../stores/types.js'
@@ -239,6 +240,20 @@ export const optionSpecs = {
       return resolveFields(introspectionFields, objectOrUndefined<IntrospectionOptions>(value, name, 'false or { clients, rateLimit }'), name, options)
     }
   },
+
+  dpop: oneOf(['off', 'optional', 'required'], 'off'),
+  dpopAlgorithms: {
+    default: show(DPOP_ALGORITHMS),
+    resolve (value, name): DpopAlgorithm[] {
+      if (value === undefined) return [...DPOP_ALGORITHMS]
+      if (!Array.isArray(value) || value.length === 0 || value.some((algorithm) => !(DPOP_ALGORITHMS as readonly unknown[]).includes(algorithm))) {
+        throw new InvalidOptionError(name, `must be a non-empty array of ${DPOP_ALGORITHMS.map((v) => `'${v}'`).join(', ')}, got ${describe(value)}`)
+      }
+      return [...new Set(value as DpopAlgorithm[])]
+    }
+  },
+  dpopProofLifetime: integer(60, { min: 1, max: 3600, unit: 'seconds' }),
+  dpopNonce: boolean(false),
 
   loginRateLimit: rateLimit(loginThrottlePresets.balanced.loginRateLimit),
   accountRateLimit: rateLimit(loginThrottlePresets.balanced.accountRateLimit),

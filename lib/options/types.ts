@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify'
+import type { DpopAlgorithm } from '../dpop/proof.js'
 import type { AccessTokenKey } from '../keys.js'
 import type { RefreshHook } from '../refresh-hook.js'
 import type { AuthUser } from '../sessions.js'
@@ -297,6 +298,32 @@ export interface TokenAuthOptions {
    * @default { max: 20, timeWindow: 900000 }
    */
   accountRateLimit?: RateLimitOptions | false
+
+  // Sender-constrained sessions (RFC 9449; docs/design.md, «Sender-constrained sessions (DPoP)»)
+
+  /**
+   * DPoP: `'optional'` binds a session to the key of the DPoP proof its login carries (a login
+   * without one is a bearer session), `'required'` refuses logins and refreshes without a proof.
+   * Needs a store with `useOnce`, the proofs' replay cache (the three stores here have it).
+   * @default 'off'
+   */
+  dpop?: 'off' | 'optional' | 'required'
+  /**
+   * The proof algorithms accepted, a non-empty subset of the default.
+   * @default ['ES256', 'EdDSA', 'RS256', 'PS256', 'ES384']
+   */
+  dpopAlgorithms?: DpopAlgorithm[]
+  /**
+   * Seconds a DPoP proof stays acceptable after its `iat`; its `jti` is remembered that long.
+   * @default 60
+   */
+  dpopProofLifetime?: number
+  /**
+   * Require a server nonce in every DPoP proof (RFC 9449 §8): answers carry `DPoP-Nonce`, and a
+   * proof without a current one is refused with `use_dpop_nonce` (the client retries once).
+   * @default false
+   */
+  dpopNonce?: boolean
 
   // The store, and this process's work around it
 

@@ -1,5 +1,6 @@
 import type { onRequestAsyncHookHandler } from 'fastify'
 import type { createCrossSiteCheck } from '../csrf.js'
+import type { DpopProofs } from '../dpop/requests.js'
 import type { TokenAuthEvents } from '../events.js'
 import type { ResolvedOptions } from '../options.js'
 import type { SessionService } from '../sessions.js'
@@ -12,6 +13,8 @@ export interface RoutesContext {
   sessions: SessionService
   events: TokenAuthEvents
   authenticate: onRequestAsyncHookHandler
+  /** The DPoP proofs of requests (docs/design.md, «Sender-constrained sessions (DPoP)»). */
+  dpop: DpopProofs
 }
 
 /** What a route module gets: the plugin's parts and the pieces the routes share. Each takes the fields it uses. */

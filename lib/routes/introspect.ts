@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { IntrospectionThrottledError, InvalidClientError } from '../errors.js'
-import { singleAuthorization } from '../guard.js'
+import { singleAuthorization } from '../single-header.js'
 import { introspect } from '../introspection.js'
 import type { IntrospectionOptions } from '../options.js'
 import { BODY_LIMIT, type RouteContext } from './context.js'

@@ -9,9 +9,9 @@ export interface LoginBody { username: string, password: string, refreshTokenTra
 
 /** `POST /login`: username and password for a new session's tokens. */
 export function loginRoute (
-  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'events' | 'transport' | 'crossSiteCheck' | 'loginThrottles'>
+  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'events' | 'transport' | 'crossSiteCheck' | 'loginThrottles' | 'dpop'>
 ): void {
-  const { options, sessions, events, transport, loginThrottles } = context
+  const { options, sessions, events, transport, loginThrottles, dpop } = context
   const verifyCredentials = options.verifyCredentials as NonNullable<ResolvedOptions['verifyCredentials']>
   app.post<{ Body: LoginBody }>(path, {
     bodyLimit: BODY_LIMIT,
@@ -21,19 +21,21 @@ export function loginRoute (
       summary: 'Log in with a username and password',
       security: [],
       body: loginBodySchema(options.responseFormat, options.refreshTokenTransport),
-      response: { ...tokenResponses(options.responseFormat, transport.usesBody), ...sessionLimitResponse(options) }
+      response: { ...tokenResponses(options.responseFormat, transport.usesBody, options.dpop !== 'off'), ...sessionLimitResponse(options) }
     })
   }, async (request, reply) => {
     const { username, password } = request.body
     // RFC 6749 §4.3.2: the resource owner password credentials grant.
     if (request.body.grant_type !== undefined && request.body.grant_type !== 'password') throw new UnsupportedGrantTypeError()
+    // The proof first: a request refused for it costs no password check (and gets its nonce).
+    const proofKey = await dpop.keyOf(request, reply, true)
     const user = await verifyCredentials(username, password, request)
     const client = clientInfo(request)
     if (user === null) {
       events.emit('loginFailed', { username, ...client })
       throw new InvalidCredentialsError()
     }
-    const tokens = await sessions.issue(user, client)
+    const tokens = await sessions.issue(user, client, proofKey)
     const inBody = options.refreshTokenTransport === 'body' || request.body.refreshTokenTransport === 'body'
     return transport.send(reply, tokens, inBody)
   })

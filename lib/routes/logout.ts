@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
-import { acceptableAccessToken, singleAuthorization } from '../guard.js'
+import { acceptableAccessToken } from '../guard.js'
+import { singleAuthorization } from '../single-header.js'
 import type { SessionService } from '../sessions.js'
 import { BODY_LIMIT, type RouteContext } from './context.js'
 import { documented, logoutQuerystring, logoutSecurity, noContentResponses, refreshBodySchema } from './schemas.js'
@@ -33,9 +34,9 @@ export function sessionToEnd (
  * and keeps the cookie («Fail closed»).
  */
 export function logoutRoute (
-  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'transport' | 'crossSiteCheck' | 'authenticate'>
+  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'transport' | 'crossSiteCheck' | 'authenticate' | 'dpop'>
 ): void {
-  const { options, sessions, transport, authenticate } = context
+  const { options, sessions, transport, authenticate, dpop } = context
   app.post<{ Querystring: { all?: 'true' | 'false' }, Body: { refreshToken?: string } | undefined }>(path, {
     bodyLimit: BODY_LIMIT,
     onRequest: context.crossSiteCheck,
@@ -53,7 +54,9 @@ export function logoutRoute (
       await authenticate.call(app, request, reply)
       await sessions.revokeUserSessions(request.user!.sub, 'logout-all')
     } else {
-      await endSession(sessions, sessionToEnd(transport.presented(request), singleAuthorization(request), sessions))
+      const target = sessionToEnd(transport.presented(request), singleAuthorization(request), sessions)
+      // A bound session's refresh token ends it only with a proof of its key («Sender-constrained sessions (DPoP)»).
+      await endSession(sessions, target, target.by === 'refresh-token' ? await dpop.keyOf(request, reply) : undefined)
     }
     if (transport.usesCookie) transport.clearCookie(reply)
     if (options.clearSiteData !== undefined) reply.header('clear-site-data', options.clearSiteData)
@@ -61,9 +64,9 @@ export function logoutRoute (
   })
 }
 
-async function endSession (sessions: SessionService, target: SessionToEnd): Promise<void> {
+async function endSession (sessions: SessionService, target: SessionToEnd, proofKey: string | undefined): Promise<void> {
   if (target.by === 'refresh-token') {
-    await sessions.logout(target.refreshToken)
+    await sessions.logout(target.refreshToken, proofKey)
   } else if (target.by === 'access-token') {
     await sessions.revokeSession(target.sessionId, { userId: target.userId, reason: 'logout' })
   }

@@ -15,9 +15,9 @@ import { clientInfo } from './transport.js'
  */
 export function reauthenticateRoute (
   app: FastifyInstance, path: string,
-  context: Pick<RouteContext, 'options' | 'sessions' | 'events' | 'transport' | 'crossSiteCheck' | 'loginThrottles'>
+  context: Pick<RouteContext, 'options' | 'sessions' | 'events' | 'transport' | 'crossSiteCheck' | 'loginThrottles' | 'dpop'>
 ): void {
-  const { options, sessions, events, transport, loginThrottles } = context
+  const { options, sessions, events, transport, loginThrottles, dpop } = context
   const verifyCredentials = options.verifyCredentials as NonNullable<ResolvedOptions['verifyCredentials']>
   app.post<{ Body: LoginBody }>(path, {
     bodyLimit: BODY_LIMIT,
@@ -27,7 +27,7 @@ export function reauthenticateRoute (
       summary: 'Prove again who the user of the current session is (step-up)',
       security: refreshSecurity(options.refreshTokenTransport),
       body: reauthenticateBodySchema(options.responseFormat, options.refreshTokenTransport),
-      response: reauthenticateResponses(options.responseFormat, transport.usesBody)
+      response: reauthenticateResponses(options.responseFormat, transport.usesBody, options.dpop !== 'off')
     })
   }, async (request, reply) => {
     const presented = transport.presented(request)
@@ -37,6 +37,7 @@ export function reauthenticateRoute (
     // Whose session it is, before the password is looked at: a token that does not verify fails
     // as on the refresh route.
     const owner = await dropDeadCookie(reply, transport, presented, () => sessions.refreshTokenOwner(presented.token))
+    const proofKey = await dpop.keyOf(request, reply)
     const user = await verifyCredentials(username, password, request)
     if (user === null) {
       events.emit('loginFailed', { username, ...client })
@@ -44,7 +45,7 @@ export function reauthenticateRoute (
     }
     if (user.id !== owner) throw new ReauthenticationUserMismatchError()
     return await dropDeadCookie(reply, transport, presented, async () => {
-      const tokens = await sessions.reauthenticate(presented.token, user, client)
+      const tokens = await sessions.reauthenticate(presented.token, user, client, proofKey)
       // The successor goes where the token came from, unless the client asks for the body.
       return transport.send(reply, tokens, presented.inBody || request.body.refreshTokenTransport === 'body')
     })

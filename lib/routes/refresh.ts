@@ -6,9 +6,9 @@ import { clientInfo, type PresentedRefreshToken, type TokenTransport } from './t
 
 /** The refresh route (`POST`, or `GET` when so configured): a refresh token for new tokens, rotating it. */
 export function refreshRoute (
-  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'transport' | 'crossSiteCheck'>
+  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'transport' | 'crossSiteCheck' | 'dpop'>
 ): void {
-  const { options, sessions, transport } = context
+  const { options, sessions, transport, dpop } = context
   app.route<{ Body: Record<string, string> | undefined }>({
     method: options.refreshMethod,
     url: path,
@@ -18,15 +18,16 @@ export function refreshRoute (
       summary: 'Exchange the refresh token for new tokens (rotation)',
       security: refreshSecurity(options.refreshTokenTransport),
       ...(transport.usesBody ? { body: refreshBodySchema(options.responseFormat, options.responseFormat === 'oauth2') } : {}),
-      response: tokenResponses(options.responseFormat, transport.usesBody)
+      response: tokenResponses(options.responseFormat, transport.usesBody, options.dpop !== 'off')
     }),
     handler: async function refresh (request, reply): Promise<object> {
       const grantType = request.body?.grant_type
       if (grantType !== undefined && grantType !== 'refresh_token') throw new UnsupportedGrantTypeError()
       const presented = transport.presented(request)
       if (presented === undefined) throw new MissingRefreshTokenError()
+      const proofKey = await dpop.keyOf(request, reply)
       return await dropDeadCookie(reply, transport, presented, async () => {
-        const tokens = await sessions.refresh(presented.token, clientInfo(request), request)
+        const tokens = await sessions.refresh(presented.token, clientInfo(request), request, proofKey)
         return transport.send(reply, tokens, presented.inBody)
       })
     }

@@ -12,8 +12,8 @@ interface RevokeBody { token: string, token_type_hint?: string }
  * token itself is the proof: no client authentication (our clients are public), no cookie read,
  * so no cross-site check either, and RFC 7009's form body is accepted in every response format.
  */
-export function revokeRoute (app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions'>): void {
-  const { options, sessions } = context
+export function revokeRoute (app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'dpop'>): void {
+  const { options, sessions, dpop } = context
   app.post<{ Body: RevokeBody }>(path, {
     bodyLimit: BODY_LIMIT,
     config: ACCEPTS_FORMS,
@@ -24,7 +24,7 @@ export function revokeRoute (app: FastifyInstance, path: string, context: Pick<R
       response: revokeResponses(options.responseFormat)
     })
   }, async (request, reply) => {
-    await revokeToken(sessions, request.body.token)
+    await revokeToken(sessions, request.body.token, await dpop.keyOf(request, reply))
     return await reply.code(200).send()
   })
 }
@@ -33,15 +33,18 @@ export function revokeRoute (app: FastifyInstance, path: string, context: Pick<R
  * Ends the session a refresh or access token belongs to; resolves with whether one was ended.
  * Refresh and access tokens never parse as each other, so `token_type_hint` cannot change the
  * outcome and is not consulted (RFC 7009 §2.1 lets a server search every type). A token that is
- * neither, expired, or of an ended session ends nothing (§2.2: still a 200).
+ * neither, expired, or of an ended session ends nothing (§2.2: still a 200); nor does a
+ * DPoP-bound one without a proof of its key (`proofKey`): a thief without the key cannot end
+ * the session (docs/design.md, «Sender-constrained sessions (DPoP)»).
  */
-async function revokeToken (sessions: SessionService, token: string): Promise<boolean> {
-  if (await sessions.logout(token)) return true
-  let claims: { sid: string, sub: string }
+async function revokeToken (sessions: SessionService, token: string, proofKey: string | undefined): Promise<boolean> {
+  if (await sessions.logout(token, proofKey)) return true
+  let claims: { sid: string, sub: string, cnf?: { jkt: string } }
   try {
     claims = sessions.verifyAccessToken(token)
   } catch {
     return false
   }
+  if (claims.cnf !== undefined && claims.cnf.jkt !== proofKey) return false
   return await sessions.revokeSession(claims.sid, { userId: claims.sub, reason: 'logout' })
 }

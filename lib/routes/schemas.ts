@@ -74,8 +74,11 @@ const TOKEN_FIELDS = {
   oauth2: { access: 'access_token', type: 'token_type', expires: 'expires_in', description: 'RFC 6749 §5.1 access token response' }
 }
 
-/** Responses of login and refresh; `refreshToken` (or `refresh_token`) only when it may travel in the body. */
-export function tokenResponses (format: ResponseFormat, includesRefreshToken: boolean): Record<string, object> {
+/**
+ * Responses of login and refresh; `refreshToken` (or `refresh_token`) only when it may travel in
+ * the body, and the token type `DPoP` only when DPoP is on.
+ */
+export function tokenResponses (format: ResponseFormat, includesRefreshToken: boolean, dpop: boolean): Record<string, object> {
   const fields = TOKEN_FIELDS[format]
   const refreshToken = { type: 'string', description: 'Only when the refresh token travels in the body' }
   return {
@@ -85,7 +88,7 @@ export function tokenResponses (format: ResponseFormat, includesRefreshToken: bo
       required: [fields.access, fields.type, fields.expires],
       properties: {
         [fields.access]: { type: 'string' },
-        [fields.type]: { type: 'string', enum: ['Bearer'] },
+        [fields.type]: { type: 'string', enum: dpop ? ['Bearer', 'DPoP'] : ['Bearer'] },
         [fields.expires]: { type: 'integer', description: 'Seconds until the access token expires' },
         ...(includesRefreshToken ? { [refreshTokenField(format)]: refreshToken } : {})
       }
@@ -168,10 +171,10 @@ export function reauthenticateBodySchema (format: ResponseFormat, transport: Tra
 }
 
 /** The re-authentication's responses: the login's, and the refusals it adds. */
-export function reauthenticateResponses (format: ResponseFormat, includesRefreshToken: boolean): Record<string, object> {
+export function reauthenticateResponses (format: ResponseFormat, includesRefreshToken: boolean, dpop: boolean): Record<string, object> {
   const schema = format === 'oauth2' ? oauth2ErrorSchema : errorSchema
   return {
-    ...tokenResponses(format, includesRefreshToken),
+    ...tokenResponses(format, includesRefreshToken, dpop),
     401: { ...schema, description: 'Wrong credentials (FST_TOKEN_AUTH_INVALID_CREDENTIALS), or a refresh token refused as by the refresh route' },
     403: { ...schema, description: 'The credentials are another user\'s (FST_TOKEN_AUTH_REAUTHENTICATION_USER_MISMATCH), or a cross-site request' }
   }

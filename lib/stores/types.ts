@@ -257,8 +257,25 @@ export interface TokenStore {
   subscribeRevocations? (listener: (record: RevocationRecord) => void): Promise<() => Promise<void>>
 
   /**
-   * Deletes sessions expired at `now` and feed entries past their keep time, in bounded
-   * batches; resolves with how many sessions went.
+   * Optional; required when the plugin's `dpop` option is on (the plugin refuses to boot without
+   * it). The replay cache of DPoP proofs (RFC 9449 §11.1; docs/design.md, «Sender-constrained
+   * sessions (DPoP)», check 7). Records `key` as used until `expiresAt` (ms) and resolves `true`
+   * when this is its first use, or `false` when it was already recorded and has not expired at
+   * `now`. A key is expired at `now >= expiresAt`, as a session is; an expired key is used anew
+   * (`true`, recorded again until the new `expiresAt`). Atomic across all processes sharing the
+   * store: of concurrent calls with one key, exactly one resolves `true`. `key` is at most 64
+   * characters of [A-Za-z0-9_-] (the plugin passes 22: a hash of the proof's key and jti).
+   * `expiresAt > now`. Rejects like any store call when the backend is unreachable.
+   *
+   * A store whose backend expires keys itself may count the time from `now` to `expiresAt` on
+   * its own clock from the call on (Redis `PX`): a later `now` alone then does not end a key
+   * before that time has passed.
+   */
+  useOnce? (key: string, expiresAt: number, now: number): Promise<boolean>
+
+  /**
+   * Deletes sessions expired at `now`, feed entries past their keep time and (with `useOnce`)
+   * proof ids expired at `now`, in bounded batches; resolves with how many sessions went.
    */
   sweep (now: number): Promise<number>
 

@@ -55,7 +55,7 @@ describe('app.tokenAuth helpers', () => {
   test('the fields of a TokenSet', () => {
     expect<TokenSet>().type.toBe<{
       accessToken: string
-      tokenType: 'Bearer'
+      tokenType: 'Bearer' | 'DPoP'
       expiresIn: number
       refreshToken: string
       refreshTokenExpiresAt: number

@@ -45,6 +45,7 @@ describe('TokenStore', () => {
   test('the optional methods', () => {
     expect<TokenStore['sessionIdFor']>().type.toBe<((userId: string) => string) | undefined>()
     expect<ReturnType<NonNullable<TokenStore['subscribeRevocations']>>>().type.toBe<Promise<() => Promise<void>>>()
+    expect<TokenStore['useOnce']>().type.toBe<((key: string, expiresAt: number, now: number) => Promise<boolean>) | undefined>()
   })
 
   test('RotateResult narrows on its outcome', () => {

@@ -9,6 +9,7 @@ import { packClaims, stringHash } from './codec.js'
 import {
   ABSOLUTE_EXPIRES_AT, EXPIRES_AT, GRACE_USES, LAST_USED_AT, PREVIOUS, SessionSlab, TOKEN
 } from './slab.js'
+import { ProofIds } from './proof-ids.js'
 import { NONE, SlotIndex } from './slot-index.js'
 
 export interface MemoryStoreOptions {
@@ -19,6 +20,12 @@ export interface MemoryStoreOptions {
    */
   maxSessions?: number
   /**
+   * Most DPoP proof ids (`useOnce`) kept at once. When full, the oldest goes: the nearest to
+   * expiry (proof-ids.ts says why that beats refusing new proofs).
+   * @default 1000000
+   */
+  maxProofIds?: number
+  /**
    * Sessions examined per event-loop turn while sweeping, so a sweep never blocks requests.
    * @default 1000
    */
@@ -26,6 +33,7 @@ export interface MemoryStoreOptions {
 }
 
 const DEFAULT_MAX_SESSIONS = 100_000
+const DEFAULT_MAX_PROOF_IDS = 1_000_000
 /** Slots a new store starts with; the slab doubles from there up to `maxSessions`. */
 const INITIAL_CAPACITY = 256
 
@@ -46,12 +54,15 @@ export class MemoryStore implements TokenStore {
   /** The revocation feed, in the order revocations happened. */
   #feed: Array<RevocationRecord & { until: number }> = []
   readonly #listeners = new Set<(record: RevocationRecord) => void>()
+  /** The DPoP replay cache (`useOnce`). */
+  readonly #proofIds: ProofIds
   readonly #maxSessions: number
   readonly #sweepBatchSize: number
 
   constructor (options: MemoryStoreOptions = {}) {
     this.#maxSessions = positiveInteger(options.maxSessions ?? DEFAULT_MAX_SESSIONS, 'maxSessions')
     this.#sweepBatchSize = positiveInteger(options.sweepBatchSize ?? DEFAULT_SWEEP_BATCH, 'sweepBatchSize')
+    this.#proofIds = new ProofIds(positiveInteger(options.maxProofIds ?? DEFAULT_MAX_PROOF_IDS, 'maxProofIds'))
     this.#slab = new SessionSlab(INITIAL_CAPACITY, this.#maxSessions, this.#seed)
     this.#ids = new SlotIndex(this.#slab.capacity)
     this.#users = new SlotIndex(this.#slab.capacity)
@@ -164,6 +175,11 @@ export class MemoryStore implements TokenStore {
     return async () => { this.#listeners.delete(listener) }
   }
 
+  /** No await: the look-up and the record are one atomic step in this process. */
+  async useOnce (key: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.#proofIds.useOnce(key, expiresAt, now)
+  }
+
   async listUserSessions (userId: string, now: number): Promise<SessionRecord[]> {
     return this.#sessionsOf(userId)
       .filter((slot) => now < this.#slab.number(slot, EXPIRES_AT))
@@ -184,6 +200,7 @@ export class MemoryStore implements TokenStore {
       }
       if (++seen % this.#sweepBatchSize === 0) await yieldToEventLoop()
     }
+    await this.#proofIds.sweep(now, this.#sweepBatchSize)
     return removed
   }
 

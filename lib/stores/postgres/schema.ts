@@ -35,6 +35,9 @@ export interface Names {
   createLimitedFunction: string
   revocationsByTime: string
   revocationsByKeep: string
+  /** The DPoP replay cache (`useOnce`). */
+  proofIds: string
+  proofIdsByExpiry: string
   /** The channel as `pg_notify` takes it (a string value). */
   channel: string
   /** The same channel as `LISTEN` takes it (a quoted identifier). */
@@ -92,6 +95,12 @@ const LONGEST_NAME_SUFFIX = 'sessions_user_created_idx'
  *   revoked_at           bigint   indexed: the feed is read by time
  *   keep_until           bigint   indexed: the sweep drops entries from this time on
  *   claims_version       integer  NULL for a revocation; for a claims change, the session's new version
+ *
+ * {proofIds} — the DPoP replay cache (`useOnce`): one row per proof already used, until it expires:
+ *   key                  text     primary key: what the plugin passes, a hash of the proof's key and jti;
+ *                                 a second insert of a live key conflicts and returns nothing
+ *   expires_at           bigint   indexed: the sweep deletes rows from this time on; until then a row
+ *                                 expired at `now` is taken over by the next use of its key
  *
  * {rotateFunction} — the rotation (rotate.ts), replaced on every run.
  * {rotateManyFunction} — coalesced rotations (batch.ts), calling it; replaced on every run.
@@ -165,6 +174,12 @@ $upgrade_feed$;
 CREATE INDEX IF NOT EXISTS {revocationsByTime} ON {revocations} (revoked_at);
 -- The sweep finds feed entries past their keep time.
 CREATE INDEX IF NOT EXISTS {revocationsByKeep} ON {revocations} (keep_until);
+CREATE TABLE IF NOT EXISTS {proofIds} (
+  key text PRIMARY KEY,
+  expires_at bigint NOT NULL
+);
+-- The sweep finds expired proof ids.
+CREATE INDEX IF NOT EXISTS {proofIdsByExpiry} ON {proofIds} (expires_at);
 -- The rotation functions of an unreleased draft of version 2, before re-authentication and
 -- shortened ends: replaced by those below, which take two more parameters.
 DROP FUNCTION IF EXISTS {rotateManyFunction}(text[], text[], text[], bigint[], bigint[], bigint[], bigint[], text[], text[], jsonb[], bigint[], text, bigint[]);
@@ -225,6 +240,8 @@ export function resolveNames (options: PostgresNamingOptions, owner: string): Na
     createLimitedFunction: `${quote(schema)}.${quote(`${prefix}create_session_v2`)}`,
     revocationsByTime: quote(`${prefix}revocations_revoked_idx`),
     revocationsByKeep: quote(`${prefix}revocations_keep_idx`),
+    proofIds: table('proof_ids'),
+    proofIdsByExpiry: quote(`${prefix}proof_ids_expires_idx`),
     channel,
     channelIdentifier: quote(channel)
   }

@@ -134,11 +134,30 @@ WHERE seq IN (
   SELECT seq FROM {revocations} WHERE keep_until <= $1::bigint LIMIT $2::integer FOR UPDATE SKIP LOCKED
 )`
 
+/**
+ * Records a DPoP proof id ($1) until $2, unless it is there and live at $3 (expired at
+ * `expires_at <= now`, as sessions are): a row comes back only for a first use. Concurrent
+ * inserts of one key wait for the first to commit, then see its row live and return nothing.
+ * An expired row is taken over in place, so the sweep need not have run.
+ */
+const USE_ONCE = `INSERT INTO {proofIds} AS p (key, expires_at) VALUES ($1::text, $2::bigint)
+ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE p.expires_at <= $3::bigint
+RETURNING 1`
+
+/**
+ * Deletes at most $2 proof ids expired at $1. The delete re-checks the expiry on the row it
+ * locked: a key used anew meanwhile stays.
+ */
+const SWEEP_PROOF_IDS = `DELETE FROM {proofIds}
+WHERE key IN (
+  SELECT key FROM {proofIds} WHERE expires_at <= $1::bigint LIMIT $2::integer FOR UPDATE SKIP LOCKED
+) AND expires_at <= $1::bigint`
+
 /** One statement as the store runs it: its text and, when prepared, its name. */
 export type Statement = Pick<QueryConfig, 'text' | 'name'>
 
 export type Statements = Record<'createSession' | 'createLimited' | 'getSession' | 'updateUserClaims' | 'rotate' | 'rotateMany' | 'revokeSession' | 'revokeUserSessions' |
-'listUserSessions' | 'revokedSince' | 'sweepSessions' | 'sweepRevocations', Statement>
+'listUserSessions' | 'revokedSince' | 'sweepSessions' | 'sweepRevocations' | 'useOnce' | 'sweepProofIds', Statement>
 
 /**
  * Every statement of a store, with its names filled in. Prepared statements are named after the
@@ -161,6 +180,8 @@ export function statements (names: Names, prepared: boolean): Statements {
     listUserSessions: statement(LIST_USER_SESSIONS),
     revokedSince: statement(REVOKED_SINCE),
     sweepSessions: statement(SWEEP_SESSIONS),
-    sweepRevocations: statement(SWEEP_REVOCATIONS)
+    sweepRevocations: statement(SWEEP_REVOCATIONS),
+    useOnce: statement(USE_ONCE),
+    sweepProofIds: statement(SWEEP_PROOF_IDS)
   }
 }

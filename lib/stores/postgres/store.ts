@@ -178,9 +178,16 @@ export class PostgresStore implements TokenStore {
     }
   }
 
+  /** One statement, one commit: an INSERT that conflicts with a live row returns nothing (statements.ts). */
+  async useOnce (key: string, expiresAt: number, now: number): Promise<boolean> {
+    const { rowCount } = await this.#query(this.#sql.useOnce, [key, expiresAt, now])
+    return rowCount === 1
+  }
+
   async sweep (now: number): Promise<number> {
     const removed = await this.#sweepBatches(this.#sql.sweepSessions, now)
     await this.#sweepBatches(this.#sql.sweepRevocations, now)
+    await this.#sweepBatches(this.#sql.sweepProofIds, now)
     return removed
   }
 
@@ -194,7 +201,8 @@ export class PostgresStore implements TokenStore {
   /**
    * Runs batches until one comes back short or the round cap is reached; resolves with the rows
    * deleted. A sessions batch also reports how many rows were due (some only get a later sweep_at,
-   * statements.ts); a feed batch deletes every row it takes.
+   * statements.ts); a feed or proof-id batch deletes every row it takes (but a proof id used anew
+   * meanwhile, which at worst ends the call early: the next sweep goes on).
    */
   async #sweepBatches (statement: Statement, now: number): Promise<number> {
     let removed = 0

@@ -10,6 +10,8 @@ import { createHash } from 'node:crypto'
  *                        key, scored by expiresAt; TTL: its longest-lived session
  *   Pp:<sessionId>       string, T: the pointer from a session id to its user's slot (see below);
  *                        TTL: the session's absoluteExpiresAt
+ *   Ponce:<key>          string, 1: a DPoP proof id already used (`useOnce`, SET NX); TTL: until the
+ *                        proof's expiresAt, at least 1 ms (never MIN_TTL: nothing reads it back)
  *   P{feed}:at           sorted set, the revocation feed: session id (or `<id>:<claimsVersion>` for
  *                        a claims change, feed.ts) scored by revokedAt
  *   P{feed}:until        sorted set, the same members scored by when they may leave the feed
@@ -81,6 +83,10 @@ export class RedisKeys {
 
   pointer (sessionId: string): string {
     return `${this.prefix}p:${sessionId}`
+  }
+
+  proofId (key: string): string {
+    return `${this.prefix}once:${key}`
   }
 
   feed (part: 'at' | 'until'): string {

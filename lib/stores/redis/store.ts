@@ -259,6 +259,17 @@ export class RedisStore implements TokenStore {
   }
 
   /**
+   * One `SET NX` (keys.ts), so Redis answers OK to the first call only, across every process;
+   * a single key, so any node of a cluster. Its TTL is relative (from `now`, as every TTL here)
+   * and drops the key: the sweep has nothing to do for proofs.
+   */
+  async useOnce (key: string, expiresAt: number, now: number): Promise<boolean> {
+    const redis = await this.#use()
+    const name = this.#keys.proofId(key)
+    return await redis.send(name, ['SET', name, '1', 'PX', String(Math.max(Math.ceil(expiresAt - now), 1)), 'NX']) === 'OK'
+  }
+
+  /**
    * Redis deletes records by their TTL on its own; this removes what TTLs cannot: records
    * expired by the caller's clock before Redis's (the contract's `now`), their index entries,
    * entries left by records that expired by TTL, expired sessions in a bucket that lives on for
