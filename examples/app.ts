@@ -174,6 +174,8 @@ export async function buildApp (config: ExampleConfig, serverOptions: FastifySer
     // A signed-out browser also drops what the app cached or stored for the user.
     clearSiteData: true,
     ...sessionPolicyOptions(config),
+    dpop: config.dpop,
+    dpopNonce: config.dpopNonce,
     ...(store === undefined ? {} : { store })
   })
   app.tokenAuth.events.on('reuseDetected', (event) => {

@@ -48,6 +48,10 @@ export interface ExampleConfig {
   sessionLimitPolicy: 'end-least-recent' | 'refuse'
   /** `same-device`: a refresh from another User-Agent than the sign-in's ends the session. */
   refreshPolicy: 'any' | 'same-device'
+  /** The plugin's `dpop` option (sender-constrained sessions, RFC 9449). */
+  dpop: 'off' | 'optional' | 'required'
+  /** The plugin's `dpopNonce`: proofs must carry a server nonce. */
+  dpopNonce: boolean
 }
 
 /** Reads DESIGN §4's variables; throws a clear error for a bad value. */
@@ -69,6 +73,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): ExampleCon
   const cookieHostPrefix = env.COOKIE_HOST_PREFIX === 'true'
   const sessionLimitPolicy = oneOf(env, 'SESSION_LIMIT_POLICY', ['end-least-recent', 'refuse'] as const)
   const refreshPolicy = oneOf(env, 'REFRESH_POLICY', ['any', 'same-device'] as const)
+  const dpop = oneOf(env, 'DPOP', ['off', 'optional', 'required'] as const)
   const accessKeyGiven = asymmetric ? env.ACCESS_TOKEN_PRIVATE_KEY !== undefined : env.ACCESS_TOKEN_SECRET !== undefined
   return {
     logLevel: env.LOG_LEVEL ?? 'info',
@@ -103,7 +108,9 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): ExampleCon
     stepUpMaxAge: wholeNumber(env, 'STEP_UP_MAX_AGE', 300),
     maxSessions: env.MAX_SESSIONS === undefined ? undefined : wholeNumber(env, 'MAX_SESSIONS', 0),
     sessionLimitPolicy,
-    refreshPolicy
+    refreshPolicy,
+    dpop,
+    dpopNonce: env.DPOP_NONCE === 'true'
   }
 }
 

@@ -162,6 +162,12 @@ export { ACCESS_TOKEN_ALGORITHMS, type AccessTokenAlgorithm, type AccessTokenKey
 export { createVerifyCredentials, hashPassword, verifyPassword, type VerifyCredentialsOptions } from './passwords.js'
 export type * from './events.js'
 export { TokenAuthEvents } from './events.js'
+// For a resource server that verifies our access tokens itself: DPoP-bound ones need their proof
+// checked the same way (docs/design.md, «Sender-constrained sessions (DPoP)»).
+export {
+  accessTokenHash as dpopAccessTokenHash, DPOP_ALGORITHMS, type DpopAlgorithm, DpopProofError, jwkThumbprint,
+  type ProofExpectations as DpopProofExpectations, type VerifiedProof as VerifiedDpopProof, verifyProof as verifyDpopProof
+} from './dpop/proof.js'
 export { collectMetrics, type MetricsCollector, type MetricsOptions, PROMETHEUS_CONTENT_TYPE } from './metrics.js'
 export * as errors from './errors.js'
 export type { TokenAuthErrorCode } from './errors.js'
