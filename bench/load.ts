@@ -3,7 +3,7 @@
 import autocannon, { type Options } from 'autocannon'
 import { performance } from 'node:perf_hooks'
 import { CONNECTIONS } from './config.js'
-import { ME_BODY } from './server/scenarios.js'
+import { ME_BODY, usesProofs } from './server/scenarios.js'
 import type { Server } from './spawn.js'
 
 export interface Sample {
@@ -29,25 +29,57 @@ export interface Sample {
 
 /** One request by hand first: a misconfigured scenario must not be timed. Every GET /me answers the same body. */
 export async function checkGet (server: Server): Promise<void> {
-  const response = await fetch(`${server.url}/me`, { headers: getHeaders(server) })
+  const proof: Record<string, string> = usesProofs(server.scenario) ? { dpop: (await server.issue(1))[0] as string } : {}
+  const response = await fetch(`${server.url}/me`, { headers: { ...getHeaders(server), ...proof } })
   const body = await response.text()
   if (response.status !== 200 || body !== ME_BODY) throw new Error(`${server.scenario}: GET /me answered ${response.status} ${body}`)
 }
 
 /** A refresh token is an opaque string: sent as the cookie, its successor taken from Set-Cookie. */
 export async function checkRefresh (server: Server): Promise<void> {
-  const [token] = await server.issue(1)
-  const response = await fetch(`${server.url}/auth/refresh`, { method: 'POST', headers: { cookie: `refresh_token=${token}` } })
+  const [token, proof] = ((await server.issue(1))[0] as string).split(' ')
+  const response = await fetch(`${server.url}/auth/refresh`, { method: 'POST', headers: refreshHeaders(token as string, proof) })
   const body = await response.json() as { accessToken?: unknown, tokenType?: unknown, expiresIn?: unknown }
   const cookie = response.headers.get('set-cookie') ?? ''
-  if (response.status !== 200 || typeof body.accessToken !== 'string' || body.tokenType !== 'Bearer' || typeof body.expiresIn !== 'number' ||
+  const tokenType = proof === undefined ? 'Bearer' : 'DPoP'
+  if (response.status !== 200 || typeof body.accessToken !== 'string' || body.tokenType !== tokenType || typeof body.expiresIn !== 'number' ||
     !cookie.startsWith('refresh_token=') || cookie.startsWith(`refresh_token=${token};`)) {
     throw new Error(`${server.scenario}: POST /auth/refresh answered ${response.status} ${JSON.stringify(body)} set-cookie: ${cookie}`)
   }
 }
 
 function getHeaders (server: Server): Record<string, string> {
-  return server.token === undefined ? {} : { authorization: `Bearer ${server.token}` }
+  if (server.token === undefined) return {}
+  return { authorization: `${usesProofs(server.scenario) ? 'DPoP' : 'Bearer'} ${server.token}` }
+}
+
+/** A refresh token in the cookie, and its DPoP proof when the scenario binds sessions. */
+function refreshHeaders (token: string, proof: string | undefined): Record<string, string> {
+  return { cookie: `refresh_token=${token}`, ...(proof === undefined ? {} : { dpop: proof }) }
+}
+
+/**
+ * GET /me, each request with the next of `proofs` (single-use DPoP proofs for the server's
+ * token): `amount` = proofs, one per request, as in `loadRefresh`.
+ */
+export async function loadGetWithProofs (server: Server, proofs: string[]): Promise<Sample> {
+  let next = 0
+  const sample = await load(server, {
+    url: server.url,
+    amount: proofs.length,
+    requests: [{
+      method: 'GET',
+      path: '/me',
+      headers: getHeaders(server),
+      setupRequest: (request) => {
+        const proof = next < proofs.length ? proofs[next] : 'exhausted'
+        next++
+        return { ...request, headers: { ...request.headers, dpop: proof as string } }
+      }
+    }]
+  })
+  if (sample.responses !== proofs.length) sample.problems.push(`${sample.responses} responses for ${proofs.length} requests`)
+  return sample
 }
 
 /** GET /me for `seconds`. */
@@ -70,9 +102,9 @@ export async function loadRefresh (server: Server, tokens: string[]): Promise<Sa
       path: '/auth/refresh',
       setupRequest: (request) => {
         // Past the end (never expected) an invalid cookie makes the run fail loudly instead of reusing one.
-        const token = next < tokens.length ? tokens[next] : 'exhausted'
+        const [token, proof] = (next < tokens.length ? tokens[next] as string : 'exhausted').split(' ')
         next++
-        return { ...request, headers: { ...request.headers, cookie: `refresh_token=${token}` } }
+        return { ...request, headers: { ...request.headers, ...refreshHeaders(token as string, proof) } }
       }
     }]
   })

@@ -12,10 +12,10 @@ import { resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { CONNECTIONS, DURATION, ONLY, OUT, ROUNDS, SOURCE, WARMUP } from './config.js'
 import { prepare, type Prepared } from './install.js'
-import { checkGet, checkRefresh, loadGet, loadRefresh, type Sample } from './load.js'
+import { checkGet, checkRefresh, loadGet, loadGetWithProofs, loadRefresh, type Sample } from './load.js'
 import { printTable, printTargets, type ScenarioResult, summarise, targetRatios } from './report.js'
 import { measureSessionMemory, printSessionMemory } from './session-memory.js'
-import { isRefresh, type Scenario, SCENARIOS } from './server/scenarios.js'
+import { isRefresh, type Scenario, SCENARIOS, usesProofs } from './server/scenarios.js'
 import { children, type Server, startServer } from './spawn.js'
 
 /** Refresh tokens the refresh warm-up spends; its rate sizes round 1. */
@@ -113,12 +113,20 @@ async function main (): Promise<void> {
   if (invalid.length > 0 || memoryFailed) process.exitCode = 1
 }
 
-/** One request by hand, then unmeasured load: WARMUP s of GET, or REFRESH_WARMUP_TOKENS refreshes (whose rate sizes round 1). */
+/**
+ * One request by hand, then unmeasured load: WARMUP s of GET, or REFRESH_WARMUP_TOKENS refreshes
+ * or proofs (whose rate sizes round 1).
+ */
 async function warmUp (entry: Loaded): Promise<void> {
   const { server } = entry
   if (isRefresh(server.scenario)) {
     await checkRefresh(server)
     const warm = await loadRefresh(server, await issue(server, REFRESH_WARMUP_TOKENS))
+    entry.rate = warm.requestsPerSecond
+    entry.problems.push(...warm.problems.map((problem) => `warm-up: ${problem}`))
+  } else if (usesProofs(server.scenario)) {
+    await checkGet(server)
+    const warm = await loadGetWithProofs(server, await issue(server, REFRESH_WARMUP_TOKENS))
     entry.rate = warm.requestsPerSecond
     entry.problems.push(...warm.problems.map((problem) => `warm-up: ${problem}`))
   } else {
@@ -129,13 +137,16 @@ async function warmUp (entry: Loaded): Promise<void> {
 }
 
 /**
- * One round's window. A refresh window spends single-use tokens issued just before (outside the
- * window), as many as the last window's rate would answer in about BENCH_DURATION seconds.
+ * One round's window. A refresh or DPoP window spends single-use tokens (or proofs) issued just
+ * before (outside the window), as many as the last window's rate would answer in about
+ * BENCH_DURATION seconds.
  */
 async function measure ({ server, rate }: Loaded): Promise<Sample> {
-  if (!isRefresh(server.scenario)) return await loadGet(server, DURATION)
+  const singleUse = isRefresh(server.scenario) || usesProofs(server.scenario)
+  if (!singleUse) return await loadGet(server, DURATION)
   const count = Math.max(CONNECTIONS * 10, Math.ceil(rate * DURATION * 1.1))
-  return await loadRefresh(server, await issue(server, count))
+  const issued = await issue(server, count)
+  return isRefresh(server.scenario) ? await loadRefresh(server, issued) : await loadGetWithProofs(server, issued)
 }
 
 async function issue (server: Server, count: number): Promise<string[]> {

@@ -26,7 +26,8 @@ async function build (scenario: Scenario): Promise<Outcome> {
     case 'express': return await expressJwt()
     case 'diy-refresh': return await diyRefresh()
     case 'protected':
-    case 'protected-eddsa': return await protectedServer(scenario)
+    case 'protected-eddsa':
+    case 'protected-dpop': return await protectedServer(scenario)
     default: return await refreshScenario(scenario)
   }
 }

@@ -1,13 +1,22 @@
 // The scenario names, shared by the runner (bench/run.ts) and the server process (bench/server/main.ts).
 export const SCENARIOS = [
-  'bare', 'diy', 'express', 'protected', 'protected-eddsa',
-  'diy-refresh', 'refresh', 'refresh-1m', 'refresh-redis', 'refresh-redis-1m', 'refresh-postgres'
+  'bare', 'diy', 'express', 'protected', 'protected-eddsa', 'protected-dpop',
+  'diy-refresh', 'refresh', 'refresh-dpop', 'refresh-1m', 'refresh-redis', 'refresh-redis-1m', 'refresh-postgres'
 ] as const
 export type Scenario = typeof SCENARIOS[number]
 
 /** Scenarios loaded with `POST /auth/refresh` and single-use refresh tokens; the others with `GET /me`. */
 export function isRefresh (scenario: Scenario): boolean {
   return scenario.includes('refresh')
+}
+
+/**
+ * Scenarios whose every request carries a single-use DPoP proof, issued by the server before the
+ * window like refresh tokens: `protected-dpop` issues proofs, `refresh-dpop` a refresh token and
+ * its proof, separated by a space.
+ */
+export function usesProofs (scenario: Scenario): boolean {
+  return scenario.endsWith('-dpop')
 }
 
 /** The user every scenario serves, and the body of every `GET /me` answer. */
