@@ -58,58 +58,49 @@ function refreshHeaders (token: string, proof: string | undefined): Record<strin
   return { cookie: `refresh_token=${token}`, ...(proof === undefined ? {} : { dpop: proof }) }
 }
 
-/**
- * GET /me, each request with the next of `proofs` (single-use DPoP proofs for the server's
- * token): `amount` = proofs, one per request, as in `loadRefresh`.
- */
-export async function loadGetWithProofs (server: Server, proofs: string[]): Promise<Sample> {
-  let next = 0
-  const sample = await load(server, {
-    url: server.url,
-    amount: proofs.length,
-    requests: [{
-      method: 'GET',
-      path: '/me',
-      headers: getHeaders(server),
-      setupRequest: (request) => {
-        const proof = next < proofs.length ? proofs[next] : 'exhausted'
-        next++
-        return { ...request, headers: { ...request.headers, dpop: proof as string } }
-      }
-    }]
-  })
-  if (sample.responses !== proofs.length) sample.problems.push(`${sample.responses} responses for ${proofs.length} requests`)
-  return sample
-}
-
 /** GET /me for `seconds`. */
 export async function loadGet (server: Server, seconds: number): Promise<Sample> {
   return await load(server, { url: `${server.url}/me`, headers: getHeaders(server), duration: seconds })
 }
 
-/**
- * POST /auth/refresh, each request with the next of `tokens` (each a session of its own, never
- * used), so every one must rotate (200): `amount` = tokens, and autocannon calls `setupRequest`
- * exactly once per request sent, so no token is sent twice.
- */
+/** GET /me, each request with the next of `proofs` (single-use DPoP proofs for the server's token). */
+export async function loadGetWithProofs (server: Server, proofs: string[]): Promise<Sample> {
+  return await loadSingleUse(server, proofs, { method: 'GET', path: '/me', headers: getHeaders(server) }, (proof) => ({ dpop: proof }))
+}
+
+/** POST /auth/refresh, each request with the next of `tokens` (each a session of its own, never used, and its proof if any), so every one must rotate. */
 export async function loadRefresh (server: Server, tokens: string[]): Promise<Sample> {
+  return await loadSingleUse(server, tokens, { method: 'POST', path: '/auth/refresh' }, (entry) => {
+    const [token, proof] = entry.split(' ')
+    return refreshHeaders(token as string, proof)
+  })
+}
+
+/**
+ * One request per item, each sent once with the headers `headersOf` gives it (a refresh token, a
+ * proof): `amount` = items, and autocannon calls `setupRequest` exactly once per request sent,
+ * so no item is sent twice. Every one must answer 200.
+ */
+async function loadSingleUse (
+  server: Server, items: string[], request: { method: 'GET' | 'POST', path: string, headers?: Record<string, string> },
+  headersOf: (item: string) => Record<string, string>
+): Promise<Sample> {
   let next = 0
   const sample = await load(server, {
     url: server.url,
-    amount: tokens.length,
+    amount: items.length,
     requests: [{
-      method: 'POST',
-      path: '/auth/refresh',
-      setupRequest: (request) => {
-        // Past the end (never expected) an invalid cookie makes the run fail loudly instead of reusing one.
-        const [token, proof] = (next < tokens.length ? tokens[next] as string : 'exhausted').split(' ')
+      ...request,
+      setupRequest: (sent) => {
+        // Past the end (never expected) an invalid item makes the run fail loudly instead of reusing one.
+        const item = next < items.length ? items[next] as string : 'exhausted'
         next++
-        return { ...request, headers: { ...request.headers, ...refreshHeaders(token as string, proof) } }
+        return { ...sent, headers: { ...sent.headers, ...headersOf(item) } }
       }
     }]
   })
-  if (next !== tokens.length) sample.problems.push(`${next} refresh tokens sent for ${tokens.length} requests`)
-  if (sample.responses !== tokens.length) sample.problems.push(`${sample.responses} responses for ${tokens.length} requests`)
+  if (next !== items.length) sample.problems.push(`${next} sent for ${items.length} requests`)
+  if (sample.responses !== items.length) sample.problems.push(`${sample.responses} responses for ${items.length} requests`)
   return sample
 }
 

@@ -26,7 +26,7 @@ interface Signer { alg: string, jwk: JsonWebKey, privateKey: KeyObject }
 function signerFor (alg: string, curve?: string, modulusLength = 2048): Signer {
   const pair = alg.startsWith('ES')
     ? generateKeyPairSync('ec', { namedCurve: curve ?? (alg === 'ES384' ? 'P-384' : 'P-256') })
-    : alg === 'EdDSA'
+    : alg === 'EdDSA' || alg === 'Ed25519'
       ? (curve === 'Ed448' ? generateKeyPairSync('ed448') : generateKeyPairSync('ed25519'))
       : generateKeyPairSync('rsa', { modulusLength })
   return { alg, jwk: pair.publicKey.export({ format: 'jwk' }), privateKey: pair.privateKey }
@@ -41,7 +41,7 @@ const encode = (part: Part): string => Buffer.from(typeof part === 'string' ? pa
 /** A JWS signature as RFC 7518 spells it (ECDSA r||s unless `der`). */
 function signature (alg: string, privateKey: KeyObject, input: string, der = false): Buffer {
   const data = Buffer.from(input)
-  if (alg === 'EdDSA') return sign(null, data, privateKey)
+  if (alg === 'EdDSA' || alg === 'Ed25519') return sign(null, data, privateKey)
   if (alg === 'PS256') return sign('sha256', data, { key: privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 })
   const digest = alg === 'ES384' ? 'sha384' : 'sha256'
   return sign(digest, data, alg.startsWith('ES') ? { key: privateKey, dsaEncoding: der ? 'der' : 'ieee-p1363' } : privateKey)
@@ -114,13 +114,14 @@ t.test('proofs signed by oauth4webapi, with its ath and nonce handling, verify; 
     ES256: { name: 'ECDSA', namedCurve: 'P-256' },
     ES384: { name: 'ECDSA', namedCurve: 'P-384' },
     EdDSA: { name: 'Ed25519' },
+    Ed25519: { name: 'Ed25519' },
     RS256: { name: 'RSASSA-PKCS1-v1_5', ...rsa },
     PS256: { name: 'RSA-PSS', ...rsa }
   }
   const nonces = new DpopNonces(REFRESH_SECRET)
   for (const alg of DPOP_ALGORITHMS) {
     const keyPair = await webcrypto.subtle.generateKey(params[alg], true, ['sign', 'verify']) as CryptoKeyPair
-    // oauth4webapi names an Ed25519 key's algorithm `Ed25519` (RFC 9864); DPoP servers know `EdDSA`.
+    // oauth4webapi names an Ed25519 key's algorithm `Ed25519` (RFC 9864); the older name `EdDSA` too passes.
     const handle = DPoP({}, keyPair, { [modifyAssertion]: (header) => { if (alg === 'EdDSA') header.alg = 'EdDSA' } })
     const proofs: string[] = []
     const fetch = async (_url: string, init: { headers: Record<string, string> }): Promise<Response> => {
@@ -185,7 +186,7 @@ t.test('2. the header: a JSON object with typ dpop+jwt, an allowed alg and a pub
     refuses(t, proofOf(es256, { header: { typ, alg: 'ES256', jwk } }), 'typ is not dpop+jwt', {}, `typ ${JSON.stringify(typ)}`)
   }
   refuses(t, proofOf(es256, { header: { typ: 'dpop+jwt', alg: 'ES256', jwk, crit: ['exp'] } }), 'crit is not supported', {}, 'crit')
-  for (const alg of [undefined, 'none', 'HS256', 'ES512', 'RS384', 'Ed25519', 'es256', 'toString', '__proto__']) {
+  for (const alg of [undefined, 'none', 'HS256', 'ES512', 'RS384', 'Ed448', 'es256', 'toString', '__proto__']) {
     const header = encode({ typ: 'dpop+jwt', alg, jwk })
     refuses(t, `${header}.${claims}.c2ln`, 'alg not allowed', {}, `alg ${String(alg)}`)
   }

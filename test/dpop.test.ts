@@ -34,7 +34,7 @@ t.test('a login with a proof binds the session: DPoP tokens, refreshes and prote
   const asBearer = await dpopMe(app, accessToken, undefined, 'Bearer')
   t.equal(asBearer.statusCode, 401, 'a bound token sent as Bearer is refused')
   t.equal(asBearer.json().code, 'FST_TOKEN_AUTH_INVALID_TOKEN')
-  t.match(asBearer.headers['www-authenticate'], /^DPoP error="invalid_token", error_description="[^"]+", algs="ES256 EdDSA RS256 PS256 ES384"$/)
+  t.match(asBearer.headers['www-authenticate'], /^DPoP error="invalid_token", error_description="[^"]+", algs="ES256 EdDSA Ed25519 RS256 PS256 ES384"$/)
   const noProof = await dpopMe(app, accessToken, undefined)
   t.equal(noProof.statusCode, 401)
   t.equal(noProof.json().code, INVALID_PROOF)
@@ -104,7 +104,7 @@ t.test('optional: a login without a proof is a bearer session to its end; a proo
   t.equal((await dpopRefresh(app, successor, undefined)).statusCode, 200)
   const missing = await app.inject({ method: 'GET', url: '/me' })
   t.equal(missing.statusCode, 401)
-  t.equal(missing.headers['www-authenticate'], 'Bearer, DPoP algs="ES256 EdDSA RS256 PS256 ES384"', 'both schemes are offered (§7.1)')
+  t.equal(missing.headers['www-authenticate'], 'Bearer, DPoP algs="ES256 EdDSA Ed25519 RS256 PS256 ES384"', 'both schemes are offered (§7.1)')
 })
 
 t.test('required: no bearer login, refresh or access token', async (t) => {
@@ -273,7 +273,7 @@ t.test('authenticate with DPoP on: malformed headers and a failing proof get the
   const twice = await app.inject({ method: 'GET', url: '/me', headers: { authorization: [`DPoP ${accessToken}`, `DPoP ${accessToken}`] } as unknown as Record<string, string> })
   t.equal(twice.statusCode, 400)
   t.equal(twice.json().code, 'FST_TOKEN_AUTH_MALFORMED_AUTHORIZATION')
-  t.equal(twice.headers['www-authenticate'], 'DPoP error="invalid_request", algs="ES256 EdDSA RS256 PS256 ES384"')
+  t.equal(twice.headers['www-authenticate'], 'DPoP error="invalid_request", algs="ES256 EdDSA Ed25519 RS256 PS256 ES384"')
   for (const authorization of ['DPoP ', `DPoP ${accessToken} x`, `DPoP  ${accessToken}`]) {
     const malformed = await app.inject({ method: 'GET', url: '/me', headers: { authorization } })
     t.equal(malformed.statusCode, 400, JSON.stringify(authorization.slice(0, 8)))
@@ -285,14 +285,14 @@ t.test('authenticate with DPoP on: malformed headers and a failing proof get the
   const wrongAth = await app.inject({ method: 'GET', url: '/me', headers: { authorization: `DPoP ${accessToken}`, dpop: await proof(key, 'GET', '/me', { accessToken: 'another token' }) } })
   t.equal(wrongAth.statusCode, 401)
   t.equal(wrongAth.json().code, INVALID_PROOF)
-  t.equal(wrongAth.headers['www-authenticate'], 'DPoP error="invalid_dpop_proof", error_description="ath does not match", algs="ES256 EdDSA RS256 PS256 ES384"')
+  t.equal(wrongAth.headers['www-authenticate'], 'DPoP error="invalid_dpop_proof", error_description="ath does not match", algs="ES256 EdDSA Ed25519 RS256 PS256 ES384"')
   const otherUrl = await app.inject({ method: 'GET', url: '/me', headers: { authorization: `DPoP ${accessToken}`, dpop: await proof(key, 'GET', '/elsewhere', { accessToken }) } })
   t.equal(otherUrl.statusCode, 401)
   t.match(otherUrl.headers['www-authenticate'], /error_description="htu does not match"/)
   const forged = await app.inject({ method: 'GET', url: '/me', headers: { authorization: `DPoP ${accessToken.slice(0, -2)}xx` } })
   t.equal(forged.statusCode, 401)
   t.equal(forged.json().code, 'FST_TOKEN_AUTH_INVALID_TOKEN')
-  t.equal(forged.headers['www-authenticate'], 'DPoP error="invalid_token", algs="ES256 EdDSA RS256 PS256 ES384"')
+  t.equal(forged.headers['www-authenticate'], 'DPoP error="invalid_token", algs="ES256 EdDSA Ed25519 RS256 PS256 ES384"')
 })
 
 t.test('a bound token whose claims changed: CLAIMS_CHANGED with the DPoP challenge, so the client refreshes', async (t) => {
@@ -303,7 +303,7 @@ t.test('a bound token whose claims changed: CLAIMS_CHANGED with the DPoP challen
   const stale = await dpopMe(app, login.json().accessToken, key)
   t.equal(stale.statusCode, 401)
   t.equal(stale.json().code, 'FST_TOKEN_AUTH_CLAIMS_CHANGED')
-  t.equal(stale.headers['www-authenticate'], 'DPoP error="invalid_token", error_description="the claims of this token have changed; refresh it", algs="ES256 EdDSA RS256 PS256 ES384"')
+  t.equal(stale.headers['www-authenticate'], 'DPoP error="invalid_token", error_description="the claims of this token have changed; refresh it", algs="ES256 EdDSA Ed25519 RS256 PS256 ES384"')
   const refreshed = await dpopRefresh(app, refreshCookie(login)?.value as string, key)
   t.equal((await dpopMe(app, refreshed.json().accessToken, key)).statusCode, 200)
 })

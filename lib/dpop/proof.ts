@@ -8,7 +8,8 @@ import { constants, createHash, createPublicKey, hash, type KeyObject, verify } 
  * proof refused here uses up nothing): it hands the caller the key that check records.
  */
 
-export const DPOP_ALGORITHMS = ['ES256', 'EdDSA', 'RS256', 'PS256', 'ES384'] as const
+/** `Ed25519` is RFC 9864's fully-specified name of EdDSA over Ed25519 (oauth4webapi signs with it); `EdDSA` the older one. */
+export const DPOP_ALGORITHMS = ['ES256', 'EdDSA', 'Ed25519', 'RS256', 'PS256', 'ES384'] as const
 export type DpopAlgorithm = typeof DPOP_ALGORITHMS[number]
 export const MAX_PROOF_LENGTH = 4096
 /** Seconds a proof's iat may lie in the future beyond clockTolerance. */
@@ -51,6 +52,7 @@ const VERIFIERS = new Map<unknown, Verifier>([
   ['ES256', { kty: 'EC', crv: 'P-256', digest: 'sha256', signatureBytes: 64, options: { dsaEncoding: 'ieee-p1363' } }],
   ['ES384', { kty: 'EC', crv: 'P-384', digest: 'sha384', signatureBytes: 96, options: { dsaEncoding: 'ieee-p1363' } }],
   ['EdDSA', { kty: 'OKP', crv: 'Ed25519', digest: null }],
+  ['Ed25519', { kty: 'OKP', crv: 'Ed25519', digest: null }],
   ['RS256', { kty: 'RSA', digest: 'sha256' }],
   // RFC 7518 §3.5: the PSS salt is as long as the hash.
   ['PS256', { kty: 'RSA', digest: 'sha256', options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 } }]

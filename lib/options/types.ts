@@ -310,7 +310,7 @@ export interface TokenAuthOptions {
   dpop?: 'off' | 'optional' | 'required'
   /**
    * The proof algorithms accepted, a non-empty subset of the default.
-   * @default ['ES256', 'EdDSA', 'RS256', 'PS256', 'ES384']
+   * @default ['ES256', 'EdDSA', 'Ed25519', 'RS256', 'PS256', 'ES384']
    */
   dpopAlgorithms?: DpopAlgorithm[]
   /**
