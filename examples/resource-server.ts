@@ -6,6 +6,7 @@ import fastifyJwt from '@fastify/jwt'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import buildGetJwks from 'get-jwks'
 import { errors } from '../lib/index.js'
+import { createDpopCheck, DPOP_CHALLENGE, dpopChallenge, type Scheme, sentTwice } from './resource-server-dpop.js'
 import { serve } from './serve.js'
 
 /**
@@ -17,6 +18,9 @@ import { serve } from './serve.js'
  * detection and admin revokes end a session at the auth server at once, but an access token
  * already issued stays valid here until its `exp`. Keep accessTokenTtl short (the default is 15
  * minutes); a route that must honour a revocation at once has to ask the auth server instead.
+ *
+ * Tokens the auth server bound to a client's key (DPoP, RFC 9449: `cnf.jkt` in the payload) are
+ * accepted only with a proof of that key for each request: ./resource-server-dpop.ts.
  */
 
 /** Signing algorithms only: an HS* token names a shared secret we must never have (key confusion). */
@@ -26,7 +30,6 @@ const ACCESS_TOKEN_TYPE = 'at+jwt'
 /** The plugin's kids: RFC 7638 thumbprints or ids of its own format. */
 const KID_FORMAT = /^[\w.-]{1,64}$/
 const CHALLENGE = 'Bearer'
-const INVALID_REQUEST = 'Bearer error="invalid_request"'
 const INVALID_TOKEN = 'Bearer error="invalid_token"'
 
 // 503, not 401: the token may well be good. A 401 INVALID_TOKEN would send clients (the client
@@ -62,6 +65,15 @@ export interface ResourceServerOptions {
    * a revocation there refuses the token here at once, for the cost of a round trip.
    */
   introspection?: { clientId: string, clientSecret: string, timeout?: number }
+  /**
+   * Accept DPoP-bound tokens (RFC 9449): `Authorization: DPoP <token>` with a `DPoP` proof of
+   * the key the token names. Default true. With false, only `Bearer` is read and a bound token
+   * is refused (401 invalid_token), never accepted without its proof: that would hand a thief of
+   * the token exactly what the binding exists to deny. So the only reason to turn it off is a
+   * service that wants no DPoP clients at all; the default serves an auth server with `dpop` on
+   * as well as one with it off (whose tokens are never bound).
+   */
+  dpop?: boolean
 }
 
 /**
@@ -81,6 +93,7 @@ export async function buildResourceServer (options: ResourceServerOptions, serve
     jwksTimeout: options.jwksTimeout ?? 5000,
     maxKeys: options.maxKeys ?? 20
   })
+  const checkBinding = options.dpop === false ? undefined : createDpopCheck()
   const app = Fastify(serverOptions)
 
   await app.register(fastifyJwt, {
@@ -108,16 +121,55 @@ export async function buildResourceServer (options: ResourceServerOptions, serve
       ...(audience === undefined ? {} : { allowedAud: audience }),
       // fast-jwt checks `iss` and `aud` only when present: requiring them makes the pins hold.
       requiredClaims: ['sub', 'sid', 'jti', 'iat', 'exp', 'iss', ...(audience === undefined ? [] : ['aud'])],
-      cache: false
+      cache: false,
+      // @fastify/jwt reads `Bearer` only. `credentials` checked the header before jwtVerify runs.
+      extractToken: (request: FastifyRequest) => tokenOf(request.headers.authorization as string)
     }
   })
 
+  /** The challenge of a refusal in the scheme the request used (RFC 6750 §3, RFC 9449 §7.1). */
+  const challenge = (scheme: Scheme | undefined, error?: string): string => {
+    if (error === undefined) return checkBinding === undefined ? CHALLENGE : DPOP_CHALLENGE
+    return scheme === 'DPoP' ? dpopChallenge(error) : `Bearer error="${error}"`
+  }
+
   /**
-   * `request.jwtVerify()`, every refusal mapped to the auth server's own codes and challenges
-   * (lib/guard.ts), so a client handles both services alike: no token 401 `Bearer` (RFC 6750
-   * §3.1), a malformed header 400 `invalid_request`, any bad token 401 `invalid_token`. Never a 500.
+   * The scheme and token of the one `Authorization` header: `Bearer`, and `DPoP` unless `dpop`
+   * is false (schemes case-insensitive). No header or another scheme 401 MISSING_TOKEN; a token
+   * that is empty or contains a space, or the header sent twice (Node would keep the first and
+   * drop the other unseen), 400 MALFORMED_AUTHORIZATION.
+   */
+  function credentials (request: FastifyRequest, reply: FastifyReply): { scheme: Scheme, token: string } {
+    const header = request.headers.authorization
+    if (header !== undefined && sentTwice(request, 'authorization')) {
+      reply.header('www-authenticate', challenge(undefined, 'invalid_request'))
+      throw new errors.MalformedAuthorizationError()
+    }
+    const space = header?.indexOf(' ') ?? -1
+    const name = space > 0 ? (header as string).slice(0, space).toLowerCase() : ''
+    const scheme = name === 'bearer' ? 'Bearer' : name === 'dpop' && checkBinding !== undefined ? 'DPoP' : undefined
+    if (scheme === undefined) {
+      reply.header('www-authenticate', challenge(undefined))
+      throw new errors.MissingTokenError()
+    }
+    const token = tokenOf(header as string)
+    if (token === '' || token.includes(' ')) {
+      reply.header('www-authenticate', challenge(scheme, 'invalid_request'))
+      throw new errors.MalformedAuthorizationError()
+    }
+    return { scheme, token }
+  }
+
+  /**
+   * `credentials`, then `request.jwtVerify()`, every refusal mapped to the auth server's own
+   * codes and challenges (lib/guard.ts, lib/dpop/resource.ts), so a client handles both services
+   * alike: no token 401 `Bearer` (RFC 6750 §3.1), a malformed header 400 `invalid_request`, any bad
+   * token 401 `invalid_token`. Never a 500. With `dpop`, then the token's binding
+   * (./resource-server-dpop.ts); a `DPoP` request is refused in that scheme, and one without
+   * credentials is offered both (`Bearer, DPoP algs="…"`).
    */
   async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const { scheme, token } = credentials(request, reply)
     try {
       await request.jwtVerify()
     } catch (error) {
@@ -126,18 +178,17 @@ export async function buildResourceServer (options: ResourceServerOptions, serve
         reply.header('retry-after', Math.ceil(fetchCooldown / 1000))
         throw error
       }
-      if (code === 'FST_JWT_NO_AUTHORIZATION_IN_HEADER') {
-        reply.header('www-authenticate', CHALLENGE)
-        throw new errors.MissingTokenError()
-      }
-      if (code === 'FST_JWT_BAD_REQUEST') {
-        reply.header('www-authenticate', INVALID_REQUEST)
-        throw new errors.MalformedAuthorizationError()
-      }
-      reply.header('www-authenticate', INVALID_TOKEN)
+      reply.header('www-authenticate', challenge(scheme, 'invalid_token'))
       // Wrong key, signature, type, claims, unknown kid, malformed token: fast-jwt and get-jwks
       // raise many kinds of errors, some without a status (a 500 if let through).
       throw code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED' ? new errors.TokenExpiredError() : new errors.InvalidTokenError()
+    }
+    if (checkBinding !== undefined) {
+      checkBinding(request, reply, scheme, token)
+    } else if ((request.user as { cnf?: unknown }).cnf !== undefined) {
+      // Bound to a key whose proofs this service does not check: never accepted without one.
+      reply.header('www-authenticate', INVALID_TOKEN)
+      throw new errors.InvalidTokenError()
     }
   }
 
@@ -162,7 +213,8 @@ function introspector (endpoint: string, credentials: NonNullable<ResourceServer
   const encode = (text: string): string => encodeURIComponent(text).replaceAll('%20', '+')
   const authorization = `Basic ${Buffer.from(`${encode(credentials.clientId)}:${encode(credentials.clientSecret)}`).toString('base64')}`
   return async function stillActive (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const token = (request.headers.authorization as string).slice('Bearer '.length)
+    // `Bearer` or `DPoP`: authenticate ran first, so there is one well-formed header.
+    const token = tokenOf(request.headers.authorization as string)
     const started = performance.now()
     let active: unknown
     try {
@@ -182,10 +234,15 @@ function introspector (endpoint: string, credentials: NonNullable<ResourceServer
       reply.header('server-timing', `introspection;dur=${(performance.now() - started).toFixed(1)}`)
     }
     if (active !== true) {
-      reply.header('www-authenticate', INVALID_TOKEN)
+      reply.header('www-authenticate', /^dpop /i.test(request.headers.authorization as string) ? dpopChallenge('invalid_token') : INVALID_TOKEN)
       throw new errors.SessionRevokedError()
     }
   }
+}
+
+/** The token of an `Authorization` header: what follows the scheme and its space. */
+function tokenOf (header: string): string {
+  return header.slice(header.indexOf(' ') + 1)
 }
 
 /** The issuer URL, refused unless keys fetched from it cannot be swapped on the way (HTTPS). */

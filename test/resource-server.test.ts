@@ -7,6 +7,8 @@ import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import { buildApp, configFromEnv } from '../examples/app.js'
 import { buildResourceServer, type ResourceServerOptions } from '../examples/resource-server.js'
+import { DPOP_ALGORITHMS } from '../lib/index.js'
+import { type DpopKey, dpopKey, proof } from './dpop-helpers.js'
 import { CHALLENGE, INVALID_REQUEST, INVALID_TOKEN, PASSWORD, sleep } from './helpers.js'
 import { ALICE_ID, BASE_ENV, BOB, BOB_ID, BOB_PASSWORD, noIncidents } from './security/harness.js'
 import {
@@ -18,6 +20,13 @@ const JWKS_PATH = '/.well-known/jwks.json'
 /** The resource server's credentials at the auth server's introspection endpoint. */
 const INTROSPECTION = { clientId: 'resource-server', clientSecret: 'rS4kQ9wE2tY7uI1oP6aZ3xC8vB5nM0lKj' }
 const JWKS_UNAVAILABLE = 'JWKS_UNAVAILABLE'
+const INVALID_DPOP_PROOF = 'FST_TOKEN_AUTH_INVALID_DPOP_PROOF'
+/** RFC 9449 §7.1: the `algs` the resource server names, the package's DPOP_ALGORITHMS, space-separated. */
+const ALGS = `algs="${DPOP_ALGORITHMS.join(' ')}"`
+/** The challenge to a request without credentials at a resource server that reads DPoP too. */
+const BOTH_CHALLENGE = `Bearer, DPoP ${ALGS}`
+const dpopChallenge = (error: string, description?: string): string =>
+  `DPoP error="${error}", ${description === undefined ? '' : `error_description="${description}", `}${ALGS}`
 
 /**
  * The auth server behind one listener of its own, so its URL (its issuer) is known before the
@@ -31,16 +40,19 @@ class AuthServer {
   readonly #server: http.Server
   #app: FastifyInstance | undefined
   #handler: http.RequestListener | undefined
+  #env: Record<string, string> = {}
 
   private constructor (server: http.Server) {
     this.#server = server
     this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   }
 
-  static async start (t: Test, keys: KeyPair): Promise<AuthServer> {
+  /** `env` adds to the example's environment, e.g. `DPOP: 'optional'`. */
+  static async start (t: Test, keys: KeyPair, env: Record<string, string> = {}): Promise<AuthServer> {
     const server = http.createServer((request, response) => { auth.#route(request, response) })
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     const auth = new AuthServer(server)
+    auth.#env = env
     t.teardown(() => auth.close())
     await auth.deploy(keys)
     return auth
@@ -56,7 +68,8 @@ class AuthServer {
       ...(previous === undefined ? {} : { ACCESS_TOKEN_PREVIOUS_PUBLIC_KEY: previous.publicPem }),
       TOKEN_ISSUER: this.url,
       INTROSPECTION_CLIENT_ID: INTROSPECTION.clientId,
-      INTROSPECTION_CLIENT_SECRET: INTROSPECTION.clientSecret
+      INTROSPECTION_CLIENT_SECRET: INTROSPECTION.clientSecret,
+      ...this.#env
     })
     let handler: http.RequestListener | undefined
     // The app never listens: requests reach it through this server's listener.
@@ -74,14 +87,21 @@ class AuthServer {
     else if (this.mode === 'up') this.#handler!(request, response)
   }
 
-  /** Logs a demo user in; its access token and its refresh token (from the cookie). */
-  async login (username = 'alice', password = username === BOB ? BOB_PASSWORD : PASSWORD): Promise<{ accessToken: string, refreshToken: string }> {
-    const response = await fetch(`${this.url}/auth/login`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password })
+  /**
+   * Logs a demo user in; its access token, its type and its refresh token (from the cookie).
+   * With `dpop`, a proof of that key binds the session (the auth server needs `DPOP`).
+   */
+  async login (username = 'alice', password = username === BOB ? BOB_PASSWORD : PASSWORD, dpop?: DpopKey): Promise<{ accessToken: string, tokenType: string, refreshToken: string }> {
+    const url = `${this.url}/auth/login`
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(dpop === undefined ? {} : { dpop: await proof(dpop, 'POST', url) }) },
+      body: JSON.stringify({ username, password })
     })
     if (response.status !== 200) throw new Error(`login failed: ${response.status} ${await response.text()}`)
     const cookie = response.headers.getSetCookie().find((line) => line.startsWith('refresh_token='))
-    return { accessToken: (await response.json()).accessToken, refreshToken: /^refresh_token=([^;]*)/.exec(cookie ?? '')?.[1] ?? '' }
+    const { accessToken, tokenType } = await response.json()
+    return { accessToken, tokenType, refreshToken: /^refresh_token=([^;]*)/.exec(cookie ?? '')?.[1] ?? '' }
   }
 
   async close (): Promise<void> {
@@ -120,6 +140,35 @@ async function refused (t: Test, resourceServer: string, token: string | undefin
   t.match(reply.headers.get('content-type'), /^application\/json/)
 }
 
+interface Reply { status: number, headers: http.IncomingHttpHeaders, body: Record<string, unknown> }
+
+/** A request over node:http, whose header values may be arrays: a header sent twice, which fetch cannot do. */
+async function send (url: string, method: string, headers: http.OutgoingHttpHeaders): Promise<Reply> {
+  return await new Promise((resolve, reject) => {
+    const request = http.request(url, { method, headers }, (response) => {
+      let text = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => { text += chunk })
+      response.on('end', () => resolve({ status: response.statusCode as number, headers: response.headers, body: JSON.parse(text) }))
+    })
+    request.on('error', reject)
+    request.end()
+  })
+}
+
+/** `Authorization: <scheme> <token>`, and `dpop` as the DPoP header(s) when given. */
+async function withProof (url: string, token: string, dpop: string | string[] | undefined, { scheme = 'DPoP', method = 'GET' } = {}): Promise<Reply> {
+  return await send(url, method, { authorization: `${scheme} ${token}`, ...(dpop === undefined ? {} : { dpop }) })
+}
+
+/** Refused with 401, `code` and `challenge`, as the JSON error the service answers with. */
+function refusedWith (t: Test, reply: Reply, name: string, code: string, challenge: string): void {
+  t.equal(reply.status, 401, `${name}: status`)
+  t.equal(reply.body.code, code, `${name}: code`)
+  t.equal(reply.headers['www-authenticate'], challenge, `${name}: challenge`)
+  t.match(reply.headers['content-type'], /^application\/json/, `${name}: a JSON error`)
+}
+
 /** Access-token claims for `issuer`, as the example issues them for alice, valid for a minute. */
 function claims (issuer: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   const now = nowSeconds()
@@ -150,8 +199,13 @@ t.test('refuses every token that is not a valid access token of the issuer', asy
   // below is due to the one thing it changes.
   await accepted(t, resourceServer, forgeAsymmetric(header, claims(auth.url), keys.privateKey, 'EdDSA'), ALICE_ID, 'hand-signed control')
 
-  await refused(t, resourceServer, undefined, 'no Authorization header', { code: MISSING, challenge: CHALLENGE })
+  await refused(t, resourceServer, undefined, 'no Authorization header', { code: MISSING, challenge: BOTH_CHALLENGE })
   await refused(t, resourceServer, accessToken, 'two tokens in the header', { status: 400, code: MALFORMED, challenge: INVALID_REQUEST, authorization: `Bearer ${accessToken} ${accessToken}` })
+  // node:http sends each value of an array as a header line of its own.
+  const twice = await send(`${resourceServer}/whoami`, 'GET', { authorization: [`Bearer ${accessToken}`, 'Bearer not-a-jwt'] as unknown as string })
+  t.equal(twice.status, 400, 'Authorization sent twice: status (Node would keep the first, unseen)')
+  t.equal(twice.body.code, MALFORMED, 'Authorization sent twice: code')
+  t.equal(twice.headers['www-authenticate'], INVALID_REQUEST, 'Authorization sent twice: challenge')
   await refused(t, resourceServer, 'not-a-jwt', 'not a JWT')
   t.throws(() => headerOf(refreshToken), 'the refresh token is opaque: no JOSE header')
   await refused(t, resourceServer, refreshToken, 'the refresh token as a Bearer token')
@@ -311,5 +365,90 @@ t.test('POST /transfers asks the auth server (RFC 7662): a revoked session is re
   const wrongSecret = await startResourceServer(t, auth.url, { introspection: { ...INTROSPECTION, clientSecret: 'not-the-secret' } })
   const misconfigured = await fetch(`${wrongSecret}/transfers`, { method: 'POST', headers: { authorization: `Bearer ${bob.accessToken}` } })
   t.equal(misconfigured.status, 503, 'credentials the auth server refuses: 503, not an acceptance')
+  noIncidents(t)
+})
+
+t.test('DPoP-bound tokens (RFC 9449): accepted only as DPoP, with a fresh proof of their key for this request', async (t) => {
+  const auth = await AuthServer.start(t, generateKeys('EdDSA'), { DPOP: 'optional' })
+  const resourceServer = await startResourceServer(t, auth.url, { introspection: INTROSPECTION })
+  const key = await dpopKey()
+  const bound = await auth.login('alice', PASSWORD, key)
+  t.equal(bound.tokenType, 'DPoP', 'a login with a proof gets a DPoP token')
+  t.same(claimsOf(bound.accessToken).cnf, { jkt: key.jkt }, 'bound to the key: cnf.jkt')
+  const token = bound.accessToken
+  // The proof names this server's URL: the resource server's, not the auth server's.
+  const url = `${resourceServer}/whoami`
+  const good = async (options: Parameters<typeof proof>[3] = {}) => await proof(key, 'GET', url, { accessToken: token, ...options })
+
+  const first = await good()
+  const ok = await withProof(url, token, first)
+  t.equal(ok.status, 200, 'DPoP scheme and a proof of its key: 200')
+  t.same(ok.body, { sub: ALICE_ID })
+  t.equal(ok.headers['www-authenticate'], undefined)
+  refusedWith(t, await withProof(url, token, first), 'the same proof again', INVALID_DPOP_PROOF,
+    dpopChallenge('invalid_dpop_proof', 'this proof has been used before'))
+  const lowerCase = await withProof(url, token, await good(), { scheme: 'dpop' })
+  t.equal(lowerCase.status, 200, 'the scheme is case-insensitive')
+
+  const bearer = dpopChallenge('invalid_token', 'this token is bound to a key: send it with the DPoP scheme and a proof')
+  refusedWith(t, await withProof(url, token, undefined, { scheme: 'Bearer' }), 'a bound token as Bearer', INVALID, bearer)
+  refusedWith(t, await withProof(url, token, await good(), { scheme: 'Bearer' }), 'a bound token as Bearer, even with a good proof', INVALID, bearer)
+
+  const proofRefused = (reason: string) => dpopChallenge('invalid_dpop_proof', reason)
+  refusedWith(t, await withProof(url, token, undefined), 'no proof', INVALID_DPOP_PROOF, proofRefused('a DPoP proof is required'))
+  refusedWith(t, await withProof(url, token, await proof(await dpopKey('EdDSA'), 'GET', url, { accessToken: token })), 'a proof of another key',
+    INVALID_DPOP_PROOF, proofRefused('the proof is not signed with the key this token is bound to'))
+  refusedWith(t, await withProof(url, token, await proof(key, 'GET', `${auth.url}/whoami`, { accessToken: token })), 'a proof for another URL (the auth server\'s)',
+    INVALID_DPOP_PROOF, proofRefused('htu does not match'))
+  refusedWith(t, await withProof(url, token, await proof(key, 'GET', `${resourceServer}/transfers`, { accessToken: token })), 'a proof for another path',
+    INVALID_DPOP_PROOF, proofRefused('htu does not match'))
+  refusedWith(t, await withProof(url, token, await proof(key, 'POST', url, { accessToken: token })), 'a proof for another method',
+    INVALID_DPOP_PROOF, proofRefused('htm does not match'))
+  refusedWith(t, await withProof(url, token, await proof(key, 'GET', url)), 'a proof without ath', INVALID_DPOP_PROOF, proofRefused('ath missing'))
+  const other = (await auth.login('alice', PASSWORD, key)).accessToken
+  refusedWith(t, await withProof(url, token, await proof(key, 'GET', url, { accessToken: other })), 'a proof for another token of the same key',
+    INVALID_DPOP_PROOF, proofRefused('ath does not match'))
+  refusedWith(t, await withProof(url, token, await good({ claims: { iat: nowSeconds() - 61 } })), 'a proof older than 60 s',
+    INVALID_DPOP_PROOF, proofRefused('iat too old'))
+  refusedWith(t, await withProof(url, token, 'not.a-proof'), 'a DPoP header that is no JWS',
+    INVALID_DPOP_PROOF, proofRefused('not a compact JWS of three base64url segments'))
+  const kept = await good()
+  refusedWith(t, await withProof(url, token, [kept, await good()]), 'two DPoP headers, each a good proof',
+    INVALID_DPOP_PROOF, proofRefused('more than one DPoP header'))
+  t.equal((await withProof(url, token, kept)).status, 200, 'a proof refused for another reason is not used up')
+  refusedWith(t, await withProof(url, 'not-a-jwt', await good()), 'a bad token as DPoP', INVALID, dpopChallenge('invalid_token'))
+
+  const transfers = `${resourceServer}/transfers`
+  const transfer = await withProof(transfers, token, await proof(key, 'POST', transfers, { accessToken: token }), { method: 'POST' })
+  t.equal(transfer.status, 200, 'POST /transfers: the DPoP token is introspected like a Bearer one')
+  t.same(transfer.body, { sub: ALICE_ID, accepted: true })
+  refusedWith(t, await withProof(transfers, token, await proof(key, 'POST', url, { accessToken: token }), { method: 'POST' }), 'POST /transfers with the proof of another route',
+    INVALID_DPOP_PROOF, proofRefused('htu does not match'))
+  noIncidents(t)
+})
+
+t.test('DPoP: unbound tokens keep working as Bearer and are never DPoP tokens; with dpop: false bound ones are refused', async (t) => {
+  const auth = await AuthServer.start(t, generateKeys('ES256'), { DPOP: 'optional' })
+  const resourceServer = await startResourceServer(t, auth.url)
+  const url = `${resourceServer}/whoami`
+  const key = await dpopKey()
+  const unbound = await auth.login()
+  t.equal(unbound.tokenType, 'Bearer', 'a login without a proof gets a Bearer token')
+  t.equal(claimsOf(unbound.accessToken).cnf, undefined)
+  await accepted(t, resourceServer, unbound.accessToken, ALICE_ID, 'an unbound token as Bearer')
+  const stray = await withProof(url, unbound.accessToken, await proof(key, 'GET', url), { scheme: 'Bearer' })
+  t.equal(stray.status, 200, 'a DPoP header beside a Bearer token is not read')
+  refusedWith(t, await withProof(url, unbound.accessToken, await proof(key, 'GET', url, { accessToken: unbound.accessToken })), 'an unbound token as DPoP',
+    INVALID, dpopChallenge('invalid_token', 'this token is not bound to a key: send it as Bearer'))
+
+  const bearerOnly = await startResourceServer(t, auth.url, { dpop: false })
+  const bound = (await auth.login('alice', PASSWORD, key)).accessToken
+  await accepted(t, bearerOnly, unbound.accessToken, ALICE_ID, 'dpop: false, an unbound token')
+  await refused(t, bearerOnly, bound, 'dpop: false, a bound token as Bearer (never without its proof)')
+  await refused(t, bearerOnly, undefined, 'dpop: false, no Authorization header', { code: MISSING, challenge: CHALLENGE })
+  const dpopScheme = await withProof(`${bearerOnly}/whoami`, bound, await proof(key, 'GET', `${bearerOnly}/whoami`, { accessToken: bound }))
+  t.equal(dpopScheme.status, 401, 'dpop: false, the DPoP scheme is not read: status')
+  t.equal(dpopScheme.body.code, MISSING, 'dpop: false, the DPoP scheme is not read: code')
+  t.equal(dpopScheme.headers['www-authenticate'], CHALLENGE, 'dpop: false, the DPoP scheme is not read: challenge')
   noIncidents(t)
 })

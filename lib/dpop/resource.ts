@@ -19,10 +19,12 @@ type Scheme = 'Bearer' | 'DPoP'
 export function createDpopAuthenticate (sessions: SessionService, dpop: DpopProofs): onRequestAsyncHookHandler {
   const algs = `algs="${dpop.algorithms}"`
   const bearerAccepted = dpop.mode === 'optional'
-  // §7.1: both schemes are offered where both are accepted.
-  const challenge = (error?: string, description?: string): string => {
-    const params = `${error === undefined ? '' : `error="${error}", `}${description === undefined ? '' : `error_description="${description}", `}`
-    return bearerAccepted && error === undefined ? `Bearer, DPoP ${algs}` : `DPoP ${params}${algs}`
+  // §7.1: both schemes are offered where both are accepted; a refused token is answered in the
+  // scheme it came in (RFC 6750 §3 for Bearer), unless only DPoP is accepted.
+  const challenge = (error?: string, description?: string, scheme: Scheme = 'DPoP'): string => {
+    if (error === undefined) return bearerAccepted ? `Bearer, DPoP ${algs}` : `DPoP ${algs}`
+    const params = `error="${error}"${description === undefined ? '' : `, error_description="${description}"`}`
+    return scheme === 'Bearer' && bearerAccepted ? `Bearer ${params}` : `DPoP ${params}, ${algs}`
   }
   return async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const presented = credentials(request, reply, challenge)
@@ -31,8 +33,8 @@ export function createDpopAuthenticate (sessions: SessionService, dpop: DpopProo
       claims = sessions.verifyAccessToken(presented.token)
     } catch (error) {
       reply.header('www-authenticate', error instanceof ClaimsChangedError
-        ? challenge('invalid_token', 'the claims of this token have changed; refresh it')
-        : challenge('invalid_token'))
+        ? challenge('invalid_token', 'the claims of this token have changed; refresh it', presented.scheme)
+        : challenge('invalid_token', undefined, presented.scheme))
       throw error
     }
     const jkt = boundKey(claims)
@@ -72,7 +74,9 @@ export function createDpopAuthenticate (sessions: SessionService, dpop: DpopProo
 }
 
 /** The scheme and token of the `Authorization` header, or the refusal and its challenge. */
-function credentials (request: FastifyRequest, reply: FastifyReply, challenge: (error?: string) => string): { scheme: Scheme, token: string } {
+function credentials (
+  request: FastifyRequest, reply: FastifyReply, challenge: (error?: string, description?: string, scheme?: Scheme) => string
+): { scheme: Scheme, token: string } {
   const header = singleAuthorization(request)
   if (header === null) {
     reply.header('www-authenticate', challenge('invalid_request'))
@@ -85,12 +89,13 @@ function credentials (request: FastifyRequest, reply: FastifyReply, challenge: (
     throw new MissingTokenError()
   }
   const token = (header as string).slice(space + 1)
+  const scheme = name === 'dpop' ? 'DPoP' : 'Bearer'
   // RFC 6750 §2.1 and RFC 9449 §7.1: one non-empty token, no spaces.
   if (token === '' || token.includes(' ')) {
-    reply.header('www-authenticate', challenge('invalid_request'))
+    reply.header('www-authenticate', challenge('invalid_request', undefined, scheme))
     throw new MalformedAuthorizationError()
   }
-  return { scheme: name === 'dpop' ? 'DPoP' : 'Bearer', token }
+  return { scheme, token }
 }
 
 /** The thumbprint a token is bound to (`cnf.jkt`), if any: only we sign `cnf` (an app's claims never set it). */
