@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { DPOP_ALGORITHMS, DpopProofError, errors, verifyDpopProof } from '../lib/index.js'
+import { DPOP_ALGORITHMS, DpopProofError, errors, MemoryStore, verifyDpopProof } from '../lib/index.js'
 
 /**
  * DPoP-bound access tokens (RFC 9449 §7) at the resource server of ./resource-server.ts, checked
@@ -43,8 +43,14 @@ export type Scheme = 'Bearer' | 'DPoP'
  * this runs, so a bad token costs no proof verification.
  */
 export function createDpopCheck (now: () => number = Date.now) {
-  const proofs = new ReplayCache(MAX_PROOFS)
-  return function checkBinding (request: FastifyRequest, reply: FastifyReply, scheme: Scheme, token: string): void {
+  // The proofs seen, each until it could no longer pass the `iat` check: the plugin's MemoryStore
+  // serves as this service's replay cache (`useOnce`, bounded, the oldest going first when full).
+  // One process only: several instances of this service would each have their own, so a proof
+  // captured on its way to one could be replayed to another. They need one shared cache whose
+  // check-and-record is one atomic step: the RedisStore's `useOnce` (`SET NX PX`), whichever
+  // instance asks first; a read followed by a write would let two instances accept the same proof.
+  const proofs = new MemoryStore({ maxProofIds: MAX_PROOFS })
+  return async function checkBinding (request: FastifyRequest, reply: FastifyReply, scheme: Scheme, token: string): Promise<void> {
     const cnf = (request.user as { cnf?: { jkt?: unknown } }).cnf
     const jkt = cnf?.jkt
     if (scheme === 'Bearer') {
@@ -57,7 +63,7 @@ export function createDpopCheck (now: () => number = Date.now) {
       reply.header('www-authenticate', dpopChallenge('invalid_token', 'this token is not bound to a key: send it as Bearer'))
       throw new errors.InvalidTokenError()
     }
-    const reason = refusal(request, token, jkt, proofs, now())
+    const reason = await refusal(request, token, jkt, proofs, now())
     if (reason === undefined) return
     reply.header('www-authenticate', dpopChallenge('invalid_dpop_proof', reason))
     // Its status is the token endpoint's 400 (§5); a resource server answers 401 (§7.1).
@@ -66,7 +72,7 @@ export function createDpopCheck (now: () => number = Date.now) {
 }
 
 /** Why the request's proof does not do for a token bound to `jkt`; undefined when it does (and it is now used up). */
-function refusal (request: FastifyRequest, token: string, jkt: string, proofs: ReplayCache, now: number): string | undefined {
+async function refusal (request: FastifyRequest, token: string, jkt: string, proofs: MemoryStore, now: number): Promise<string | undefined> {
   const header = request.headers.dpop
   if (header === undefined) return 'a DPoP proof is required'
   // Node joins a repeated unknown header into one value: only the raw headers tell (check 1).
@@ -89,7 +95,7 @@ function refusal (request: FastifyRequest, token: string, jkt: string, proofs: R
   }
   if (proof.jkt !== jkt) return 'the proof is not signed with the key this token is bound to'
   // Last, so a proof refused for another reason uses up nothing.
-  if (!proofs.useOnce(proof.replayKey, proof.expiresAt, now)) return 'this proof has been used before'
+  if (!await proofs.useOnce(proof.replayKey, proof.expiresAt, now)) return 'this proof has been used before'
   return undefined
 }
 
@@ -101,36 +107,4 @@ export function sentTwice (request: FastifyRequest, name: string): boolean {
     if ((raw[i] as string).toLowerCase() === name && ++seen > 1) return true
   }
   return false
-}
-
-/**
- * The proofs seen, each until it could no longer pass the `iat` check (`expiresAt`), in a Map
- * whose insertion order is nearly that of expiry (every proof is kept for the same time from its
- * `iat`): expired entries gather at the front and each call drops them from there.
- *
- * One process only. Several instances of this service behind a load balancer would each have
- * their own Map, so a proof captured on its way to one instance could be replayed to another:
- * they need one shared cache whose check-and-record is a single atomic step, e.g. Redis
- * `SET <replayKey> 1 NX PXAT <expiresAt>` (only the first SET of a key succeeds, whichever
- * instance sends it), as the plugin's RedisStore `useOnce` does. A read followed by a write would
- * let two instances both accept the same proof sent to both at once.
- */
-class ReplayCache {
-  readonly #expiries = new Map<string, number>()
-
-  constructor (readonly max: number) {}
-
-  /** `true`, and recorded until `expiresAt`, when `key` is not recorded or has expired at `now`. */
-  useOnce (key: string, expiresAt: number, now: number): boolean {
-    for (const [oldest, until] of this.#expiries) {
-      if (now < until) break
-      this.#expiries.delete(oldest)
-    }
-    const until = this.#expiries.get(key)
-    if (until !== undefined && now < until) return false
-    this.#expiries.delete(key)
-    if (this.#expiries.size >= this.max) this.#expiries.delete(this.#expiries.keys().next().value as string)
-    this.#expiries.set(key, expiresAt)
-    return true
-  }
 }

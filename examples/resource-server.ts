@@ -184,7 +184,7 @@ export async function buildResourceServer (options: ResourceServerOptions, serve
       throw code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED' ? new errors.TokenExpiredError() : new errors.InvalidTokenError()
     }
     if (checkBinding !== undefined) {
-      checkBinding(request, reply, scheme, token)
+      await checkBinding(request, reply, scheme, token)
     } else if ((request.user as { cnf?: unknown }).cnf !== undefined) {
       // Bound to a key whose proofs this service does not check: never accepted without one.
       reply.header('www-authenticate', INVALID_TOKEN)
