@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 
 const PUBLIC = new URL('./public/', import.meta.url)
-/** The client helper's modules, served from lib/ as the browser imports them (client.js imports the other). */
-const CLIENT_MODULES = ['client', 'www-authenticate']
+/** The client helper's modules, served from lib/ as the browser imports them (client.js imports the others). */
+const CLIENT_MODULES = ['client', 'www-authenticate', 'client-dpop']
 
 /**
  * The page has no inline script or style, so the strictest policy holds: everything from this
@@ -14,9 +14,10 @@ export const CONTENT_SECURITY_POLICY = "default-src 'self'; base-uri 'none'; for
 
 /**
  * The browser demo, a plugin (its routes and headers stay encapsulated): `GET /` the page,
- * `/app.js` its script, `/style.css`, and `/client.js` with `/www-authenticate.js`, the client
- * helper compiled from `lib/client.ts` and the module it imports at the first request and kept,
- * so there is no build step.
+ * `/app.js` its script, `/style.css`, and `/client.js` with `/www-authenticate.js` and
+ * `/client-dpop.js`, the client helper compiled from `lib/client.ts` and the modules it imports
+ * at the first request and kept, so there is no build step. The page turns DPoP on when the
+ * server's challenge offers it (the app's `DPOP`), so nothing here needs to know.
  */
 export default async function demoPage (app: FastifyInstance): Promise<void> {
   const read = (name: string) => readFile(new URL(name, PUBLIC), 'utf8')

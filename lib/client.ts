@@ -4,8 +4,9 @@
  * 401 (one refresh shared by every concurrent caller) and retries the request once, and logs
  * out. A route that wants a fresher sign-in (step-up, RFC 9470) is told apart by
  * {@link stepUpRequired}, and {@link AuthClient.reauthenticate} renews the sign-in of the same
- * session. It imports only its sibling ./www-authenticate.js and nothing from npm, so the two
- * also run as plain ES modules in a browser.
+ * session. With `dpop: true` the session is bound to a key pair of this browser (RFC 9449, see
+ * ./client-dpop.ts). It imports only its siblings ./www-authenticate.js and ./client-dpop.js and
+ * nothing from npm, so the three also run as plain ES modules in a browser.
  *
  * @example
  * ```ts
@@ -16,7 +17,10 @@
  * const me = await (await auth.fetch('/me')).json()
  * ```
  */
+import { createDpopSigner, type DpopSigner } from './client-dpop.js'
 import { stepUpRequired } from './www-authenticate.js'
+
+export { createDpopSigner, type DpopKeyStorage, type DpopSigner, type DpopSignerOptions, indexedDbKeyStorage, type IndexedDbKeyStorageOptions, memoryKeyStorage } from './client-dpop.js'
 
 export { type Challenge, parseWwwAuthenticate, stepUpRequired, type StepUpRequired } from './www-authenticate.js'
 
@@ -61,6 +65,15 @@ export interface AuthClientOptions {
   onLogout?: (reason: LogoutReason) => void
   /** Called after every login and refresh with the new access token. */
   onTokens?: (info: TokenInfo) => void
+  /**
+   * DPoP (RFC 9449; the server's `dpop` option): login, refresh, reauthenticate and logout carry a
+   * proof signed with a key pair of this client, which binds the session to it, and a `DPoP`
+   * access token is sent as `Authorization: DPoP` with a proof. `true`: an ES256 key created at
+   * the first request, non-extractable, kept in IndexedDB in a browser (a reload keeps it), in
+   * memory elsewhere; or a signer of {@link createDpopSigner} with the storage of your choice.
+   * @default false
+   */
+  dpop?: boolean | DpopSigner
 }
 
 export interface AuthClient {
@@ -136,6 +149,7 @@ const ABSOLUTE_URL = /^[a-z][a-z\d+.-]*:/i
 interface TokenResponse {
   accessToken: string
   expiresIn: number
+  tokenType?: string
   refreshToken?: string
 }
 
@@ -154,7 +168,9 @@ class TokenClient implements AuthClient {
   readonly #inBody: boolean
   readonly #onLogout: AuthClientOptions['onLogout']
   readonly #onTokens: AuthClientOptions['onTokens']
+  readonly #dpop: DpopSigner | undefined
   #accessToken: string | undefined
+  #tokenType: string | undefined
   #expiresAt: number | undefined
   #refreshToken: string | undefined
   /** Bumped by login and logout, so a refresh that was in flight meanwhile does not undo them. */
@@ -169,6 +185,7 @@ class TokenClient implements AuthClient {
     this.#inBody = (options.refreshTokenTransport ?? (pageUrl() === undefined ? 'body' : 'cookie')) === 'body'
     this.#onLogout = options.onLogout
     this.#onTokens = options.onTokens
+    this.#dpop = options.dpop === true ? createDpopSigner() : options.dpop || undefined
   }
 
   get accessToken (): string | undefined { return this.#accessToken }
@@ -177,7 +194,7 @@ class TokenClient implements AuthClient {
   async login (username: string, password: string): Promise<void> {
     // Without the field a server with transport 'both' would answer with a cookie, which Node drops.
     const body = this.#inBody ? { username, password, refreshTokenTransport: 'body' } : { username, password }
-    const response = await this.#fetch(this.#url(this.#prefix + '/login'), this.#authInit(body))
+    const response = await this.#post('/login', body)
     if (!response.ok) throw await errorOf(response)
     this.#generation++
     this.#store(await response.json() as TokenResponse)
@@ -186,7 +203,7 @@ class TokenClient implements AuthClient {
   async reauthenticate (username: string, password: string): Promise<void> {
     // The refresh token names the session: in the body, or in the cookie the browser sends.
     const body = this.#inBody ? { username, password, refreshTokenTransport: 'body', refreshToken: this.#refreshToken } : { username, password }
-    const response = await this.#fetch(this.#url(this.#prefix + '/reauthenticate'), this.#authInit(body))
+    const response = await this.#post('/reauthenticate', body)
     if (!response.ok) {
       const error = await errorOf(response.clone())
       // A wrong password leaves the session as it was; a refused refresh token ends it.
@@ -253,7 +270,7 @@ class TokenClient implements AuthClient {
     if (this.#inBody && this.#refreshToken === undefined) return 'ended'
     const generation = this.#generation
     const body = this.#inBody ? { refreshToken: this.#refreshToken } : undefined
-    const response = await this.#fetch(this.#url(this.#prefix + '/refresh'), this.#authInit(body))
+    const response = await this.#post('/refresh', body)
     if (generation !== this.#generation) {
       await response.body?.cancel()
       return this.#accessToken === undefined ? 'ended' : 'ok'
@@ -276,8 +293,16 @@ class TokenClient implements AuthClient {
   }
 
   #send (request: Request, token: string | undefined): Promise<Response> {
+    // A DPoP token goes with a proof; without a token (a logout after a reload) a proof names the key.
+    if (this.#dpop !== undefined && (token === undefined || this.#tokenType === 'DPoP')) return this.#dpop.send(this.#fetch, request, token)
     if (token !== undefined) request.headers.set('authorization', `Bearer ${token}`)
     return this.#fetch(request)
+  }
+
+  /** A JSON POST to an auth route, with a proof when DPoP is on. */
+  #post (path: string, body: object | undefined): Promise<Response> {
+    const url = this.#url(this.#prefix + path)
+    return this.#dpop === undefined ? this.#fetch(url, this.#authInit(body)) : this.#dpop.send(this.#fetch, new Request(url, this.#authInit(body)))
   }
 
   /** A JSON POST to an auth route. */
@@ -297,6 +322,7 @@ class TokenClient implements AuthClient {
 
   #store (tokens: TokenResponse): void {
     this.#accessToken = tokens.accessToken
+    this.#tokenType = tokens.tokenType
     this.#expiresAt = Date.now() + tokens.expiresIn * 1000
     if (tokens.refreshToken !== undefined) this.#refreshToken = tokens.refreshToken
     this.#onTokens?.({ accessToken: tokens.accessToken, expiresAt: this.#expiresAt })

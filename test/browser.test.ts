@@ -8,7 +8,8 @@ import { decodePayload } from './helpers.js'
 
 // The demo page (examples/public) in real Chromium, against the example app: the client helper
 // in cookie mode, under a strict CSP, with two tabs, two devices, revocation, logout, and a
-// sensitive action that asks for the password again (step-up) within the same session.
+// sensitive action that asks for the password again (step-up) within the same session; and, with
+// DPOP=required (with and without server nonces), a session bound to a key kept in IndexedDB.
 
 const CHROMIUM = '/usr/bin/chromium'
 const PASSWORD = 'correct-horse-battery-staple'
@@ -87,14 +88,14 @@ async function run (t: Test): Promise<void> {
     t.teardown(() => context.close())
     return context
   }
-  async function open (context: BrowserContext): Promise<Page> {
+  async function open (context: BrowserContext, url = base): Promise<Page> {
     const page = await context.newPage()
     page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`))
     page.on('console', (message) => { if (/Content Security Policy/i.test(message.text())) problems.push(message.text()) })
     page.on('response', async (response) => {
       if (/\/auth\/(login|refresh|reauthenticate)$/.test(response.url()) && response.status() === 200) lastAccessToken = (await response.json()).accessToken
     })
-    await page.goto(base)
+    await page.goto(url)
     return page
   }
   /** Signs in through the form and waits for the signed-in view. */
@@ -106,8 +107,9 @@ async function run (t: Test): Promise<void> {
   }
   /** Clicks "Call GET /me" and resolves with the status of the final /me response. */
   async function callMe (page: Page): Promise<number> {
+    const me = `${new URL(page.url()).origin}/me`
     const [response] = await Promise.all([
-      page.waitForResponse((response) => response.url() === `${base}/me` && response.status() !== 401),
+      page.waitForResponse((response) => response.url() === me && response.status() !== 401),
       page.click('#call-me')
     ])
     return response.status()
@@ -163,8 +165,15 @@ async function run (t: Test): Promise<void> {
     }
     const client = await (await fetch(`${base}/client.js`)).text()
     t.match(client, /export function createAuthClient/, 'the helper, compiled from lib/client.ts')
-    // It runs as it is in a browser: its only imports are its sibling module, served beside it.
-    t.same([...client.matchAll(/^\s*(?:import|export)\s[^'"\n]*from\s+'([^']+)'/gm)].map((match) => match[1]), ['./www-authenticate.js', './www-authenticate.js'])
+    // It runs as it is in a browser: its only imports are its sibling modules, served beside it.
+    const imports = (source: string) => [...source.matchAll(/^\s*(?:import|export)\s[^'"\n]*from\s+'([^']+)'/gm)].map((match) => match[1])
+    t.same(imports(client), ['./client-dpop.js', './www-authenticate.js', './client-dpop.js', './www-authenticate.js'])
+    const dpop = await fetch(`${base}/client-dpop.js`)
+    t.equal(dpop.status, 200)
+    t.equal(dpop.headers.get('content-type'), 'text/javascript; charset=utf-8')
+    const signer = await dpop.text()
+    t.match(signer, /export function createDpopSigner/)
+    t.same(imports(signer), ['./www-authenticate.js'], 'the DPoP signer imports only the parser')
     const sibling = await fetch(`${base}/www-authenticate.js`)
     t.equal(sibling.status, 200)
     t.match(sibling.headers.get('content-type'), /^text\/javascript/)
@@ -352,5 +361,108 @@ async function run (t: Test): Promise<void> {
     t.same(await evaluate(finish), { me: 200, logouts: ['logout'], token: null }, 'fetch, then logout')
   })
 
+  for (const nonce of [false, true]) {
+    await t.test(`DPoP${nonce ? ' with server nonces' : ''}: the session is bound to a key kept in this browser; the cookie alone is useless elsewhere`, async (t) => {
+      await dpopScenario(t, nonce)
+    })
+  }
+
+  /**
+   * The demo against DPOP=required (and DPOP_NONCE=true): the page finds DPoP in the server's
+   * challenge and binds the session to a non-extractable key in IndexedDB. A reload keeps the
+   * key and the session; the refresh cookie copied into another browser context (no key) is refused.
+   */
+  async function dpopScenario (t: Test, nonce: boolean): Promise<void> {
+    const dpopApp = await buildApp(configFromEnv({ DPOP: 'required', DPOP_NONCE: String(nonce), LOG_LEVEL: 'silent', LOGIN_RATE_LIMIT: '100' }))
+    t.teardown(() => dpopApp.close())
+    const dpopBase = await dpopApp.listen({ host: '127.0.0.1', port: 0 })
+    const dpopReuse: unknown[] = []
+    dpopApp.tokenAuth.events.on('reuseDetected', (event) => dpopReuse.push(event))
+    const authAnswers: PlaywrightResponse[] = []
+    const watch = (page: Page) => page.on('response', (response) => { if (response.url().startsWith(`${dpopBase}/auth/`)) authAnswers.push(response) })
+    /** The answers to `path` since `from`: [status, code] of each (a 200's code is its token type). */
+    const answers = async (path: string, from: number) => await Promise.all(authAnswers.slice(from).filter((response) => response.url() === `${dpopBase}${path}`)
+      .map(async (response) => { const body = await response.json(); return [response.status(), body.code ?? body.tokenType] }))
+    /** The nonce round trip, when the server wants one and the page does not know it yet. */
+    const nonceFirst = nonce ? [[400, 'FST_TOKEN_AUTH_USE_DPOP_NONCE']] : []
+    const thumbprintOf = async (page: Page) => await page.evaluate("import('/client-dpop.js').then(({ createDpopSigner }) => createDpopSigner().thumbprint())") as string
+    const keyOfCookie = async (context: BrowserContext) => (await refreshCookie(context))?.value.split('.')[2]
+
+    const device = await newDevice()
+    const page = await open(device, dpopBase)
+    watch(page)
+    await signIn(page)
+    t.same(await answers('/auth/login', 0), [...nonceFirst, [200, 'DPoP']], 'login: token type DPoP')
+    const login = authAnswers.find((response) => response.url().endsWith('/auth/login') && response.status() === 200) as PlaywrightResponse
+    const loginHeaders = await login.request().allHeaders()
+    t.match(loginHeaders.dpop, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'the login carried a proof')
+    const proofHeader = decodeHeader(loginHeaders.dpop as string)
+    t.match(proofHeader, { typ: 'dpop+jwt', alg: 'ES256', jwk: { kty: 'EC', crv: 'P-256', x: /^[\w-]{43}$/, y: /^[\w-]{43}$/ } }, 'ES256')
+    t.same([Object.keys(proofHeader).sort(), Object.keys(proofHeader.jwk).sort()], [['alg', 'jwk', 'typ'], ['crv', 'kty', 'x', 'y']], 'the public key only')
+    t.match(await page.locator('#log').textContent(), /DPoP on/, 'the page found DPoP in the challenge')
+
+    const [me] = await Promise.all([page.waitForResponse(`${dpopBase}/me`), page.click('#call-me')])
+    t.equal(me.status(), 200, 'a protected call with the bound token')
+    const meHeaders = await me.request().allHeaders()
+    t.match(meHeaders.authorization, /^DPoP [\w-]+\.[\w-]+\.[\w-]+$/, 'sent as Authorization: DPoP')
+    t.type(meHeaders.dpop, 'string', 'with a proof')
+    const jkt = await keyOfCookie(device)
+    t.match(jkt, /^[\w-]{43}$/, "the refresh cookie names the key's thumbprint")
+    t.equal(await thumbprintOf(page), jkt, "the page's key is that key")
+    // Plain JavaScript source, evaluated as it is (like SMOKE_TEST).
+    t.equal(await page.evaluate(`(async () => {
+      const open = indexedDB.open('fastify-token-auth')
+      await new Promise((resolve) => { open.onsuccess = resolve })
+      const read = open.result.transaction('fastify-token-auth-dpop-keys').objectStore('fastify-token-auth-dpop-keys').get('default')
+      await new Promise((resolve) => { read.onsuccess = resolve })
+      const { privateKey } = read.result
+      const exported = await crypto.subtle.exportKey('jwk', privateKey).then(() => 'exported', (error) => error.name)
+      open.result.close()
+      return privateKey.extractable + ' ' + exported
+    })()`), 'false InvalidAccessError', 'IndexedDB holds a private key that cannot be exported')
+
+    // A reload: the page restores the session with the cookie and the same key, then refreshes again.
+    let from = authAnswers.length
+    const cookieBefore = (await refreshCookie(device))?.value
+    await page.reload()
+    await page.locator('#user').filter({ hasText: 'alice' }).waitFor()
+    t.same(await answers('/auth/refresh', from), [...nonceFirst, [200, 'DPoP']], 'the reload restored the session (a new page knows no nonce)')
+    from = authAnswers.length
+    await Promise.all([page.waitForResponse((response) => response.url() === `${dpopBase}/auth/refresh` && response.status() === 200), page.click('#refresh-now')])
+    t.same(await answers('/auth/refresh', from), [[200, 'DPoP']], 'refresh now: the nonce is known')
+    t.not((await refreshCookie(device))?.value, cookieBefore, 'the cookie was rotated')
+    t.equal(await keyOfCookie(device), jkt, 'still bound to the same key')
+    t.equal(await thumbprintOf(page), jkt, 'the key survived the reload')
+    t.equal(await callMe(page), 200)
+
+    // The refresh cookie copied into another browser context: its page makes its own key.
+    const cookie = await refreshCookie(device)
+    const thief = await newDevice()
+    await thief.addCookies([cookie as NonNullable<typeof cookie>])
+    const sessions = await dpopApp.tokenAuth.listSessions('user-1')
+    const stolen = await thief.newPage()
+    watch(stolen)
+    from = authAnswers.length
+    await stolen.goto(dpopBase)
+    t.match(await loginNotice(stolen), /^Please sign in again: /, 'the page asks to sign in')
+    t.same(await answers('/auth/refresh', from), [...nonceFirst, [400, 'FST_TOKEN_AUTH_INVALID_DPOP_PROOF']], 'the refresh is refused: the proof is of another key')
+    t.not(await thumbprintOf(stolen), jkt, 'the other context has a key of its own')
+    t.equal((await refreshCookie(thief))?.value, cookie?.value, 'the copied cookie was not spent')
+    t.same(await dpopApp.tokenAuth.listSessions('user-1'), sessions, 'nothing rotated, nothing revoked')
+    t.same(dpopReuse, [], 'no reuse detected')
+
+    // The owner is unaffected.
+    await Promise.all([page.waitForResponse((response) => response.url() === `${dpopBase}/auth/refresh` && response.status() === 200), page.click('#refresh-now')])
+    t.equal(await keyOfCookie(device), jkt)
+    t.equal(await callMe(page), 200)
+    await Promise.all([page.waitForResponse(`${dpopBase}/auth/logout`), page.click('#logout')])
+    t.equal(await loginNotice(page), 'You are signed out.')
+  }
+
   t.same(problems, [], 'no page error and no CSP violation on any page')
+}
+
+/** A JWS's protected header. */
+function decodeHeader (jws: string): { jwk: object } {
+  return JSON.parse(Buffer.from(jws.split('.')[0] as string, 'base64url').toString())
 }

@@ -2,8 +2,13 @@ import { once } from 'node:events'
 import { createServer, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import Fastify from 'fastify'
+import { createHash } from 'node:crypto'
+import { calculateJwkThumbprint, compactVerify, decodeJwt, decodeProtectedHeader, importJWK, type JWK } from 'jose'
 import t, { type Test } from 'tap'
-import { AuthClientError, createAuthClient, parseWwwAuthenticate, stepUpRequired, type AuthClientOptions, type LogoutReason, type TokenInfo } from '../lib/client.js'
+import {
+  AuthClientError, createAuthClient, createDpopSigner, type DpopKeyStorage, indexedDbKeyStorage, memoryKeyStorage, parseWwwAuthenticate, stepUpRequired,
+  type AuthClientOptions, type LogoutReason, type TokenInfo
+} from '../lib/client.js'
 import tokenAuth, { MemoryStore, type TokenAuthOptions } from '../lib/index.js'
 import type { RevocationContext, RotateRequest, RotateResult, SessionRecord } from '../lib/stores/types.js'
 import { baseOptions, BOB, BOB_PASSWORD, PASSWORD, sleep, USER_ID, USERNAME } from './helpers.js'
@@ -11,7 +16,7 @@ import { baseOptions, BOB, BOB_PASSWORD, PASSWORD, sleep, USER_ID, USERNAME } fr
 // The client helper in Node against a real app over real HTTP. Its browser side (cookie mode,
 // a real page under CSP) is driven in Chromium by test/browser.test.ts.
 
-interface Hit { method: string, url: string, authorization: string | undefined }
+interface Hit { method: string, url: string, authorization: string | undefined, dpop: string | undefined }
 
 /**
  * The plugin (transport 'both' unless overridden, no login throttling), `GET /me`, `POST /echo`
@@ -24,7 +29,7 @@ async function serve (t: Test, overrides: Partial<TokenAuthOptions> = {}) {
   await app.register(tokenAuth, baseOptions({ refreshTokenTransport: 'both', loginRateLimit: false, ...overrides }))
   const hits: Hit[] = []
   app.addHook('onRequest', async (request) => {
-    hits.push({ method: request.method, url: request.url, authorization: request.headers.authorization })
+    hits.push({ method: request.method, url: request.url, authorization: request.headers.authorization, dpop: request.headers.dpop as string | undefined })
   })
   app.get('/me', { onRequest: app.authenticate }, async (request) => ({ id: request.user.sub, sid: request.user.sid }))
   app.post('/echo', { onRequest: app.authenticate }, async (request) => ({ body: request.body }))
@@ -582,3 +587,286 @@ t.test('a refresh the risk hook denies ends the session: onLogout("revoked"); a 
   t.equal(client.accessToken, undefined)
   await t.resolves(createAuthClient({ baseUrl: base }).login(USERNAME, PASSWORD), 'the denied session no longer counts against the cap')
 })
+
+// DPoP (RFC 9449): lib/client-dpop.ts, and the client's `dpop` option. In Node there is no
+// IndexedDB: the signer keeps its key in memory, and a fake IndexedDB below stands in for the
+// browser's (the real one is driven in Chromium by test/browser.test.ts).
+
+/** A proof's header and claims, and whether its signature verifies with its own jwk (jose, not our code). */
+async function readProof (proof: string | undefined) {
+  const header = decodeProtectedHeader(proof as string) as { typ: string, alg: string, jwk: JWK }
+  await compactVerify(proof as string, await importJWK(header.jwk, 'ES256'))
+  return { header, claims: decodeJwt(proof as string), jkt: await calculateJwkThumbprint(header.jwk) }
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('base64url')
+
+/** A fetch that records what it sends and answers from `answers` in turn (the last one repeats). */
+function scriptedFetch (...answers: Array<() => Response>) {
+  const sent: Request[] = []
+  const scripted: typeof fetch = async (input, init) => {
+    sent.push(new Request(input, init))
+    return (answers[Math.min(sent.length, answers.length) - 1] as () => Response)()
+  }
+  return { fetch: scripted, sent }
+}
+
+t.test('DPoP: login binds the session to the key, fetch sends DPoP + proof with ath, refresh keeps the key, logout', async (t) => {
+  const { base, hits, count } = await serve(t, { dpop: 'required' })
+  let refreshToken = ''
+  const kept: CryptoKeyPair[] = []
+  const storage = memoryKeyStorage()
+  const spy: DpopKeyStorage = { get: () => storage.get(), add: async (keys) => { kept.push(keys); return await storage.add(keys) } }
+  const signer = createDpopSigner({ storage: spy })
+  const recording: typeof fetch = async (input, init) => {
+    const url = input instanceof Request ? input.url : String(input)
+    const response = await fetch(input, init)
+    if (response.ok && /\/auth\/(login|refresh)$/.test(url)) refreshToken = (await response.clone().json()).refreshToken
+    return response
+  }
+  const client = createAuthClient({ baseUrl: base, dpop: signer, fetch: recording })
+
+  await client.login(USERNAME, PASSWORD)
+  const login = await readProof(hits.at(-1)?.dpop)
+  t.same(login.header, { typ: 'dpop+jwt', alg: 'ES256', jwk: login.header.jwk }, 'typ, alg, jwk and nothing else')
+  t.same(Object.keys(login.header.jwk).sort(), ['crv', 'kty', 'x', 'y'], 'the public members only')
+  t.match(login.header.jwk, { kty: 'EC', crv: 'P-256' })
+  t.match(login.claims, { htm: 'POST', htu: `${base}/auth/login`, jti: /^[\w-]{22}$/ })
+  t.ok(Math.abs((login.claims.iat as number) - Date.now() / 1000) < 5, 'iat is now')
+  t.notOk('ath' in login.claims || 'nonce' in login.claims, 'no ath, no nonce')
+  t.equal(kept.length, 1, 'a key pair created at the first proof and stored')
+  t.equal(kept[0]?.privateKey.extractable, false, 'the private key is not extractable')
+  await t.rejects(crypto.subtle.exportKey('jwk', kept[0]?.privateKey as CryptoKey), 'nor can it be exported')
+  t.equal(login.jkt, await signer.thumbprint(), 'thumbprint(): RFC 7638, as jose computes it')
+  t.equal(refreshToken.split('.')[2], login.jkt, "the refresh token names the key's thumbprint")
+  t.equal(decodePayloadOf(client.accessToken).cnf?.jkt, login.jkt, 'the access token is bound (cnf.jkt)')
+
+  const me = await client.fetch('/me?tab=1#top')
+  t.equal(me.status, 200)
+  t.equal(hits.at(-1)?.authorization, `DPoP ${client.accessToken}`)
+  const call = await readProof(hits.at(-1)?.dpop)
+  t.match(call.claims, { htm: 'GET', htu: `${base}/me`, ath: sha256(client.accessToken as string) }, 'htu without query and fragment, ath')
+  t.not(call.claims.jti, login.claims.jti, 'a new jti per proof')
+  t.equal(call.jkt, login.jkt, 'the same key')
+
+  const bound = refreshToken
+  t.equal(await client.refresh(), true)
+  t.equal((await readProof(hits.at(-1)?.dpop)).jkt, login.jkt)
+  t.not(refreshToken, bound, 'rotated')
+  t.equal(refreshToken.split('.')[2], login.jkt, 'and still bound to the same key')
+  t.equal(kept.length, 1, 'the stored key was reused')
+
+  // A copied refresh token with another key's proof is refused; nothing rotates.
+  const stolen = await fetch(`${base}/auth/refresh`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', dpop: await createDpopSigner().proof('POST', `${base}/auth/refresh`) },
+    body: JSON.stringify({ refreshToken })
+  })
+  t.equal(stolen.status, 400)
+  t.equal((await json(stolen)).code, 'FST_TOKEN_AUTH_INVALID_DPOP_PROOF', "another key's proof is refused")
+  t.equal((await client.fetch('/me')).status, 200, 'the owner is unaffected')
+
+  const logouts = count('POST', '/auth/logout')
+  await client.logout()
+  t.equal(count('POST', '/auth/logout'), logouts + 1)
+  t.equal((await readProof(hits.at(-1)?.dpop)).jkt, login.jkt, 'logout carries a proof of the key')
+  t.equal(client.accessToken, undefined)
+})
+
+t.test('DPoP with server nonces: one retry with the nonce (400 on auth routes, 401 on protected ones)', async (t) => {
+  const { base, hits, count } = await serve(t, { dpop: 'required', dpopNonce: true, refreshTokenTransport: 'cookie' })
+  const jar = cookieJar()
+  const storage = memoryKeyStorage()
+  const client = createAuthClient({ baseUrl: base, dpop: createDpopSigner({ storage }), fetch: jar.fetch, refreshTokenTransport: 'cookie' })
+  await client.login(USERNAME, PASSWORD)
+  t.equal(count('POST', '/auth/login'), 2, 'a 400 use_dpop_nonce, then the retry with the nonce')
+  const retried = await readProof(hits.at(-1)?.dpop)
+  t.type(retried.claims.nonce, 'string', 'the retry carries the nonce')
+  t.equal((await client.fetch('/me')).status, 200)
+  t.equal(count('GET', '/me'), 1, 'the nonce is remembered: no retry')
+  t.equal((await readProof(hits.at(-1)?.dpop)).claims.nonce, retried.claims.nonce)
+
+  // A reload in cookie mode: a new client and signer, no token, no nonce, the same stored key.
+  const page = createAuthClient({ baseUrl: base, dpop: createDpopSigner({ storage }), fetch: jar.fetch, refreshTokenTransport: 'cookie' })
+  const refreshes = count('POST', '/auth/refresh')
+  t.equal(await page.refresh(), true, 'the cookie and the same key restore the session')
+  t.equal(count('POST', '/auth/refresh'), refreshes + 2, 'after one nonce retry')
+
+  // A protected route and a proof without the nonce: a 401 use_dpop_nonce, then the retry.
+  const fresh = createDpopSigner({ storage })
+  const mes = count('GET', '/me')
+  const me = await fresh.send(fetch, new Request(`${base}/me`), page.accessToken)
+  t.equal(me.status, 200)
+  t.equal(count('GET', '/me'), mes + 2, 'a 401, then the retry')
+
+  // Logout after a reload, before any token: the proof alone names the key.
+  const reloaded = createAuthClient({ baseUrl: base, dpop: createDpopSigner({ storage }), fetch: jar.fetch, refreshTokenTransport: 'cookie' })
+  await reloaded.logout()
+  const logout = hits.filter((hit) => hit.url === '/auth/logout').at(-1)
+  t.equal(logout?.authorization, undefined, 'no token')
+  t.equal((await readProof(logout?.dpop)).jkt, retried.jkt, 'a proof of the key')
+  t.equal(jar.cookie, undefined, 'the session ended: the cookie is cleared')
+  t.equal(await page.refresh(), false, 'and the session is over')
+})
+
+t.test('DPoP: the nonce retry, exactly when asked and only once (scripted answers)', async (t) => {
+  const base = 'https://api.example.com'
+  const signer = createDpopSigner({ storage: memoryKeyStorage() })
+  const nonceOf = async (request: Request | undefined) => (await readProof(request?.headers.get('dpop') ?? undefined)).claims.nonce
+  const ask401 = () => new Response('{}', { status: 401, headers: { 'www-authenticate': 'DPoP error="use_dpop_nonce", algs="ES256"', 'dpop-nonce': 'n-401' } })
+  const ask400 = () => new Response(JSON.stringify({ code: 'FST_TOKEN_AUTH_USE_DPOP_NONCE' }), { status: 400, headers: { 'dpop-nonce': 'n-400' } })
+  const ok = () => new Response('{"ok":true}', { status: 200 })
+
+  let script = scriptedFetch(ask401, ok)
+  const response = await signer.send(script.fetch, new Request(`${base}/me`, { method: 'POST', body: 'payload' }), 'token-1')
+  t.equal(response.status, 200, 'a 401 use_dpop_nonce: retried')
+  t.equal(script.sent.length, 2)
+  t.equal(await nonceOf(script.sent[0]), undefined)
+  t.equal(await nonceOf(script.sent[1]), 'n-401', 'the retry carries the nonce')
+  t.equal(await script.sent[1]?.text(), 'payload', 'with the body')
+  t.equal(script.sent[1]?.headers.get('authorization'), 'DPoP token-1')
+  t.equal((await readProof(script.sent[1]?.headers.get('dpop') ?? undefined)).claims.ath, sha256('token-1'))
+
+  script = scriptedFetch(ask400, ok)
+  t.equal((await signer.send(script.fetch, new Request(`${base}/auth/login`, { method: 'POST' }))).status, 200, 'a 400 use_dpop_nonce: retried')
+  t.equal(await nonceOf(script.sent[1]), 'n-400')
+  t.equal(script.sent[1]?.headers.get('authorization'), null, 'no token, no Authorization')
+
+  script = scriptedFetch(ask400)
+  t.equal((await signer.send(script.fetch, new Request(`${base}/auth/login`, { method: 'POST' }))).status, 400, 'asked twice: retried once only')
+  t.equal(script.sent.length, 2)
+
+  const notAsking = {
+    'a 401 of another error': () => new Response('{}', { status: 401, headers: { 'www-authenticate': 'DPoP error="invalid_dpop_proof"', 'dpop-nonce': 'x' } }),
+    'a 401 use_dpop_nonce without DPoP-Nonce': () => new Response('{}', { status: 401, headers: { 'www-authenticate': 'DPoP error="use_dpop_nonce"' } }),
+    'a 401 without WWW-Authenticate': () => new Response('{}', { status: 401, headers: { 'dpop-nonce': 'x' } }),
+    'a 400 of another code': () => new Response('{"code":"FST_TOKEN_AUTH_INVALID_DPOP_PROOF"}', { status: 400, headers: { 'dpop-nonce': 'x' } }),
+    'a 400 that is not JSON': () => new Response('nope', { status: 400, headers: { 'dpop-nonce': 'x' } }),
+    'a 200 with a new nonce': () => new Response('{}', { status: 200, headers: { 'dpop-nonce': 'n-200' } })
+  }
+  for (const [name, answer] of Object.entries(notAsking)) {
+    script = scriptedFetch(answer, ok)
+    const status = (await signer.send(script.fetch, new Request(`${base}/x`))).status
+    t.same([status, script.sent.length], [answer().status, 1], `${name}: answered as it is, no retry`)
+  }
+  script = scriptedFetch(ok)
+  await signer.send(script.fetch, new Request(`${base}/x`))
+  t.equal(await nonceOf(script.sent[0]), 'n-200', 'the last DPoP-Nonce of any answer is used')
+  t.notOk('nonce' in (await readProof(await signer.proof('GET', 'https://other.example.com/'))).claims, 'per origin')
+})
+
+t.test("DPoP: a server without DPoP answers Bearer tokens, sent as Bearer without a proof; a signer's storage failure is not kept", async (t) => {
+  const { base, hits } = await serve(t, {})
+  const client = createAuthClient({ baseUrl: base, dpop: true })
+  await client.login(USERNAME, PASSWORD)
+  t.type(hits.at(-1)?.dpop, 'string', 'the login carried a proof, which the server ignores')
+  t.equal((await client.fetch('/me')).status, 200)
+  t.equal(hits.at(-1)?.authorization, `Bearer ${client.accessToken}`)
+  t.equal(hits.at(-1)?.dpop, undefined, 'no proof with a Bearer token')
+
+  let failures = 1
+  const flaky: DpopKeyStorage = {
+    get: async () => { if (failures-- > 0) throw new Error('storage down'); return undefined },
+    add: async (keys) => keys
+  }
+  const signer = createDpopSigner({ storage: flaky })
+  await t.rejects(signer.proof('GET', `${base}/me`), { message: 'storage down' })
+  t.match(await signer.proof('GET', `${base}/me`), /^[\w-]+\.[\w-]+\.[\w-]+$/, 'the next proof tries again')
+
+  const memory = memoryKeyStorage()
+  const first = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify'])
+  const second = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify'])
+  t.equal(await memory.get(), undefined)
+  t.equal(await memory.add(first), first)
+  t.equal(await memory.add(second), first, 'the first stored wins')
+})
+
+/** A minimal IndexedDB (open, upgrade, one store, get and put in transactions), for Node. */
+function fakeIndexedDb (fail: { open?: boolean, abort?: Error | null } = {}) {
+  const databases = new Map<string, Map<string, Map<string, unknown>>>()
+  const log: string[] = []
+  const later = (fn: () => void) => setTimeout(fn, 1)
+  const factory = {
+    open (name: string, version: number) {
+      log.push(`open ${name} v${version}`)
+      const request = {} as Record<string, unknown> & { onsuccess (): void, onerror (): void, onupgradeneeded (): void }
+      later(() => {
+        if (fail.open === true) {
+          request.error = new Error('open refused')
+          return request.onerror()
+        }
+        const known = databases.get(name)
+        const stores = known ?? new Map<string, Map<string, unknown>>()
+        request.result = {
+          createObjectStore (store: string) { log.push(`create ${store}`); stores.set(store, new Map()) },
+          close () { log.push('close') },
+          transaction (store: string, mode: string) {
+            log.push(`transaction ${store} ${mode}`)
+            const records = stores.get(store) as Map<string, unknown>
+            const tx = { error: null } as unknown as Record<string, unknown> & { oncomplete (): void, onabort (): void }
+            let pending = 0
+            const settle = () => later(() => {
+              if (--pending > 0) return
+              if (fail.abort === undefined) return tx.oncomplete()
+              tx.error = fail.abort
+              tx.onabort()
+            })
+            tx.objectStore = () => ({
+              get (key: string) {
+                pending++
+                const read = {} as { result?: unknown, onsuccess (): void }
+                later(() => { read.result = records.get(key); read.onsuccess(); settle() })
+                return read
+              },
+              put (value: unknown, key: string) { records.set(key, value) }
+            })
+            return tx
+          }
+        }
+        if (known === undefined) {
+          databases.set(name, stores)
+          request.onupgradeneeded()
+        }
+        request.onsuccess()
+      })
+      return request
+    }
+  }
+  return { indexedDB: factory as unknown as IDBFactory, databases, log }
+}
+
+t.test('DPoP: the IndexedDB storage keeps the pair across "reloads", the first stored wins, failures reject', async (t) => {
+  const fake = fakeIndexedDb()
+  const globals = globalThis as { indexedDB?: IDBFactory }
+  globals.indexedDB = fake.indexedDB
+  t.teardown(() => { delete globals.indexedDB })
+
+  // Defaults: the signer picks IndexedDB when it exists, in the database 'fastify-token-auth'.
+  const page = createDpopSigner()
+  const jkt = await page.thumbprint()
+  t.same(fake.log, ['open fastify-token-auth v1', 'create fastify-token-auth-dpop-keys', 'transaction fastify-token-auth-dpop-keys readonly', 'close',
+    'open fastify-token-auth v1', 'transaction fastify-token-auth-dpop-keys readwrite', 'close'])
+  const stored = fake.databases.get('fastify-token-auth')?.get('fastify-token-auth-dpop-keys')?.get('default') as CryptoKeyPair
+  t.equal(stored.privateKey.extractable, false, 'a non-extractable pair is what is stored')
+  t.equal(await page.thumbprint(), jkt, 'loaded once per signer')
+  t.equal(fake.log.length, 7)
+
+  const reloaded = createDpopSigner({ storage: indexedDbKeyStorage() })
+  t.equal(await reloaded.thumbprint(), jkt, 'a reload: the same key from IndexedDB')
+  const proof = await readProof(await reloaded.proof('GET', 'https://api.example.com/me'))
+  t.equal(proof.jkt, jkt, 'and it signs')
+
+  const other = indexedDbKeyStorage({ database: 'fastify-token-auth-other', indexedDB: fake.indexedDB })
+  t.equal(await other.get(), undefined)
+  const keys = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify'])
+  t.equal(await other.add(stored), stored)
+  t.equal(await other.add(keys), stored, 'another tab stored one first: that one is used')
+
+  await t.rejects(indexedDbKeyStorage({ indexedDB: fakeIndexedDb({ open: true }).indexedDB }).get(), { message: 'open refused' })
+  await t.rejects(indexedDbKeyStorage({ indexedDB: fakeIndexedDb({ abort: new Error('quota') }).indexedDB }).add(keys), { message: 'quota' })
+  await t.rejects(indexedDbKeyStorage({ indexedDB: fakeIndexedDb({ abort: null }).indexedDB }).get(), { message: 'IndexedDB: the transaction was aborted' })
+})
+
+function decodePayloadOf (token: string | undefined): { cnf?: { jkt?: string } } {
+  return JSON.parse(Buffer.from((token as string).split('.')[1] as string, 'base64url').toString())
+}

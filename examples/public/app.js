@@ -1,6 +1,6 @@
 // The demo page: plain ES module, no build step. Every request goes through the client helper,
 // which keeps the access token in memory and refreshes it with the HttpOnly cookie.
-import { createAuthClient, stepUpRequired } from '/client.js'
+import { createAuthClient, parseWwwAuthenticate, stepUpRequired } from '/client.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -15,7 +15,21 @@ let lifetime = 0
 let expiredLogged = false
 let signingIn = false
 
+/**
+ * Whether the server takes DPoP (its DPOP setting): a request without a token is answered with
+ * the challenges it accepts, and `DPoP algs="…"` is among them when it does (RFC 9449 §7.1).
+ */
+async function dpopOffered () {
+  const response = await fetch('/me', { credentials: 'omit' })
+  await response.body?.cancel()
+  return parseWwwAuthenticate(response.headers.get('www-authenticate') ?? '').some((challenge) => challenge.scheme === 'dpop')
+}
+
+// With DPoP the session is bound to a key pair made in this browser, kept in IndexedDB and not
+// extractable: a refresh cookie copied elsewhere is useless without it.
+const dpop = await dpopOffered().catch(() => false)
 const auth = createAuthClient({
+  dpop,
   onTokens ({ expiresAt }) {
     lifetime = expiresAt - Date.now()
     expiredLogged = false
@@ -252,6 +266,7 @@ onClick('logout', () => auth.logout())
 onClick('logout-all', () => auth.logout({ everywhere: true }))
 setInterval(tick, 100)
 
+if (dpop) log('DPoP on: requests are signed with a key pair kept in this browser (not extractable)')
 // A reload keeps the session: the HttpOnly cookie is exchanged for a new access token.
 try {
   if (await auth.refresh()) {
@@ -261,5 +276,6 @@ try {
     showLogin()
   }
 } catch (error) {
-  showLogin(`The server cannot sign anyone in right now (${error.message}).`)
+  // A 400 is a refused DPoP proof (a cookie without this browser's key, or DPoP now required): sign in again.
+  showLogin(error.statusCode === 400 ? `Please sign in again: ${error.message}` : `The server cannot sign anyone in right now (${error.message}).`)
 }
