@@ -5,12 +5,11 @@
 // replies lost). What must hold: while the store cannot answer, every request that needs it gets
 // 503 with Retry-After, never a 500 and never a pass without the replay check; nothing is lost
 // (the refresh token still rotates afterwards, with a new proof); the process lives on.
-import { createClient } from 'redis'
 import t, { type Test } from 'tap'
 import { type DpopKey, dpopKey, proof } from '../dpop-helpers.js'
 import { alive, COOKIE, cookieOf, noIncidents, PASSWORD, type Reply, send, sleep, startExample, STORE_UNAVAILABLE, USERNAME } from './harness.js'
-import { REDIS_URL, redisAvailable } from '../services.js'
-import { TcpProxy } from '../tcp-proxy.js'
+import { redisAvailable } from '../services.js'
+import { proxiedRedis } from './proxied-redis.js'
 
 const CONCURRENT = 40
 const STORE_TIMEOUT = 400
@@ -19,21 +18,10 @@ const skip = await redisAvailable()
 if (skip !== undefined) {
   t.plan(0, skip)
 } else {
-  // A database of its own, emptied before and after (as store-faults.test.ts).
-  const database = 11
-  const target = new URL(REDIS_URL)
-  const emptied = createClient({ url: `redis://${target.host}/${database}` })
-  await emptied.connect()
-  await emptied.flushDb()
-  t.teardown(async () => {
-    await emptied.flushDb()
-    emptied.destroy()
-  })
-  const proxy = await TcpProxy.start(Number(target.port || 6379), target.hostname)
-  t.teardown(() => proxy.close())
+  const { proxy, url } = await proxiedRedis(t, 11)
   const example = await startExample(t, {
     TOKEN_STORE: 'redis',
-    REDIS_URL: `redis://${proxy.url}/${database}`,
+    REDIS_URL: url,
     STORE_TIMEOUT_MS: String(STORE_TIMEOUT),
     DPOP: 'optional'
   })
@@ -60,6 +48,17 @@ if (skip !== undefined) {
     headers: { cookie: `${COOKIE}=${session.refreshToken}`, dpop: await signed(session.key, 'POST', '/auth/refresh') }
   })
 
+  /** The replies of `requests`, sent again every 200 ms while any is a 503, for at most 10 s (the store's client reconnects by itself). */
+  async function onceAnswered (requests: () => Array<Promise<Reply>>): Promise<Reply[]> {
+    const until = Date.now() + 10_000
+    let replies: Reply[]
+    do {
+      await sleep(200)
+      replies = await Promise.all(requests())
+    } while (replies.some((reply) => reply.status === 503) && Date.now() < until)
+    return replies
+  }
+
   /** Every reply a 503 that kept everything: code, Retry-After, no cookie set or cleared, no token issued. */
   function allUnavailable (t: Test, replies: Reply[], what: string): void {
     t.same([...new Set(replies.map((reply) => reply.status))], [503], `${what}: every one 503`)
@@ -81,12 +80,7 @@ if (skip !== undefined) {
     await alive(t, example)
     proxy.forward()
     // Nothing was spent: each session's refresh token rotates with a new proof once Redis answers.
-    let rotated: Reply[] = []
-    const until = Date.now() + 10_000
-    do {
-      await sleep(200)
-      rotated = await Promise.all(sessions.map(refresh))
-    } while (rotated.some((reply) => reply.status === 503) && Date.now() < until)
+    const rotated = await onceAnswered(() => sessions.map(refresh))
     t.same([...new Set(rotated.map((reply) => reply.status))], [200], 'every refresh token rotates afterwards')
     t.ok(rotated.every((reply) => (reply.json as { tokenType?: string }).tokenType === 'DPoP'), 'still bound')
   })
@@ -97,12 +91,7 @@ if (skip !== undefined) {
     allUnavailable(t, await Promise.all([...sessions.map(me), ...sessions.map(refresh)]), 'muted')
     proxy.forward()
     // A mute connection may have lost its replies for good; the client reconnects by itself.
-    let retried: Reply[] = []
-    const until = Date.now() + 10_000
-    do {
-      await sleep(200)
-      retried = await Promise.all(sessions.map(me))
-    } while (retried.some((reply) => reply.status === 503) && Date.now() < until)
+    const retried = await onceAnswered(() => sessions.map(me))
     t.same([...new Set(retried.map((reply) => reply.status))], [200], 'protected requests pass again with new proofs')
     const refreshed = await Promise.all(sessions.map(refresh))
     t.same([...new Set(refreshed.map((reply) => reply.status))], [200], 'and refreshes: nothing was lost, nothing taken for theft')

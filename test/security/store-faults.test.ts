@@ -7,14 +7,13 @@
 // Documented difference from the checklist: protected routes do not call the store (revocation
 // is an in-memory denylist fed by the store's feed), so during an outage they keep answering 200
 // for valid, unrevoked access tokens instead of a fail-closed 503 (docs/stores.md, «Outages»).
-import { createClient } from 'redis'
 import t, { type Test } from 'tap'
 import {
   alive, ALICE_ID, BOB, BOB_ID, COOKIE, cookieOf, eventsSince, get, login, loginRequest, logoutRequest, noIncidents,
   noLeak, noTokenIssued, refresh, refreshRequest, refused, type Reply, send, sleep, startExample, STORE_UNAVAILABLE, type Tokens
 } from './harness.js'
-import { REDIS_URL, redisAvailable } from '../services.js'
-import { TcpProxy } from '../tcp-proxy.js'
+import { redisAvailable } from '../services.js'
+import { proxiedRedis } from './proxied-redis.js'
 
 const skip = await redisAvailable()
 if (skip !== undefined) {
@@ -23,22 +22,10 @@ if (skip !== undefined) {
   const STORE_TIMEOUT = 500
   /** How long the app may take to use the store again once it is back. */
   const RECOVERY_BOUND = 10_000
-  // A database of its own, emptied before and after: the example's fixed key prefix then meets
-  // nothing another run or suite left (records of an older format, say).
-  const database = 10
-  const target = new URL(REDIS_URL)
-  const emptied = createClient({ url: `redis://${target.host}/${database}` })
-  await emptied.connect()
-  await emptied.flushDb()
-  t.teardown(async () => {
-    await emptied.flushDb()
-    emptied.destroy()
-  })
-  const proxy = await TcpProxy.start(Number(target.port || 6379), target.hostname)
-  t.teardown(() => proxy.close())
+  const { proxy, url } = await proxiedRedis(t, 10)
   const example = await startExample(t, {
     TOKEN_STORE: 'redis',
-    REDIS_URL: `redis://${proxy.url}/${database}`,
+    REDIS_URL: url,
     STORE_TIMEOUT_MS: String(STORE_TIMEOUT),
     ACCESS_TOKEN_TTL: '60',
     REFRESH_REUSE_GRACE: '5'
