@@ -236,6 +236,12 @@ t.test('2. the header: a JSON object with typ dpop+jwt, an allowed alg and a pub
   refuses(t, proofOf(rsa1024), 'RSA key shorter than 2048 bits')
   refuses(t, proofOf({ ...rsa1024, alg: 'PS256' }), 'RSA key shorter than 2048 bits', {}, 'PS256 likewise')
   refuses(t, proofOf(signerFor('RS256', undefined, 2047)), 'RSA key shorter than 2048 bits', {}, '2047 bits')
+  // A client picks what its verification costs: no modulus over 4096 bits, no exponent over 32 bits.
+  refuses(t, proofOf(signerFor('RS256', undefined, 4104)), 'RSA key too costly to verify', {}, '4104 bits')
+  // Refused as the key is read, before any signature is verified: no honest signer made this one.
+  const bigExponent = { ...signers.RS256.jwk, e: Buffer.from('0200000001', 'hex').toString('base64url') }
+  refuses(t, proofOf(signers.RS256, { header: { typ: 'dpop+jwt', alg: 'RS256', jwk: bigExponent } }), 'RSA key too costly to verify', {}, 'an exponent of 34 bits')
+  t.ok(verifyProof(proofOf(signerFor('RS256', undefined, 4096)), expected), '4096 bits and 65537 pass')
 })
 
 t.test('3. the signature verifies with the header\'s key, ECDSA as r||s only, high or low S', async (t) => {
@@ -417,7 +423,7 @@ t.test('DpopNonces: the period and an HMAC of it, the current or previous period
 t.test('no reason carries the proof or key material, and each check has its own', async (t) => {
   // Every reason the tests above met: short English phrases of a fixed set.
   t.same([...reasons].sort(), [
-    'ECDSA signature is not r||s', 'RSA key shorter than 2048 bits', 'alg not allowed', 'ath does not match', 'ath missing',
+    'ECDSA signature is not r||s', 'RSA key shorter than 2048 bits', 'RSA key too costly to verify', 'alg not allowed', 'ath does not match', 'ath missing',
     'claims are not a JSON object', 'crit is not supported', 'header is not a JSON object', 'htm does not match', 'htu does not match',
     'iat in the future', 'iat missing or invalid', 'iat too old', 'jti missing or invalid', 'jwk does not fit alg',
     'jwk has a private member', 'jwk is not a valid public key', 'jwk missing or not an object', 'nonce missing',

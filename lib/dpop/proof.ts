@@ -19,6 +19,14 @@ export const FUTURE_SKEW_SECONDS = 5
 const MAX_JTI_LENGTH = 256
 /** RFC 9449 §4.3 asks for an acceptable algorithm; RFC 7518 §3.3 asks for RSA keys of at least 2048 bits. */
 const MIN_RSA_BITS = 2048
+/**
+ * A client chooses its key, so it chooses what a verification costs us: an RSA verification grows
+ * with the modulus and with the public exponent, and OpenSSL bounds the exponent only above 3072
+ * bits. So no modulus beyond 4096 bits and no exponent beyond 32 bits (65537 is the usual one):
+ * a proof costs no more than an honest one would.
+ */
+const MAX_RSA_BITS = 4096
+const MAX_RSA_EXPONENT = 2n ** 32n
 /** Imported keys kept, by thumbprint; the map is emptied when full (no LRU bookkeeping on the hot path). */
 const KEY_CACHE_SIZE = 1000
 /** Bytes of SHA-256 kept in a replay key: 128 bits, 22 base64url characters. */
@@ -246,9 +254,11 @@ function publicKey (members: Record<string, string>, jkt: string): KeyObject {
   } catch {
     throw new DpopProofError('jwk is not a valid public key')
   }
-  // Checked before caching, so every cached RSA key is long enough.
-  if (members.kty === 'RSA' && (key.asymmetricKeyDetails as { modulusLength: number }).modulusLength < MIN_RSA_BITS) {
-    throw new DpopProofError('RSA key shorter than 2048 bits')
+  // Checked before caching, so every cached RSA key is within bounds.
+  if (members.kty === 'RSA') {
+    const { modulusLength, publicExponent } = key.asymmetricKeyDetails as { modulusLength: number, publicExponent: bigint }
+    if (modulusLength < MIN_RSA_BITS) throw new DpopProofError('RSA key shorter than 2048 bits')
+    if (modulusLength > MAX_RSA_BITS || publicExponent > MAX_RSA_EXPONENT) throw new DpopProofError('RSA key too costly to verify')
   }
   if (keys.size >= KEY_CACHE_SIZE) keys.clear()
   keys.set(jkt, key)
