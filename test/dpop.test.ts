@@ -323,3 +323,33 @@ t.test('optional: a refused Bearer request is answered in the Bearer scheme (RFC
   t.equal(stale.json().code, 'FST_TOKEN_AUTH_CLAIMS_CHANGED')
   t.equal(stale.headers['www-authenticate'], 'Bearer error="invalid_token", error_description="the claims of this token have changed; refresh it"')
 })
+
+t.test('a token we did not mint makes no proof be spent: nobody without one can make the store record proofs', async (t) => {
+  const store = new MemoryStore()
+  const spent: string[] = []
+  const useOnce = store.useOnce.bind(store)
+  store.useOnce = async (key, expiresAt, now) => {
+    spent.push(key)
+    return await useOnce(key, expiresAt, now)
+  }
+  const app = await build(t, { store })
+  const key = await dpopKey()
+  const login = await dpopLogin(app, key)
+  spent.length = 0
+  const forged = `${(refreshCookie(login)?.value as string).slice(0, -4)}AAAA`
+  const refreshProof = await proof(key, 'POST', '/auth/refresh')
+  const refused = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: forged }, headers: { dpop: refreshProof } })
+  t.equal(refused.statusCode, 401)
+  t.equal(refused.json().code, 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN')
+  const logout = await app.inject({ method: 'POST', url: '/auth/logout', cookies: { refresh_token: forged }, headers: { dpop: await proof(key, 'POST', '/auth/logout') } })
+  t.equal(logout.statusCode, 204)
+  const revoke = await app.inject({ method: 'POST', url: '/auth/revoke', payload: { token: 'garbage' }, headers: { dpop: await proof(key, 'POST', '/auth/revoke') } })
+  t.equal(revoke.statusCode, 200)
+  const bearer = await dpopLogin(app, undefined)
+  spent.length = 0
+  const unbound = await app.inject({ method: 'POST', url: '/auth/revoke', payload: { token: bearer.json().accessToken }, headers: { dpop: await proof(key, 'POST', '/auth/revoke') } })
+  t.equal(unbound.statusCode, 200, 'an unbound token is revoked without looking at the proof')
+  t.same(spent, [], 'no proof recorded for any of them')
+  const honest = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { refresh_token: refreshCookie(login)?.value as string }, headers: { dpop: refreshProof } })
+  t.equal(honest.statusCode, 200, 'the proof sent with the forged token was not used up')
+})

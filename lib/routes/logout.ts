@@ -55,8 +55,10 @@ export function logoutRoute (
       await sessions.revokeUserSessions(request.user!.sub, 'logout-all')
     } else {
       const target = sessionToEnd(transport.presented(request), singleAuthorization(request), sessions)
-      // A bound session's refresh token ends it only with a proof of its key («Sender-constrained sessions (DPoP)»).
-      await endSession(sessions, target, target.by === 'refresh-token' ? await dpop.keyOf(request, reply) : undefined)
+      // A bound session's refresh token ends it only with a proof of its key («Sender-constrained
+      // sessions (DPoP)»); only then is a proof looked at, so no other token makes the store record one.
+      const bound = target.by === 'refresh-token' && sessions.readRefreshToken(target.refreshToken)?.jkt !== undefined
+      await endSession(sessions, target, bound ? await dpop.keyOf(request, reply) : undefined)
     }
     if (transport.usesCookie) transport.clearCookie(reply)
     if (options.clearSiteData !== undefined) reply.header('clear-site-data', options.clearSiteData)

@@ -25,7 +25,9 @@ export function refreshRoute (
       if (grantType !== undefined && grantType !== 'refresh_token') throw new UnsupportedGrantTypeError()
       const presented = transport.presented(request)
       if (presented === undefined) throw new MissingRefreshTokenError()
-      const proofKey = await dpop.keyOf(request, reply)
+      // A token we did not mint is refused before any proof is looked at: nobody without one can
+      // make the store record proofs (docs/design.md, «Sender-constrained sessions (DPoP)»).
+      const proofKey = dpop.mode === 'off' || sessions.readRefreshToken(presented.token) === null ? undefined : await dpop.keyOf(request, reply)
       return await dropDeadCookie(reply, transport, presented, async () => {
         const tokens = await sessions.refresh(presented.token, clientInfo(request), request, proofKey)
         return transport.send(reply, tokens, presented.inBody)

@@ -24,7 +24,10 @@ export function revokeRoute (app: FastifyInstance, path: string, context: Pick<R
       response: revokeResponses(options.responseFormat)
     })
   }, async (request, reply) => {
-    await revokeToken(sessions, request.body.token, await dpop.keyOf(request, reply))
+    const { token } = request.body
+    // Only a bound token's revocation needs its key's proof; only then is one looked at, so no
+    // other token makes the store record proofs.
+    await revokeToken(sessions, token, isBound(sessions, token) ? await dpop.keyOf(request, reply) : undefined)
     return await reply.code(200).send()
   })
 }
@@ -37,6 +40,16 @@ export function revokeRoute (app: FastifyInstance, path: string, context: Pick<R
  * DPoP-bound one without a proof of its key (`proofKey`): a thief without the key cannot end
  * the session (docs/design.md, «Sender-constrained sessions (DPoP)»).
  */
+/** Whether the token is one of ours bound to a DPoP key: a refresh token naming a thumbprint, or an access token with `cnf`. */
+function isBound (sessions: SessionService, token: string): boolean {
+  if (sessions.readRefreshToken(token)?.jkt !== undefined) return true
+  try {
+    return (sessions.verifyAccessToken(token) as { cnf?: unknown }).cnf !== undefined
+  } catch {
+    return false
+  }
+}
+
 async function revokeToken (sessions: SessionService, token: string, proofKey: string | undefined): Promise<boolean> {
   if (await sessions.logout(token, proofKey)) return true
   let claims: { sid: string, sub: string, cnf?: { jkt: string } }
