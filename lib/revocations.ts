@@ -4,6 +4,8 @@
  * memory: one Map lookup, no store round trip. An entry is only needed until the last access
  * token signed before it expires, i.e. `accessTokenTtl` after the revocation or change.
  */
+import type { RevocationRecord } from './stores/types.js'
+
 export class RevocationList {
   readonly #until = new Map<string, number>()
   /** Session id -> the lowest claims version its access tokens may carry, and until when that matters. */
@@ -23,6 +25,12 @@ export class RevocationList {
     // Delete first so insertion order stays (nearly) expiry order, which lets `prune` stop early.
     this.#until.delete(sessionId)
     this.#until.set(sessionId, until)
+  }
+
+  /** A feed entry (docs/design.md, «The revocation feed»): a revocation, or a claims change when it carries a version. */
+  learn (record: RevocationRecord): void {
+    if (record.claimsVersion === undefined) this.add(record.sessionId, record.revokedAt)
+    else this.addClaimsVersion(record.sessionId, record.claimsVersion, record.revokedAt)
   }
 
   has (sessionId: string): boolean {

@@ -5,19 +5,17 @@ import {
 import type { ClientInfo, RevocationReason, TokenAuthEvents } from './events.js'
 import type { AuthUser, RotationChanges, SessionInfo, SessionServiceOptions, TokenSet } from './session-types.js'
 import type { RevocationList } from './revocations.js'
+import { RevocationFeed } from './revocation-feed.js'
 import { StoreCalls } from './store-calls.js'
 import type { StoreHealth } from './store-health.js'
 import { hookSession, type RefreshHook, type RefreshHookContext, runRefreshHook } from './refresh-hook.js'
 import { authenticationAt, isKnownUserAgent, sessionLimitOf } from './session-policy.js'
-import type { RevocationRecord, SessionLimit, SessionRecord, TokenStore } from './stores/types.js'
+import type { SessionLimit, SessionRecord, TokenStore } from './stores/types.js'
 import { type AccessTokenClaims, randomId, type SignedAccessToken, type TokenCodec } from './tokens.js'
 import { type MintedRefreshToken, type PresentedRefreshToken, TOKEN_ID_BYTES } from './refresh-tokens.js'
 import { checkBinding, type DpopMode } from './dpop/binding.js'
 
 export type { AuthUser, SessionInfo, SessionServiceOptions, TokenSet } from './session-types.js'
-
-/** How far each poll of the revocation feed reaches back before the previous one (ms). */
-const FEED_OVERLAP = 10_000
 
 /** A session, the refresh token it is answered with, and the DPoP key the request proved, if any. */
 type Grant = { refreshToken: string, session: SessionRecord, proofKey: string | undefined }
@@ -38,8 +36,7 @@ export class SessionService {
   /** Every store call, with its deadline and health report. */
   readonly #calls: StoreCalls
   readonly #revocationTtl: number
-  /** Where the next poll of the revocation feed starts. */
-  #feedCursor: number
+  readonly #feed: RevocationFeed
   readonly #loadUser: ((userId: string) => Promise<AuthUser | null>) | undefined
   readonly #onRefresh: RefreshHook | undefined
   readonly #onRefreshTimeout: number
@@ -67,8 +64,7 @@ export class SessionService {
     this.#dpop = options.dpop ?? 'off'
     this.now = options.now ?? Date.now
     this.health = this.#calls.health
-    // A process that starts late must still learn of revocations whose access tokens live on.
-    this.#feedCursor = this.now() - this.#revocationTtl
+    this.#feed = new RevocationFeed(this.#store, this.#revocations, this.#calls, this.now, this.#revocationTtl)
   }
 
   /**
@@ -264,7 +260,7 @@ export class SessionService {
       throw new TypeError('fastify-token-auth: updateUserClaims takes the claims as an object')
     }
     const records = await this.#calls.run(() => this.#store.updateUserClaims(userId, claims, this.#revocationContext()))
-    for (const record of records) this.#learn(record)
+    for (const record of records) this.#revocations.learn(record)
     const sessionIds = records.map((record) => record.sessionId)
     this.#events.emit('claimsUpdated', { userId, sessionIds })
     return sessionIds
@@ -339,29 +335,14 @@ export class SessionService {
     return claims
   }
 
-  /**
-   * Reads the store's revocation feed from where the last read stopped, so revocations made by
-   * other processes reach this one's denylist («Revocation reaches access tokens»). The cursor overlaps the previous read by
-   * `FEED_OVERLAP` to tolerate clock skew between processes and late-visible writes; re-adding
-   * a known revocation is harmless.
-   */
+  /** Reads the store's revocation feed into the denylist (./revocation-feed.ts); resolves with how many entries were read. */
   async pollRevocations (): Promise<number> {
-    const startedAt = this.now()
-    const records = await this.#calls.run(() => this.#store.revokedSince(this.#feedCursor))
-    for (const record of records) this.#learn(record)
-    this.#feedCursor = startedAt - FEED_OVERLAP
-    return records.length
+    return await this.#feed.poll()
   }
 
-  /** Feeds pushed revocations (when the store can push) straight into the denylist. */
+  /** Subscribes the denylist to the store's pushed revocations, when it can push. */
   async subscribeRevocations (): Promise<(() => Promise<void>) | undefined> {
-    return await this.#store.subscribeRevocations?.((record) => { this.#learn(record) })
-  }
-
-  /** A feed entry into the denylist: a revocation, or a claims change when it carries a version. */
-  #learn (record: RevocationRecord): void {
-    if (record.claimsVersion === undefined) this.#revocations.add(record.sessionId, record.revokedAt)
-    else this.#revocations.addClaimsVersion(record.sessionId, record.claimsVersion, record.revokedAt)
+    return await this.#feed.subscribe()
   }
 
   /** Drops expired sessions and revocation entries. */

@@ -121,7 +121,7 @@ t.test('revocation bound: pushed is one hop typically; either way the poll inter
   t.equal(polled.boundMs, 6000)
   t.equal(polled.fallbackMs, 300_000)
   t.match(polled.boundedBy, /polled only/)
-  t.equal(FEED_OVERLAP_MS, 10_000, 'the overlap lib/sessions.ts reads back; it keeps the bound valid, it does not add to it')
+  t.equal(FEED_OVERLAP_MS, 10_000, 'the overlap lib/revocation-feed.ts reads back; it keeps the bound valid, it does not add to it')
 })
 
 t.test('plan: the store picks the parts', async (t) => {

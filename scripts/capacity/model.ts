@@ -282,7 +282,7 @@ export function postgresPlan (costs: Costs, workload: Workload): PostgresPlan {
   }
 }
 
-/** lib/sessions.ts FEED_OVERLAP: each poll reads from 10 s before the previous one started. */
+/** lib/revocation-feed.ts FEED_OVERLAP: each poll reads from 10 s before the previous one started. */
 export const FEED_OVERLAP_MS = 10_000
 
 export interface RevocationInput {
