@@ -40,8 +40,11 @@ export class RevocationFeed {
     return records.length
   }
 
-  /** Feeds pushed revocations (when the store can push) straight into the denylist. */
-  async subscribe (): Promise<(() => Promise<void>) | undefined> {
-    return await this.#store.subscribeRevocations?.((record) => { this.#revocations.learn(record) })
+  /**
+   * Feeds pushed revocations straight into the denylist; undefined when the store cannot push.
+   * Not async: the caller awaits the store's own promise, with no hop added.
+   */
+  subscribe (): Promise<() => Promise<void>> | undefined {
+    return this.#store.subscribeRevocations?.((record) => { this.#revocations.learn(record) })
   }
 }
