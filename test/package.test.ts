@@ -143,7 +143,7 @@ t.test('the tarball holds package.json, README.md, LICENSE and dist/ only', asyn
     .filter((path) => !modulesOfLib.includes(path.replace(/^dist\/(esm|cjs)\//, '').slice(0, -3)))
   t.same(stale, [], 'no built module without a source')
 
-  // A PEM private key that parses is a leaked key; the README's elided example does not parse.
+  // A PEM private key that parses is a leaked key (an elided example, as in docs/keys.md, does not parse).
   const privateKeys = packedFiles.filter((path) => [...readFileSync(join(installed, path), 'utf8')
     .matchAll(/-----BEGIN ([A-Z ]*PRIVATE KEY)-----[\s\S]*?-----END \1-----/g)]
     .some(([pem]) => { try { return createPrivateKey(pem.replaceAll('\\n', '\n')) !== undefined } catch { return false } }))
