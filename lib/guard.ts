@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fa
 import type { DpopProofs } from './dpop/requests.js'
 import { createDpopAuthenticate } from './dpop/resource.js'
 import { ClaimsChangedError, MalformedAuthorizationError, MissingTokenError } from './errors.js'
-import { singleAuthorization } from './single-header.js'
+import { isMalformedToken, singleAuthorization } from './single-header.js'
 import type { SessionService } from './sessions.js'
 import type { AccessTokenClaims } from './tokens.js'
 
@@ -19,7 +19,7 @@ const CLAIMS_CHANGED = 'Bearer error="invalid_token", error_description="the cla
  * With DPoP on, `Authorization: DPoP <token>` and its proof too (./dpop/resource.ts).
  */
 export function createAuthenticate (sessions: SessionService, dpop: DpopProofs): onRequestAsyncHookHandler {
-  if (dpop.mode !== 'off') return createDpopAuthenticate(sessions, dpop)
+  if (dpop.enabled) return createDpopAuthenticate(sessions, dpop)
   return async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const token = bearerToken(request, reply)
     try {
@@ -41,7 +41,7 @@ export function acceptableAccessToken (
   authorization: string | undefined | null, sessions: Pick<SessionService, 'verifyAccessToken'>
 ): AccessTokenClaims | null {
   const token = authorization === null ? undefined : bearerCredentials(authorization)
-  if (token === undefined || isMalformed(token)) return null
+  if (token === undefined || isMalformedToken(token)) return null
   try {
     const claims = sessions.verifyAccessToken(token)
     // A DPoP-bound token is acceptable only with a proof of its key, which a bearer header is not.
@@ -64,7 +64,7 @@ function bearerToken (request: FastifyRequest, reply: FastifyReply): string {
     reply.header('www-authenticate', CHALLENGE)
     throw new MissingTokenError()
   }
-  if (isMalformed(token)) {
+  if (isMalformedToken(token)) {
     reply.header('www-authenticate', INVALID_REQUEST)
     throw new MalformedAuthorizationError()
   }
@@ -75,9 +75,4 @@ function bearerToken (request: FastifyRequest, reply: FastifyReply): string {
 function bearerCredentials (header: string | undefined): string | undefined {
   if (header === undefined || header.length < 7 || header.slice(0, 7).toLowerCase() !== 'bearer ') return undefined
   return header.slice(7)
-}
-
-/** RFC 6750 §2.1: one non-empty token, no spaces. */
-function isMalformed (token: string): boolean {
-  return token === '' || token.includes(' ')
 }

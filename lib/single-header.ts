@@ -10,6 +10,11 @@ export function singleAuthorization (request: FastifyRequest): string | undefine
   return singleHeader(request, 'authorization')
 }
 
+/** RFC 6750 §2.1 and RFC 9449 §7.1: the credentials of `Authorization` are one non-empty token, no spaces. */
+export function isMalformedToken (token: string): boolean {
+  return token === '' || token.includes(' ')
+}
+
 /**
  * The request's header `name` (lower case); `null` when it came more than once (Node joins or
  * drops repeats depending on the header: neither may decide for us). Only a request that has the

@@ -36,6 +36,11 @@ export class DpopProofs {
     this.#now = now
   }
 
+  /** Whether DPoP is on (`'optional'` or `'required'`). */
+  get enabled (): boolean {
+    return this.mode !== 'off'
+  }
+
   /** The `algs` of a DPoP challenge (RFC 9449 §7.1). */
   get algorithms (): string {
     return this.#algorithms.join(' ')
@@ -67,7 +72,7 @@ export class DpopProofs {
   }
 
   async #check (request: FastifyRequest, reply: FastifyReply, accessToken: string | undefined): Promise<VerifiedProof | undefined> {
-    if (this.mode === 'off') return undefined
+    if (!this.enabled) return undefined
     const header = singleHeader(request, 'dpop')
     if (header === undefined) return undefined
     const nonces = this.#nonces

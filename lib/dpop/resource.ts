@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fa
 import {
   ClaimsChangedError, InvalidDpopProofError, InvalidTokenError, MalformedAuthorizationError, MissingTokenError, UseDpopNonceError
 } from '../errors.js'
-import { singleAuthorization } from '../single-header.js'
+import { isMalformedToken, singleAuthorization } from '../single-header.js'
 import type { SessionService } from '../sessions.js'
 import { DpopProofError } from './proof.js'
 import type { DpopProofs } from './requests.js'
@@ -90,8 +90,7 @@ function credentials (
   }
   const token = (header as string).slice(space + 1)
   const scheme = name === 'dpop' ? 'DPoP' : 'Bearer'
-  // RFC 6750 §2.1 and RFC 9449 §7.1: one non-empty token, no spaces.
-  if (token === '' || token.includes(' ')) {
+  if (isMalformedToken(token)) {
     reply.header('www-authenticate', challenge('invalid_request', undefined, scheme))
     throw new MalformedAuthorizationError()
   }

@@ -21,7 +21,7 @@ export function loginRoute (
       summary: 'Log in with a username and password',
       security: [],
       body: loginBodySchema(options.responseFormat, options.refreshTokenTransport),
-      response: { ...tokenResponses(options.responseFormat, transport.usesBody, options.dpop !== 'off'), ...sessionLimitResponse(options) }
+      response: { ...tokenResponses(options.responseFormat, transport.usesBody, dpop.enabled), ...sessionLimitResponse(options) }
     })
   }, async (request, reply) => {
     const { username, password } = request.body

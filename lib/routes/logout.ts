@@ -57,7 +57,7 @@ export function logoutRoute (
       const target = sessionToEnd(transport.presented(request), singleAuthorization(request), sessions)
       // A bound session's refresh token ends it only with a proof of its key («Sender-constrained
       // sessions (DPoP)»); only then is a proof looked at, so no other token makes the store record one.
-      const bound = target.by === 'refresh-token' && sessions.readRefreshToken(target.refreshToken)?.jkt !== undefined
+      const bound = dpop.enabled && target.by === 'refresh-token' && sessions.readRefreshToken(target.refreshToken)?.jkt !== undefined
       await endSession(sessions, target, bound ? await dpop.keyOf(request, reply) : undefined)
     }
     if (transport.usesCookie) transport.clearCookie(reply)

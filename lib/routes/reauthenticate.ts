@@ -27,7 +27,7 @@ export function reauthenticateRoute (
       summary: 'Prove again who the user of the current session is (step-up)',
       security: refreshSecurity(options.refreshTokenTransport),
       body: reauthenticateBodySchema(options.responseFormat, options.refreshTokenTransport),
-      response: reauthenticateResponses(options.responseFormat, transport.usesBody, options.dpop !== 'off')
+      response: reauthenticateResponses(options.responseFormat, transport.usesBody, dpop.enabled)
     })
   }, async (request, reply) => {
     const presented = transport.presented(request)

@@ -18,7 +18,7 @@ export function refreshRoute (
       summary: 'Exchange the refresh token for new tokens (rotation)',
       security: refreshSecurity(options.refreshTokenTransport),
       ...(transport.usesBody ? { body: refreshBodySchema(options.responseFormat, options.responseFormat === 'oauth2') } : {}),
-      response: tokenResponses(options.responseFormat, transport.usesBody, options.dpop !== 'off')
+      response: tokenResponses(options.responseFormat, transport.usesBody, dpop.enabled)
     }),
     handler: async function refresh (request, reply): Promise<object> {
       const grantType = request.body?.grant_type
@@ -27,7 +27,7 @@ export function refreshRoute (
       if (presented === undefined) throw new MissingRefreshTokenError()
       // A token we did not mint is refused before any proof is looked at: nobody without one can
       // make the store record proofs (docs/design.md, «Sender-constrained sessions (DPoP)»).
-      const proofKey = dpop.mode === 'off' || sessions.readRefreshToken(presented.token) === null ? undefined : await dpop.keyOf(request, reply)
+      const proofKey = !dpop.enabled || sessions.readRefreshToken(presented.token) === null ? undefined : await dpop.keyOf(request, reply)
       return await dropDeadCookie(reply, transport, presented, async () => {
         const tokens = await sessions.refresh(presented.token, clientInfo(request), request, proofKey)
         return transport.send(reply, tokens, presented.inBody)

@@ -27,7 +27,7 @@ export function revokeRoute (app: FastifyInstance, path: string, context: Pick<R
     const { token } = request.body
     // Only a bound token's revocation needs its key's proof; only then is one looked at, so no
     // other token makes the store record proofs.
-    await revokeToken(sessions, token, isBound(sessions, token) ? await dpop.keyOf(request, reply) : undefined)
+    await revokeToken(sessions, token, dpop.enabled && isBound(sessions, token) ? await dpop.keyOf(request, reply) : undefined)
     return await reply.code(200).send()
   })
 }
