@@ -6,7 +6,7 @@ import {
 } from './tokens.js'
 
 type CodecOptions = Pick<ResolvedOptions,
-  'accessKeys' | 'refreshTokenSecret' | 'accessTokenTtl' | 'refreshTokenTtl' | 'clockTolerance' | 'verifyCacheSize' | 'issuer' | 'audience' | 'dpop'>
+  'accessKeys' | 'refreshTokenSecret' | 'accessTokenTtl' | 'refreshTokenTtl' | 'clockTolerance' | 'verifyCacheSize' | 'issuer' | 'audience' | 'dpop' | 'dbsc'>
 
 const REQUIRED_CLAIMS = ['sub', 'sid', 'jti', 'iat', 'exp']
 
@@ -36,7 +36,7 @@ export async function createCodec (options: CodecOptions): Promise<TokenCodec> {
     refreshTokenTtl: options.refreshTokenTtl,
     clockTolerance: options.clockTolerance,
     verifyCacheSize: options.verifyCacheSize,
-    dpop: options.dpop !== 'off',
+    bindingsRead: { dpop: options.dpop !== 'off', dbsc: options.dbsc !== false },
     issuer: options.issuer,
     audience: options.audience
   })

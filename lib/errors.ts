@@ -67,6 +67,14 @@ export const UseDpopNonceError = createError(
   'FST_TOKEN_AUTH_USE_DPOP_NONCE', 'A DPoP nonce is required: sign the proof again with the one in DPoP-Nonce', 400)
 export const DpopRequiredError = createError(
   'FST_TOKEN_AUTH_DPOP_REQUIRED', 'A DPoP proof is required: sign in again with a DPoP proof', 400)
+export const InvalidDbscProofError = createError<'FST_TOKEN_AUTH_INVALID_DBSC_PROOF', 400, [string]>(
+  'FST_TOKEN_AUTH_INVALID_DBSC_PROOF', 'Invalid DBSC proof: %s', 400)
+export const DbscChallengeError = createError(
+  'FST_TOKEN_AUTH_DBSC_CHALLENGE', 'Sign the challenge in Secure-Session-Challenge', 403)
+export const DeviceCookieRequiredError = createError(
+  'FST_TOKEN_AUTH_DEVICE_COOKIE_REQUIRED', 'This session is bound to a device: its device cookie is missing or expired', 401)
+export const AlreadyBoundError = createError(
+  'FST_TOKEN_AUTH_SESSION_ALREADY_BOUND', 'This session is bound to a key already', 400)
 export const StoreUnavailableError = createError(
   'FST_TOKEN_AUTH_STORE_UNAVAILABLE', 'Token store unavailable, retry later', 503)
 
@@ -101,6 +109,10 @@ export type TokenAuthErrorCode =
   | 'FST_TOKEN_AUTH_INVALID_DPOP_PROOF'
   | 'FST_TOKEN_AUTH_USE_DPOP_NONCE'
   | 'FST_TOKEN_AUTH_DPOP_REQUIRED'
+  | 'FST_TOKEN_AUTH_INVALID_DBSC_PROOF'
+  | 'FST_TOKEN_AUTH_DBSC_CHALLENGE'
+  | 'FST_TOKEN_AUTH_DEVICE_COOKIE_REQUIRED'
+  | 'FST_TOKEN_AUTH_SESSION_ALREADY_BOUND'
   | 'FST_TOKEN_AUTH_STORE_UNAVAILABLE'
   /** The OAuth 2.0 format's `code` for a 500 that carried none (an app callback threw, say). */
   | 'FST_TOKEN_AUTH_INTERNAL'

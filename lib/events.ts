@@ -51,7 +51,7 @@ export interface StoreRecoveredEvent {
   unavailableResponses: number
 }
 /** The plugin's routes whose 503s are counted apart. */
-export type TokenAuthRoute = 'login' | 'refresh' | 'reauthenticate' | 'logout' | 'sessions' | 'revoke' | 'introspect'
+export type TokenAuthRoute = 'login' | 'refresh' | 'reauthenticate' | 'logout' | 'sessions' | 'revoke' | 'introspect' | 'dbscRegistration' | 'dbscRefresh'
 /** A plugin route answered 503 (store unavailable): the client was told to retry. */
 export interface UnavailableResponseEvent { route: TokenAuthRoute }
 

@@ -41,7 +41,7 @@ const REVOCATION_REASONS = Object.keys({
 } satisfies Record<RevocationReason, true>) as RevocationReason[]
 
 const ROUTES = Object.keys({
-  login: true, refresh: true, reauthenticate: true, logout: true, sessions: true, revoke: true, introspect: true
+  login: true, refresh: true, reauthenticate: true, logout: true, sessions: true, revoke: true, introspect: true, dbscRegistration: true, dbscRefresh: true
 } satisfies Record<TokenAuthRoute, true>) as TokenAuthRoute[]
 
 interface Counter {

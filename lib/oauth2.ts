@@ -20,6 +20,8 @@ const GRANT_ERRORS: Record<string, string> = {
   FST_TOKEN_AUTH_REFRESH_DENIED: 'invalid_grant',
   // The resource owner's credentials do not match the grant (the session's user).
   FST_TOKEN_AUTH_REAUTHENTICATION_USER_MISMATCH: 'invalid_grant',
+  // A DBSC-bound session's refresh token without its device cookie grants nothing now.
+  FST_TOKEN_AUTH_DEVICE_COOKIE_REQUIRED: 'invalid_grant',
   FST_TOKEN_AUTH_MISSING_REFRESH_TOKEN: 'invalid_request',
   FST_TOKEN_AUTH_AMBIGUOUS_REFRESH_TOKEN: 'invalid_request',
   FST_TOKEN_AUTH_UNSUPPORTED_GRANT_TYPE: 'unsupported_grant_type',

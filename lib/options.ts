@@ -67,6 +67,13 @@ function checkRelations (options: ResolvedOptions): void {
   if (options.dpop !== 'off' && options.store !== undefined && typeof options.store.useOnce !== 'function') {
     throw new InvalidOptionError('store', 'must implement useOnce (the replay cache of DPoP proofs) while dpop is on')
   }
+  if (options.dbsc !== false) {
+    if (options.refreshTokenTransport === 'body') throw new InvalidOptionError('dbsc', 'needs the refresh cookie: refreshTokenTransport \'cookie\' or \'both\'')
+    if (options.store !== undefined && typeof options.store.useOnce !== 'function') {
+      throw new InvalidOptionError('store', 'must implement useOnce (where DBSC challenges are spent) while dbsc is on')
+    }
+    if (options.dbsc.cookieName === options.cookie.name) throw new InvalidOptionError('dbsc.cookieName', 'must differ from the refresh cookie\'s name')
+  }
   if (options.jwks !== false && !accessKeys.some((key) => key.publicJwk !== undefined)) {
     throw new InvalidOptionError('jwks', 'needs an asymmetric access-token key (EdDSA, ES256 or RS256) in accessTokenKeys; HMAC secrets are never published')
   }

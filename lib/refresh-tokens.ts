@@ -5,14 +5,15 @@ import { InvalidRefreshTokenError } from './errors.js'
  * Refresh tokens (docs/design.md, «Refresh tokens»): opaque strings that never leave this
  * service, so nothing but this file needs to read them, and no JWT is signed or verified on a
  * refresh. A token is `<session id>.<user>.<id><tag>`, or `<session id>.<user>.<key>.<id><tag>`
- * when its session is bound to a DPoP key:
+ * when its session is bound to a key:
  *   session id  the store's id of the session: 1 to 128 characters of [A-Za-z0-9_-];
  *   user        the user id, base64url: `loadUser` is asked before the store, as a disabled
  *               user's token is refused as such even when the store no longer has the session;
- *   key         the RFC 7638 thumbprint (43 characters) of the key the session is bound to
- *               (docs/design.md, «Sender-constrained sessions (DPoP)»): covered by the tag and
- *               so by the stored hash, readable without a proof (introspection, logout), and
- *               compared with the proof's key before a refresh reaches the store;
+ *   key         the RFC 7638 thumbprint (43 characters) of the key the session is bound to:
+ *               a DPoP key (docs/design.md, «Sender-constrained sessions (DPoP)»), or, after
+ *               `dbsc-`, a browser's DBSC key («Device Bound Session Credentials (DBSC)»);
+ *               covered by the tag and so by the stored hash, readable without a proof
+ *               (introspection, logout), and checked before a refresh reaches the store;
  *   id          22 base64url characters (128 bits): random at login, then each successor derived
  *               from its predecessor and the time it was minted (`successorId`);
  *   tag         the first 22 base64url characters (132 bits) of HMAC-SHA256 over everything
@@ -35,8 +36,10 @@ const MAX_USER_ID_BYTES = 512
 export const TOKEN_ID_BYTES = 16
 /** Where the stored hash starts in the HMAC (its last 128 bits); see docs/design.md, «Hashed at rest». */
 const HASH_OFFSET = 16
-/** The whole token, in the one spelling we mint: session id, user, the bound key's thumbprint if any (43), id (22), tag (22). */
-const OPAQUE_TOKEN = /^([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{2,683})\.(?:([A-Za-z0-9_-]{43})\.)?([A-Za-z0-9_-]{22})([A-Za-z0-9_-]{22})$/
+/** The whole token, in the one spelling we mint: session id, user, the bound key's thumbprint if any (43, after `dbsc-` for DBSC), id (22), tag (22). */
+const OPAQUE_TOKEN = /^([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{2,683})\.(?:(dbsc-)?([A-Za-z0-9_-]{43})\.)?([A-Za-z0-9_-]{22})([A-Za-z0-9_-]{22})$/
+/** What marks a DBSC key in a token. */
+const DBSC_MARK = 'dbsc-'
 /** An RFC 7638 thumbprint: base64url SHA-256. */
 const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/
 
@@ -47,10 +50,21 @@ export interface PresentedRefreshToken {
   jti: string
   /** What the store compares: the last 128 bits of the tag's HMAC, or for a `legacy` token the whole SHA-256 of its id. */
   hash: string
-  /** The thumbprint of the DPoP key the session is bound to; absent for a bearer session. */
+  /** The thumbprint of the DPoP key the session is bound to; absent otherwise. */
   jkt?: string
+  /** The thumbprint of the browser's DBSC key the session is bound to; absent otherwise. */
+  dbsc?: string
   /** A JWT refresh token of versions up to 0.1 (`LegacyFormat`). */
   legacy?: true
+}
+
+/** The key a session is bound to, if any: a DPoP key (`jkt`) or a DBSC key (`dbsc`), never both. */
+export type KeyBinding = Pick<PresentedRefreshToken, 'jkt' | 'dbsc'>
+
+/** Which bound tokens are read: those of a binding whose option is off could not be checked. */
+export interface BindingsRead {
+  dpop: boolean
+  dbsc: boolean
 }
 
 /** A token as minted, and the hash its session stores for it. */
@@ -69,33 +83,32 @@ export class RefreshTokens {
   readonly #tagKey: Buffer
   readonly #successorKey: Buffer
   readonly #legacy: LegacyFormat | undefined
-  readonly #readsBound: boolean
+  readonly #reads: BindingsRead
 
   /**
    * `legacy` reads refresh tokens of an earlier format (the JWTs of versions up to 0.1), so
    * sessions started before an upgrade go on; their next refresh answers in this format.
-   * `readsBound`: whether tokens of DPoP-bound sessions are read (the `dpop` option is on);
-   * otherwise their binding could not be checked, and they are refused like any unknown token.
+   * `reads`: which bound tokens are read (the `dpop` and `dbsc` options are on); the others'
+   * binding could not be checked, and they are refused like any unknown token.
    */
-  constructor (secret: string | Buffer, legacy?: LegacyFormat, readsBound = false) {
+  constructor (secret: string | Buffer, legacy?: LegacyFormat, reads: BindingsRead = { dpop: false, dbsc: false }) {
     // Keys of their own, so neither HMAC ever equals another made with the secret.
     this.#tagKey = createHmac('sha256', secret).update('fastify-token-auth:refresh-token-tag').digest()
     this.#successorKey = createHmac('sha256', secret).update('fastify-token-auth:successor').digest()
     this.#legacy = legacy
-    this.#readsBound = readsBound
+    this.#reads = reads
   }
 
   /**
    * The token with id `jti` (from `randomId(TOKEN_ID_BYTES)` or `successorId`) of a user's
-   * session, bound to the DPoP key of thumbprint `jkt` when given, and its hash.
+   * session, bound to the key `binding` names, if any, and its hash.
    */
-  mint (userId: string, sessionId: string, jti: string, jkt?: string): MintedRefreshToken {
+  mint (userId: string, sessionId: string, jti: string, binding: KeyBinding = {}): MintedRefreshToken {
     // A store's `sessionIdFor` or the app's user ids broke the contract: fail loudly rather than
     // mint a token that cannot be read back.
     if (!SESSION_ID.test(sessionId)) throw new TypeError('fastify-token-auth: session ids must be 1 to 128 characters of [A-Za-z0-9_-]')
     if (Buffer.byteLength(userId) > MAX_USER_ID_BYTES) throw new TypeError(`fastify-token-auth: user ids must be at most ${MAX_USER_ID_BYTES} bytes`)
-    if (jkt !== undefined && !THUMBPRINT.test(jkt)) throw new TypeError('fastify-token-auth: a DPoP key thumbprint is 43 base64url characters')
-    const signed = `${sessionId}.${Buffer.from(userId).toString('base64url')}.${jkt === undefined ? '' : `${jkt}.`}${jti}`
+    const signed = `${sessionId}.${Buffer.from(userId).toString('base64url')}.${keyPart(binding)}${jti}`
     const mac = this.#mac(signed)
     return { token: `${signed}${tagOf(mac)}`, hash: hashOf(mac) }
   }
@@ -104,11 +117,12 @@ export class RefreshTokens {
   read (token: string): PresentedRefreshToken {
     if (this.#legacy?.claims(token) === true) return this.#legacy.read(token)
     const parts = refreshTokenParts(token)
-    if (parts === null || (parts.jkt !== undefined && !this.#readsBound)) throw new InvalidRefreshTokenError()
+    if (parts === null || (parts.jkt !== undefined && !this.#reads.dpop) || (parts.dbsc !== undefined && !this.#reads.dbsc)) throw new InvalidRefreshTokenError()
     const mac = this.#mac(parts.signed)
     if (!timingSafeEqual(Buffer.from(tagOf(mac)), Buffer.from(parts.tag))) throw new InvalidRefreshTokenError()
     const presented: PresentedRefreshToken = { sub: parts.sub, sid: parts.sid, jti: parts.jti, hash: hashOf(mac) }
     if (parts.jkt !== undefined) presented.jkt = parts.jkt
+    if (parts.dbsc !== undefined) presented.dbsc = parts.dbsc
     return presented
   }
 
@@ -126,6 +140,16 @@ export class RefreshTokens {
   #mac (signed: string): Buffer {
     return createHmac('sha256', this.#tagKey).update(signed).digest()
   }
+}
+
+/** The key part of a token and its dot, empty for a bearer session. */
+function keyPart ({ jkt, dbsc }: KeyBinding): string {
+  const key = jkt ?? dbsc
+  if (key === undefined) return ''
+  if (!THUMBPRINT.test(key) || (jkt !== undefined && dbsc !== undefined)) {
+    throw new TypeError('fastify-token-auth: a session is bound to one key, named by its thumbprint (43 base64url characters)')
+  }
+  return jkt === undefined ? `${DBSC_MARK}${key}.` : `${key}.`
 }
 
 /** The tag: the HMAC's first 132 bits, as the first 22 characters of its base64url text. */
@@ -147,8 +171,9 @@ export function legacyTokenHash (jti: string): string {
 export function refreshTokenParts (token: string): (Omit<PresentedRefreshToken, 'hash'> & { signed: string, tag: string }) | null {
   const parts = OPAQUE_TOKEN.exec(token)
   if (parts === null) return null
-  const [, sid, user, jkt, jti, tag] = parts as unknown as [string, string, string, string | undefined, string, string]
+  const [, sid, user, dbscMark, key, jti, tag] = parts as unknown as [string, string, string, string | undefined, string | undefined, string, string]
   // The pattern spans the whole token, so what the tag covers is the token without it.
   const read = { sub: Buffer.from(user, 'base64url').toString(), sid, jti, signed: token.slice(0, -TAG_LENGTH), tag }
-  return jkt === undefined ? read : { ...read, jkt }
+  if (key === undefined) return read
+  return dbscMark === undefined ? { ...read, jkt: key } : { ...read, dbsc: key }
 }

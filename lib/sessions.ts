@@ -1,5 +1,5 @@
 import {
-  ClaimsChangedError, GraceExhaustedError, InvalidRefreshTokenError, RefreshDeniedError, RefreshTokenExpiredError, RefreshTokenReusedError,
+  AlreadyBoundError, ClaimsChangedError, GraceExhaustedError, InvalidRefreshTokenError, RefreshDeniedError, RefreshTokenExpiredError, RefreshTokenReusedError,
   SessionLimitReachedError, SessionRevokedError, UserUnavailableError
 } from './errors.js'
 import type { ClientInfo, RevocationReason, TokenAuthEvents } from './events.js'
@@ -12,7 +12,7 @@ import { hookSession, type RefreshHook, type RefreshHookContext, runRefreshHook 
 import { authenticationAt, isKnownUserAgent, sessionLimitOf } from './session-policy.js'
 import type { SessionLimit, SessionRecord, TokenStore } from './stores/types.js'
 import { type AccessTokenClaims, randomId, type SignedAccessToken, type TokenCodec } from './tokens.js'
-import { type MintedRefreshToken, type PresentedRefreshToken, TOKEN_ID_BYTES } from './refresh-tokens.js'
+import { type KeyBinding, type MintedRefreshToken, type PresentedRefreshToken, TOKEN_ID_BYTES } from './refresh-tokens.js'
 import { checkBinding, type DpopMode } from './dpop/binding.js'
 
 export type { AuthUser, SessionInfo, SessionServiceOptions, TokenSet } from './session-types.js'
@@ -85,7 +85,7 @@ export class SessionService {
       ? isKnownUserAgent(await this.#calls.run(() => this.#store.listUserSessions(user.id, now)), client)
       : false
     const sessionId = this.#store.sessionIdFor?.(user.id) ?? randomId(16)
-    const minted = this.#codec.refresh.mint(user.id, sessionId, randomId(TOKEN_ID_BYTES), proofKey)
+    const minted = this.#codec.refresh.mint(user.id, sessionId, randomId(TOKEN_ID_BYTES), proofKey === undefined ? {} : { jkt: proofKey })
     const absoluteExpiresAt = now + this.#maxAge
     const session: SessionRecord = {
       id: sessionId,
@@ -167,6 +167,18 @@ export class SessionService {
   }
 
   /**
+   * Binds a bearer session to a browser's DBSC key (docs/design.md, «Device Bound Session
+   * Credentials (DBSC)»): the refresh token rotates into one that names the key, so the token the
+   * browser held before no longer refreshes anything once its successor is used. The route checked
+   * the browser's proof; a session bound already (to a DPoP or a DBSC key) never changes key.
+   */
+  async bindDevice (refreshToken: string, client: ClientInfo, deviceKey: string): Promise<TokenSet> {
+    const presented = this.#codec.refresh.read(refreshToken)
+    if (presented.jkt !== undefined || presented.dbsc !== undefined) throw new AlreadyBoundError()
+    return (await this.#rotate(presented, client, {}, undefined, { dbsc: deviceKey })).tokens
+  }
+
+  /**
    * Asks the hook about a refresh of a live session; resolves with the seconds of a `shorten`.
    * A session that is not live is not shown: the rotation fails as it would without the hook.
    */
@@ -182,13 +194,16 @@ export class SessionService {
     return decision.action === 'shorten' ? decision.expiresIn : undefined
   }
 
-  /** One rotation of the presented token, and the tokens it yields; every other outcome is its coded 401. */
+  /**
+   * One rotation of the presented token, and the tokens it yields; every other outcome is its coded
+   * 401. The successor is bound to the presented token's key unless `binding` names another.
+   */
   async #rotate (
-    presented: PresentedRefreshToken, client: ClientInfo, changes: RotationChanges, proofKey: string | undefined
+    presented: PresentedRefreshToken, client: ClientInfo, changes: RotationChanges, proofKey: string | undefined, binding: KeyBinding = presented
   ): Promise<{ outcome: 'rotated' | 'recovered' | 'grace', tokens: TokenSet }> {
     const now = this.now()
     // Minted before the store is asked: the store needs its hash.
-    const next = this.#mintSuccessor(presented, now)
+    const next = this.#mintSuccessor(presented, now, binding)
     const result = await this.#calls.run((deadline) => this.#store.rotate({
       sessionId: presented.sid,
       presentedHash: presented.hash,
@@ -208,8 +223,7 @@ export class SessionService {
       case 'recovered':
       case 'grace': {
         const { session } = result
-        // A grace answer re-issues the successor minted at the rotation (or recovery) it follows.
-        const refreshToken = result.outcome === 'grace' ? this.#mintSuccessor(presented, session.rotatedAt as number).token : next.token
+        const refreshToken = result.outcome === 'grace' ? this.#graceAnswer(presented, session, binding) : next.token
         return { outcome: result.outcome, tokens: this.#tokens({ refreshToken, session, proofKey }, now) }
       }
       case 'reused':
@@ -286,9 +300,9 @@ export class SessionService {
     return await this.#calls.run(() => (this.#store.useOnce as NonNullable<TokenStore['useOnce']>)(replayKey, expiresAt, this.now()))
   }
 
-  /** The user of a refresh token we minted; throws its coded 401 otherwise (as a refresh would). */
-  refreshTokenOwner (refreshToken: string): string {
-    return this.#codec.refresh.read(refreshToken).sub
+  /** What a refresh token names, if we minted it; throws its coded 401 otherwise (as a refresh would). */
+  presentedRefreshToken (refreshToken: string): PresentedRefreshToken {
+    return this.#codec.refresh.read(refreshToken)
   }
 
   /** What a refresh token names if we minted it (its tag verifies), else `null`; no store call. */
@@ -365,8 +379,21 @@ export class SessionService {
    * The successor of `presented` minted at `mintedAt`: everything in it is the presented token's or
    * derived from it, so answering the same predecessor twice yields byte-identical successors.
    */
-  #mintSuccessor (presented: PresentedRefreshToken, mintedAt: number): MintedRefreshToken {
-    return this.#codec.refresh.mint(presented.sub, presented.sid, this.#codec.refresh.successorId(presented.jti, mintedAt), presented.jkt)
+  #mintSuccessor (presented: PresentedRefreshToken, mintedAt: number, binding: KeyBinding): MintedRefreshToken {
+    return this.#codec.refresh.mint(presented.sub, presented.sid, this.#codec.refresh.successorId(presented.jti, mintedAt), binding)
+  }
+
+  /**
+   * A grace answer re-issues the successor minted at the rotation (or recovery) it follows. Only
+   * when the session holds exactly that token: a rotation that bound the session to a DBSC key
+   * minted its successor in another spelling, which this request cannot rebuild, and handing out
+   * a token the session does not hold would later read as theft. Such a racing request is
+   * superseded; the response of the rotation it raced carries the successor.
+   */
+  #graceAnswer (presented: PresentedRefreshToken, session: SessionRecord, binding: KeyBinding): string {
+    const again = this.#mintSuccessor(presented, session.rotatedAt as number, binding)
+    if (again.hash !== session.tokenHash) throw new GraceExhaustedError()
+    return again.token
   }
 
   #tokens ({ refreshToken, session, proofKey }: Grant, now: number): TokenSet {

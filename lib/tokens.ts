@@ -3,7 +3,7 @@ import {
   InvalidRefreshTokenError, InvalidTokenError, RefreshTokenExpiredError, TokenExpiredError
 } from './errors.js'
 import type { AccessTokenAlgorithm } from './keys.js'
-import { legacyTokenHash, RefreshTokens } from './refresh-tokens.js'
+import { type BindingsRead, legacyTokenHash, RefreshTokens } from './refresh-tokens.js'
 
 /** The media types in the JWT `typ` header: RFC 9068 for access tokens, our own for refresh. */
 export const ACCESS_TOKEN_TYPE = 'at+jwt'
@@ -85,8 +85,8 @@ export interface TokenCodecOptions {
   clockTolerance: number
   /** Verified access tokens remembered, so a client reusing its token skips the HMAC; 0 = none. */
   verifyCacheSize: number
-  /** Whether refresh tokens of DPoP-bound sessions are read (the `dpop` option is on). */
-  dpop?: boolean
+  /** Which bound refresh tokens are read (the `dpop` and `dbsc` options are on). */
+  bindingsRead?: BindingsRead
   issuer?: string
   audience?: string
 }
@@ -131,7 +131,7 @@ export class TokenCodec {
         const claims = verifyWith(this.#legacyRefresh, token, InvalidRefreshTokenError, RefreshTokenExpiredError, this.#refreshTokenTtl, 0) as unknown as RefreshTokenClaims
         return { ...claims, hash: legacyTokenHash(claims.jti), legacy: true }
       }
-    }, options.dpop)
+    }, options.bindingsRead)
     this.#accessTokenTtl = options.accessTokenTtl
     this.#refreshTokenTtl = options.refreshTokenTtl
     this.#clockTolerance = options.clockTolerance

@@ -45,10 +45,12 @@ t.test('ids a token cannot carry are refused when minting, as the app\'s or the 
 t.test('a token bound to a DPoP key names its thumbprint, read only where DPoP is on; a thumbprint of another shape is a bug', async (t) => {
   const jkt = createHash('sha256').update('a key').digest('base64url')
   for (const bad of ['', 'short', `${jkt}x`, `${jkt.slice(0, 42)}.`]) {
-    t.throws(() => tokens.mint('user-1', 'session', jti, bad), TypeError, `thumbprint ${JSON.stringify(bad)}`)
+    t.throws(() => tokens.mint('user-1', 'session', jti, { jkt: bad }), TypeError, `thumbprint ${JSON.stringify(bad)}`)
+    t.throws(() => tokens.mint('user-1', 'session', jti, { dbsc: bad }), TypeError, `DBSC thumbprint ${JSON.stringify(bad)}`)
   }
-  const bound = new RefreshTokens(REFRESH_SECRET, undefined, true)
-  const minted = bound.mint('user-1', 'session', jti, jkt)
+  t.throws(() => tokens.mint('user-1', 'session', jti, { jkt, dbsc: jkt }), TypeError, 'one key, not two')
+  const bound = new RefreshTokens(REFRESH_SECRET, undefined, { dpop: true, dbsc: false })
+  const minted = bound.mint('user-1', 'session', jti, { jkt })
   t.equal(minted.token.split('.')[2], jkt)
   t.same(bound.read(minted.token), { sub: 'user-1', sid: 'session', jti, hash: minted.hash, jkt })
   t.throws(() => tokens.read(minted.token), InvalidRefreshTokenError, 'DPoP off: a bound token is not read')
@@ -56,6 +58,21 @@ t.test('a token bound to a DPoP key names its thumbprint, read only where DPoP i
   const otherKey = createHash('sha256').update('another key').digest('base64url')
   t.throws(() => bound.read(`${sid}.${user}.${otherKey}.${rest}`), InvalidRefreshTokenError, 'the thumbprint is covered by the tag')
   t.throws(() => bound.read(`${sid}.${user}.${rest}`), InvalidRefreshTokenError, 'and cannot be dropped')
+  t.throws(() => bound.read(`${sid}.${user}.dbsc-${jkt}.${rest}`), InvalidRefreshTokenError, 'nor turned into a DBSC binding')
+})
+
+t.test('a token bound to a DBSC key names its thumbprint after dbsc-, read only where DBSC is on', async (t) => {
+  const key = createHash('sha256').update('a browser key').digest('base64url')
+  const devices = new RefreshTokens(REFRESH_SECRET, undefined, { dpop: false, dbsc: true })
+  const minted = devices.mint('user-1', 'session', jti, { dbsc: key })
+  t.equal(minted.token.split('.')[2], `dbsc-${key}`)
+  t.same(devices.read(minted.token), { sub: 'user-1', sid: 'session', jti, hash: minted.hash, dbsc: key })
+  t.throws(() => tokens.read(minted.token), InvalidRefreshTokenError, 'DBSC off: a DBSC-bound token is not read')
+  t.throws(() => new RefreshTokens(REFRESH_SECRET, undefined, { dpop: true, dbsc: false }).read(minted.token), InvalidRefreshTokenError, 'nor with DPoP alone')
+  const [sid, user, , rest] = minted.token.split('.')
+  t.throws(() => devices.read(`${sid}.${user}.${key}.${rest}`), InvalidRefreshTokenError, 'the mark is covered by the tag')
+  t.throws(() => devices.read(`${sid}.${user}.${rest}`), InvalidRefreshTokenError, 'and cannot be dropped')
+  t.not(devices.mint('user-1', 'session', jti).hash, minted.hash, 'the bearer spelling of the same id has another hash')
 })
 
 t.test('without an earlier format, a JWT is just not a token', async (t) => {

@@ -6,7 +6,7 @@ import {
   boolean, checkPath, describe, integer, lifetime, objectOrUndefined, type OptionSpec, oneOf, optionalString, path, resolveFields, show
 } from './checks.js'
 import {
-  CLEAR_SITE_DATA_TYPES, type CookieOptions, type IntrospectionClient, type IntrospectionOptions, type JwksOptions, type RateLimitOptions,
+  CLEAR_SITE_DATA_TYPES, type CookieOptions, type DbscOptions, type IntrospectionClient, type IntrospectionOptions, type JwksOptions, type RateLimitOptions,
   type RoutesOptions, type TokenAuthOptions
 } from './types.js'
 
@@ -33,7 +33,17 @@ export const loginThrottlePresets = {
   relaxed: { loginRateLimit: { max: 60, timeWindow: 60_000 }, accountRateLimit: { max: 30, timeWindow: 15 * 60_000 } }
 } as const satisfies Record<string, { loginRateLimit: RateLimitOptions, accountRateLimit: RateLimitOptions }>
 
-const ROUTE_PATHS = { login: '/login', refresh: '/refresh', reauthenticate: '/reauthenticate', logout: '/logout', sessions: '/sessions', revoke: '/revoke', introspect: '/introspect' } as const
+const ROUTE_PATHS = {
+  login: '/login',
+  refresh: '/refresh',
+  reauthenticate: '/reauthenticate',
+  logout: '/logout',
+  sessions: '/sessions',
+  revoke: '/revoke',
+  introspect: '/introspect',
+  dbscRegistration: '/dbsc/registration',
+  dbscRefresh: '/dbsc/refresh'
+} as const
 type RouteName = keyof typeof ROUTE_PATHS
 export type ResolvedRoutes = Record<RouteName, string | false>
 const ROUTE_NAMES = Object.keys(ROUTE_PATHS) as RouteName[]
@@ -46,23 +56,33 @@ const SESSION_MAX_AGE = 30 * DAY
 const sessionMaxAge = lifetime(SESSION_MAX_AGE)
 const prefix = path(DEFAULT_PREFIX, true)
 
-const cookieFields = {
-  name: {
-    default: show(DEFAULT_COOKIE_NAME),
-    resolve (value: unknown, name: string): string {
-      const result = value ?? DEFAULT_COOKIE_NAME
+/** A cookie name: letters, digits, `- _ .`. */
+function cookieName (fallback: string): OptionSpec<string> {
+  return {
+    default: show(fallback),
+    resolve (value, name): string {
+      const result = value ?? fallback
       if (typeof result !== 'string' || !/^[\w\-.]+$/.test(result)) {
         throw new InvalidOptionError(name, `must be a cookie token (letters, digits, - _ .), got ${describe(result)}`)
       }
       return result
     }
-  },
+  }
+}
+
+const cookieFields = {
+  name: cookieName(DEFAULT_COOKIE_NAME),
   secure: boolean(true),
   sameSite: oneOf(['strict', 'lax'] as const, 'strict'),
   path: { default: 'the route prefix', resolve: (value: unknown, name: string) => value === undefined ? undefined : checkPath(value, name) },
   domain: optionalString(),
   hostPrefix: boolean(false)
 } satisfies { [K in keyof Required<CookieOptions>]: OptionSpec<unknown> }
+
+const dbscFields = {
+  cookieName: cookieName('device_session'),
+  cookieMaxAge: integer(600, { min: 10, max: DAY, unit: 'seconds' })
+} satisfies { [K in keyof Required<DbscOptions>]: OptionSpec<unknown> }
 
 const jwksFields = {
   path: path('/.well-known/jwks.json'),
@@ -254,6 +274,17 @@ export const optionSpecs = {
   },
   dpopProofLifetime: integer(60, { min: 1, max: 3600, unit: 'seconds' }),
   dpopNonce: boolean(false),
+  dbsc: {
+    default: show(false),
+    fields: dbscFields,
+    resolve (value, name, options) {
+      if (value === undefined || value === false) return false as const
+      const dbsc = resolveFields(dbscFields, objectOrUndefined<DbscOptions>(value === true ? {} : value, name, 'a boolean or { cookieName, cookieMaxAge }'), name, options)
+      // The device cookie travels beside the refresh cookie, with the same prefix.
+      const hostPrefix = (options.cookie as { hostPrefix?: unknown } | undefined)?.hostPrefix === true
+      return { ...dbsc, cookieName: hostPrefix ? `__Host-${dbsc.cookieName}` : dbsc.cookieName }
+    }
+  },
 
   loginRateLimit: rateLimit(loginThrottlePresets.balanced.loginRateLimit),
   accountRateLimit: rateLimit(loginThrottlePresets.balanced.accountRateLimit),

@@ -48,6 +48,10 @@ export interface RoutesOptions {
   revoke?: RouteOptions | false
   /** The RFC 7662 introspection endpoint, registered when `introspection` names clients. */
   introspect?: RouteOptions | false
+  /** DBSC's registration endpoint, registered when `dbsc` is on. */
+  dbscRegistration?: RouteOptions | false
+  /** DBSC's refresh endpoint, registered when `dbsc` is on: the browser renews the device cookie here. */
+  dbscRefresh?: RouteOptions | false
 }
 
 export interface CookieOptions {
@@ -106,6 +110,22 @@ export interface IntrospectionOptions {
    * @default { max: 600, timeWindow: 60000 }
    */
   rateLimit?: RateLimitOptions | false
+}
+
+/** Device Bound Session Credentials (docs/design.md, «Device Bound Session Credentials (DBSC)»). */
+export interface DbscOptions {
+  /**
+   * Name of the short-lived device cookie a DBSC-bound session's refresh needs. With
+   * `cookie.hostPrefix` it gets the `__Host-` prefix; its other attributes are the refresh cookie's.
+   * @default 'device_session'
+   */
+  cookieName?: string
+  /**
+   * Seconds the device cookie lives: how long a copied cookie jar stays usable off the device.
+   * The browser renews it with a signature of its key before a refresh needs it.
+   * @default 600
+   */
+  cookieMaxAge?: number
 }
 
 export interface JwksOptions {
@@ -324,6 +344,15 @@ export interface TokenAuthOptions {
    * @default false
    */
   dpopNonce?: boolean
+  /**
+   * Device Bound Session Credentials (W3C DBSC) for browsers: login offers the browser to bind the
+   * refresh cookie to a key it keeps (a TPM where it has one); once bound, a refresh also needs a
+   * short-lived device cookie that only that browser can renew. Browsers without DBSC keep bearer
+   * sessions. Needs the cookie transport (`'cookie'` or `'both'`) and a store with `useOnce`.
+   * `true` takes the defaults.
+   * @default false
+   */
+  dbsc?: boolean | DbscOptions
 
   // The store, and this process's work around it
 

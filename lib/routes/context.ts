@@ -1,5 +1,6 @@
 import type { onRequestAsyncHookHandler } from 'fastify'
 import type { createCrossSiteCheck } from '../csrf.js'
+import type { DeviceSessions } from '../dbsc/device-sessions.js'
 import type { DpopProofs } from '../dpop/requests.js'
 import type { TokenAuthEvents } from '../events.js'
 import type { ResolvedOptions } from '../options.js'
@@ -24,6 +25,8 @@ export interface RouteContext extends RoutesContext {
   transport: TokenTransport
   /** The password routes' throttles (login, reauthenticate), one set so both count together. */
   loginThrottles: LoginThrottles
+  /** Device Bound Session Credentials (docs/design.md, «Device Bound Session Credentials (DBSC)»). */
+  devices: DeviceSessions
 }
 
 /** Our bodies are two short strings; anything bigger is refused with 413 before parsing. */

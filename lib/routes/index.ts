@@ -1,11 +1,13 @@
 import type { FastifyInstance } from 'fastify'
 import { createCrossSiteCheck } from '../csrf.js'
+import { DeviceSessions } from '../dbsc/device-sessions.js'
 import type { RouteContext, RoutesContext } from './context.js'
 import { loginRoute } from './login.js'
 import { logoutRoute } from './logout.js'
 import { reauthenticateRoute } from './reauthenticate.js'
 import { refreshRoute } from './refresh.js'
 import { introspectRoute } from './introspect.js'
+import { dbscRefreshRoute, dbscRegistrationRoute } from './dbsc.js'
 import { revokeRoute } from './revoke.js'
 import { sessionRoutes } from './sessions.js'
 import { loginThrottles, registerSharedPieces } from './shared.js'
@@ -28,7 +30,11 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
     ...context,
     crossSiteCheck: createCrossSiteCheck(options.allowedOrigins),
     transport: createTokenTransport(options, () => sessions.now()),
-    loginThrottles: routes.login !== false || routes.reauthenticate !== false ? loginThrottles(app, options) : { onRequest: [], preHandler: [] }
+    loginThrottles: routes.login !== false || routes.reauthenticate !== false ? loginThrottles(app, options) : { onRequest: [], preHandler: [] },
+    devices: new DeviceSessions(options, {
+      registration: routes.dbscRegistration === false ? false : `${app.prefix}${routes.dbscRegistration}`,
+      refresh: routes.dbscRefresh === false ? false : `${app.prefix}${routes.dbscRefresh}`
+    }, async (key, expiresAt) => await sessions.spendProof(key, expiresAt), () => sessions.now())
   }
   if (routes.login !== false) loginRoute(app, routes.login, routeContext)
   if (routes.refresh !== false) refreshRoute(app, routes.refresh, routeContext)
@@ -37,4 +43,6 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
   if (routes.sessions !== false) sessionRoutes(app, routes.sessions, routeContext)
   if (routes.revoke !== false) revokeRoute(app, routes.revoke, routeContext)
   if (routes.introspect !== false && options.introspection !== false) introspectRoute(app, routes.introspect, routeContext, options.introspection)
+  if (routes.dbscRegistration !== false && options.dbsc !== false) dbscRegistrationRoute(app, routes.dbscRegistration, routeContext)
+  if (routes.dbscRefresh !== false && options.dbsc !== false) dbscRefreshRoute(app, routes.dbscRefresh, routeContext)
 }

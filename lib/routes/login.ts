@@ -9,9 +9,9 @@ export interface LoginBody { username: string, password: string, refreshTokenTra
 
 /** `POST /login`: username and password for a new session's tokens. */
 export function loginRoute (
-  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'events' | 'transport' | 'crossSiteCheck' | 'loginThrottles' | 'dpop'>
+  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'events' | 'transport' | 'crossSiteCheck' | 'loginThrottles' | 'dpop' | 'devices'>
 ): void {
-  const { options, sessions, events, transport, loginThrottles, dpop } = context
+  const { options, sessions, events, transport, loginThrottles, dpop, devices } = context
   const verifyCredentials = options.verifyCredentials as NonNullable<ResolvedOptions['verifyCredentials']>
   app.post<{ Body: LoginBody }>(path, {
     bodyLimit: BODY_LIMIT,
@@ -37,6 +37,8 @@ export function loginRoute (
     }
     const tokens = await sessions.issue(user, client, proofKey)
     const inBody = options.refreshTokenTransport === 'body' || request.body.refreshTokenTransport === 'body'
+    // A browser's bearer session may bind itself to a DBSC key (a DPoP-bound one is bound already).
+    if (!inBody && proofKey === undefined) devices.offer(reply, tokens.sessionId)
     return transport.send(reply, tokens, inBody)
   })
 }

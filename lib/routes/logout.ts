@@ -34,9 +34,9 @@ export function sessionToEnd (
  * and keeps the cookie («Fail closed»).
  */
 export function logoutRoute (
-  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'transport' | 'crossSiteCheck' | 'authenticate' | 'dpop'>
+  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'transport' | 'crossSiteCheck' | 'authenticate' | 'dpop' | 'devices'>
 ): void {
-  const { options, sessions, transport, authenticate, dpop } = context
+  const { options, sessions, transport, authenticate, dpop, devices } = context
   app.post<{ Querystring: { all?: 'true' | 'false' }, Body: { refreshToken?: string } | undefined }>(path, {
     bodyLimit: BODY_LIMIT,
     onRequest: context.crossSiteCheck,
@@ -55,10 +55,12 @@ export function logoutRoute (
       await sessions.revokeUserSessions(request.user!.sub, 'logout-all')
     } else {
       const target = sessionToEnd(transport.presented(request), singleAuthorization(request), sessions)
+      const token = target.by === 'refresh-token' ? sessions.readRefreshToken(target.refreshToken) : null
       // A bound session's refresh token ends it only with a proof of its key («Sender-constrained
-      // sessions (DPoP)»); only then is a proof looked at, so no other token makes the store record one.
-      const bound = dpop.enabled && target.by === 'refresh-token' && sessions.readRefreshToken(target.refreshToken)?.jkt !== undefined
-      await endSession(sessions, target, bound ? await dpop.keyOf(request, reply) : undefined)
+      // sessions (DPoP)»); only then is a proof looked at, so no other token makes the store record
+      // one. A DBSC-bound one only beside its device cookie («Device Bound Session Credentials (DBSC)»).
+      const proofKey = dpop.enabled && token?.jkt !== undefined ? await dpop.keyOf(request, reply) : undefined
+      if (token === null || devices.carriesDevice(request, token)) await endSession(sessions, target, proofKey)
     }
     if (transport.usesCookie) transport.clearCookie(reply)
     if (options.clearSiteData !== undefined) reply.header('clear-site-data', options.clearSiteData)

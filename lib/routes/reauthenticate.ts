@@ -15,9 +15,9 @@ import { clientInfo } from './transport.js'
  */
 export function reauthenticateRoute (
   app: FastifyInstance, path: string,
-  context: Pick<RouteContext, 'options' | 'sessions' | 'events' | 'transport' | 'crossSiteCheck' | 'loginThrottles' | 'dpop'>
+  context: Pick<RouteContext, 'options' | 'sessions' | 'events' | 'transport' | 'crossSiteCheck' | 'loginThrottles' | 'dpop' | 'devices'>
 ): void {
-  const { options, sessions, events, transport, loginThrottles, dpop } = context
+  const { options, sessions, events, transport, loginThrottles, dpop, devices } = context
   const verifyCredentials = options.verifyCredentials as NonNullable<ResolvedOptions['verifyCredentials']>
   app.post<{ Body: LoginBody }>(path, {
     bodyLimit: BODY_LIMIT,
@@ -36,14 +36,15 @@ export function reauthenticateRoute (
     const client = clientInfo(request)
     // Whose session it is, before the password is looked at: a token that does not verify fails
     // as on the refresh route.
-    const owner = await dropDeadCookie(reply, transport, presented, () => sessions.refreshTokenOwner(presented.token))
+    const token = await dropDeadCookie(reply, transport, presented, () => sessions.presentedRefreshToken(presented.token))
+    devices.requireDevice(request, token)
     const proofKey = await dpop.keyOf(request, reply)
     const user = await verifyCredentials(username, password, request)
     if (user === null) {
       events.emit('loginFailed', { username, ...client })
       throw new InvalidCredentialsError()
     }
-    if (user.id !== owner) throw new ReauthenticationUserMismatchError()
+    if (user.id !== token.sub) throw new ReauthenticationUserMismatchError()
     return await dropDeadCookie(reply, transport, presented, async () => {
       const tokens = await sessions.reauthenticate(presented.token, user, client, proofKey)
       // The successor goes where the token came from, unless the client asks for the body.

@@ -6,9 +6,9 @@ import { clientInfo, type PresentedRefreshToken, type TokenTransport } from './t
 
 /** The refresh route (`POST`, or `GET` when so configured): a refresh token for new tokens, rotating it. */
 export function refreshRoute (
-  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'transport' | 'crossSiteCheck' | 'dpop'>
+  app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'transport' | 'crossSiteCheck' | 'dpop' | 'devices'>
 ): void {
-  const { options, sessions, transport, dpop } = context
+  const { options, sessions, transport, dpop, devices } = context
   app.route<{ Body: Record<string, string> | undefined }>({
     method: options.refreshMethod,
     url: path,
@@ -25,11 +25,16 @@ export function refreshRoute (
       if (grantType !== undefined && grantType !== 'refresh_token') throw new UnsupportedGrantTypeError()
       const presented = transport.presented(request)
       if (presented === undefined) throw new MissingRefreshTokenError()
+      const read = sessions.readRefreshToken(presented.token)
+      // A DBSC-bound session refreshes only beside its device cookie; the refresh cookie is kept
+      // (docs/design.md, «Device Bound Session Credentials (DBSC)»).
+      if (read !== null) devices.requireDevice(request, read)
       // A token we did not mint is refused before any proof is looked at: nobody without one can
       // make the store record proofs (docs/design.md, «Sender-constrained sessions (DPoP)»).
-      const proofKey = !dpop.enabled || sessions.readRefreshToken(presented.token) === null ? undefined : await dpop.keyOf(request, reply)
+      const proofKey = !dpop.enabled || read === null ? undefined : await dpop.keyOf(request, reply)
       return await dropDeadCookie(reply, transport, presented, async () => {
         const tokens = await sessions.refresh(presented.token, clientInfo(request), request, proofKey)
+        if (!presented.inBody && read?.jkt === undefined && read?.dbsc === undefined) devices.offer(reply, tokens.sessionId)
         return transport.send(reply, tokens, presented.inBody)
       })
     }

@@ -12,8 +12,8 @@ interface RevokeBody { token: string, token_type_hint?: string }
  * token itself is the proof: no client authentication (our clients are public), no cookie read,
  * so no cross-site check either, and RFC 7009's form body is accepted in every response format.
  */
-export function revokeRoute (app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'dpop'>): void {
-  const { options, sessions, dpop } = context
+export function revokeRoute (app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'dpop' | 'devices'>): void {
+  const { options, sessions, dpop, devices } = context
   app.post<{ Body: RevokeBody }>(path, {
     bodyLimit: BODY_LIMIT,
     config: ACCEPTS_FORMS,
@@ -25,6 +25,10 @@ export function revokeRoute (app: FastifyInstance, path: string, context: Pick<R
     })
   }, async (request, reply) => {
     const { token } = request.body
+    // A DBSC-bound session's refresh token ends it only beside its device cookie (docs/design.md,
+    // «Device Bound Session Credentials (DBSC)»): anything else is still a 200 (RFC 7009 §2.2).
+    const refresh = sessions.readRefreshToken(token)
+    if (refresh !== null && !devices.carriesDevice(request, refresh)) return await reply.code(200).send()
     // Only a bound token's revocation needs its key's proof; only then is one looked at, so no
     // other token makes the store record proofs.
     await revokeToken(sessions, token, dpop.enabled && isBound(sessions, token) ? await dpop.keyOf(request, reply) : undefined)

@@ -216,6 +216,26 @@ export const logoutQuerystring = {
   properties: { all: { type: 'string', enum: ['true', 'false'] } }
 }
 
+/** W3C DBSC, «JSON Session Instruction Format», as the plugin fills it. */
+const dbscInstructions = {
+  type: 'object',
+  required: ['session_identifier', 'refresh_url', 'scope', 'credentials'],
+  properties: {
+    session_identifier: { type: 'string' },
+    refresh_url: { type: 'string' },
+    scope: { type: 'object', properties: { include_site: { type: 'boolean' } } },
+    credentials: {
+      type: 'array',
+      items: { type: 'object', properties: { type: { type: 'string' }, name: { type: 'string' }, attributes: { type: 'string' } } }
+    }
+  }
+}
+export const dbscRegistrationResponses = { 200: { ...dbscInstructions, description: 'Bound: the device cookie and the refresh cookie are set' }, ...errorResponses }
+export const dbscRefreshResponses = {
+  200: { ...dbscInstructions, description: 'The device cookie is renewed' },
+  ...errorResponses
+}
+
 /** A 204 and the usual errors. */
 export function noContentResponses (description: string): Record<string, object> {
   return { 204: { type: 'null', description }, ...errorResponses }

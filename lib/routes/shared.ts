@@ -115,7 +115,7 @@ function createErrorHandler (app: FastifyInstance, options: SharedOptions, event
 /** Which of our routes a URL pattern is, for the 503 metrics and the OAuth 2.0 token endpoints. */
 function routeNamesOf (prefix: string, routes: ResolvedOptions['routes']): Map<string, TokenAuthRoute> {
   const names = new Map<string, TokenAuthRoute>()
-  for (const name of ['login', 'refresh', 'reauthenticate', 'logout', 'sessions', 'revoke', 'introspect'] as const) {
+  for (const name of ['login', 'refresh', 'reauthenticate', 'logout', 'sessions', 'revoke', 'introspect', 'dbscRegistration', 'dbscRefresh'] as const) {
     const path = routes[name]
     if (path !== false) names.set(`${prefix}${path}`, name)
   }
