@@ -176,6 +176,7 @@ export async function buildApp (config: ExampleConfig, serverOptions: FastifySer
     ...sessionPolicyOptions(config),
     dpop: config.dpop,
     dpopNonce: config.dpopNonce,
+    dbsc: config.dbsc,
     ...(store === undefined ? {} : { store })
   })
   app.tokenAuth.events.on('reuseDetected', (event) => {

@@ -52,6 +52,8 @@ export interface ExampleConfig {
   dpop: 'off' | 'optional' | 'required'
   /** The plugin's `dpopNonce`: proofs must carry a server nonce. */
   dpopNonce: boolean
+  /** The plugin's `dbsc` (Device Bound Session Credentials for browsers); its device cookie's lifetime in seconds. */
+  dbsc: false | { cookieMaxAge: number }
 }
 
 /** Reads DESIGN §4's variables; throws a clear error for a bad value. */
@@ -110,7 +112,8 @@ export function configFromEnv (env: NodeJS.ProcessEnv = process.env): ExampleCon
     sessionLimitPolicy,
     refreshPolicy,
     dpop,
-    dpopNonce: env.DPOP_NONCE === 'true'
+    dpopNonce: env.DPOP_NONCE === 'true',
+    dbsc: oneOf(env, 'DBSC', ['off', 'on'] as const) === 'on' ? { cookieMaxAge: wholeNumber(env, 'DBSC_COOKIE_MAX_AGE', 600, 10) } : false
   }
 }
 

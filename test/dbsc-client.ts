@@ -176,10 +176,11 @@ export class ScriptedBrowser {
   async #processRegistration (response: Response, url: URL): Promise<void> {
     const field = response.headers.get('secure-session-registration')
     if (field === null || !this.#options.dbsc) return
-    for (const [entry, params] of parseList(field)) {
+    for (const member of parseList(field)) {
+      const [entry, params] = member
       const path = params.get('path')
       const challenge = params.get('challenge')
-      if (!isInnerList([entry, params]) || typeof path !== 'string') continue
+      if (!isInnerList(member) || typeof path !== 'string') continue
       const offered = (entry as Array<[unknown, unknown]>).map(([algorithm]) => algorithm instanceof Token ? algorithm.toString() : '')
       const alg = this.#options.algorithms.find((algorithm) => offered.includes(algorithm))
       if (alg === undefined) return
