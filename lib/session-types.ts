@@ -2,7 +2,7 @@ import type { TokenAuthEvents } from './events.js'
 import type { RefreshHook } from './refresh-hook.js'
 import type { RevocationList } from './revocations.js'
 import type { AuthenticationClaims, SessionLimitOptions } from './session-policy.js'
-import type { Authentication, TokenStore } from './stores/types.js'
+import type { Authentication, SessionRecord, TokenStore } from './stores/types.js'
 import type { TokenCodec } from './tokens.js'
 
 // The types of the session service (./sessions.ts), apart so the service is only its behaviour.
@@ -41,6 +41,18 @@ export interface SessionInfo {
   expiresAt: string
   userAgent: string | null
   ip: string | null
+}
+
+/** How a stored session is listed to its user: its times as ISO strings, no token material. */
+export function sessionInfoOf (session: SessionRecord): SessionInfo {
+  return {
+    id: session.id,
+    createdAt: new Date(session.createdAt).toISOString(),
+    lastUsedAt: new Date(session.lastUsedAt).toISOString(),
+    expiresAt: new Date(session.expiresAt).toISOString(),
+    userAgent: session.userAgent,
+    ip: session.ip
+  }
 }
 
 export interface SessionServiceOptions extends SessionLimitOptions {

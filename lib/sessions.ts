@@ -3,7 +3,7 @@ import {
   SessionLimitReachedError, SessionRevokedError, UserUnavailableError
 } from './errors.js'
 import type { ClientInfo, RevocationReason, TokenAuthEvents } from './events.js'
-import type { AuthUser, RotationChanges, SessionInfo, SessionServiceOptions, TokenSet } from './session-types.js'
+import { type AuthUser, type RotationChanges, type SessionInfo, sessionInfoOf, type SessionServiceOptions, type TokenSet } from './session-types.js'
 import type { RevocationList } from './revocations.js'
 import { RevocationFeed } from './revocation-feed.js'
 import { StoreCalls } from './store-calls.js'
@@ -168,9 +168,8 @@ export class SessionService {
 
   /**
    * Binds a bearer session to a browser's DBSC key (docs/design.md, «Device Bound Session
-   * Credentials (DBSC)»): the refresh token rotates into one that names the key, so the token the
-   * browser held before no longer refreshes anything once its successor is used. The route checked
-   * the browser's proof; a session bound already (to a DPoP or a DBSC key) never changes key.
+   * Credentials (DBSC)»): the refresh token rotates into one naming the key. The route checked the
+   * browser's proof; a session bound already (to a DPoP or a DBSC key) never changes key.
    */
   async bindDevice (refreshToken: string, client: ClientInfo, deviceKey: string): Promise<TokenSet> {
     const presented = this.#codec.refresh.read(refreshToken)
@@ -323,14 +322,7 @@ export class SessionService {
   /** The user's live sessions, oldest first. */
   async listSessions (userId: string): Promise<SessionInfo[]> {
     const sessions = await this.#calls.run(() => this.#store.listUserSessions(userId, this.now()))
-    return sessions.map((session) => ({
-      id: session.id,
-      createdAt: new Date(session.createdAt).toISOString(),
-      lastUsedAt: new Date(session.lastUsedAt).toISOString(),
-      expiresAt: new Date(session.expiresAt).toISOString(),
-      userAgent: session.userAgent,
-      ip: session.ip
-    }))
+    return sessions.map(sessionInfoOf)
   }
 
   /** Signs an access token for an existing session (without `auth_time`: the caller vouches for no authentication). */
@@ -384,11 +376,9 @@ export class SessionService {
   }
 
   /**
-   * A grace answer re-issues the successor minted at the rotation (or recovery) it follows. Only
-   * when the session holds exactly that token: a rotation that bound the session to a DBSC key
-   * minted its successor in another spelling, which this request cannot rebuild, and handing out
-   * a token the session does not hold would later read as theft. Such a racing request is
-   * superseded; the response of the rotation it raced carries the successor.
+   * A grace answer re-issues the successor minted at the rotation (or recovery) it follows, only if
+   * the session holds exactly that token: a DBSC registration mints another spelling, which a racing
+   * request cannot rebuild, and a token the session does not hold would later read as theft.
    */
   #graceAnswer (presented: PresentedRefreshToken, session: SessionRecord, binding: KeyBinding): string {
     const again = this.#mintSuccessor(presented, session.rotatedAt as number, binding)

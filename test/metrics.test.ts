@@ -29,7 +29,9 @@ const ZERO = {
   [`${P}unavailable_responses_total{route="logout"}`]: 0,
   [`${P}unavailable_responses_total{route="revoke"}`]: 0,
   [`${P}unavailable_responses_total{route="introspect"}`]: 0,
-  [`${P}unavailable_responses_total{route="sessions"}`]: 0
+  [`${P}unavailable_responses_total{route="sessions"}`]: 0,
+  [`${P}unavailable_responses_total{route="dbscRegistration"}`]: 0,
+  [`${P}unavailable_responses_total{route="dbscRefresh"}`]: 0
 }
 
 const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*'

@@ -258,7 +258,7 @@ export interface TokenAuthOptions {
   /**
    * The ready-made routes; `false` registers none (helpers and the hook still work).
    * Each route takes `{ path }` or `false`.
-   * @default { login: '/login', refresh: '/refresh', reauthenticate: '/reauthenticate', logout: '/logout', sessions: '/sessions', revoke: '/revoke', introspect: '/introspect' }
+   * @default { login: '/login', refresh: '/refresh', reauthenticate: '/reauthenticate', logout: '/logout', sessions: '/sessions', revoke: '/revoke', introspect: '/introspect', dbscRegistration: '/dbsc/registration', dbscRefresh: '/dbsc/refresh' }
    */
   routes?: false | RoutesOptions
   /**
