@@ -45,6 +45,8 @@ describe('TokenAuthOptions', () => {
       verifyCacheSize: 1000
     })).type.toBe<TokenAuthOptions>()
     expect(accept({ ...secrets, routes: false, loginRateLimit: false })).type.toBe<TokenAuthOptions>()
+    expect(accept({ ...secrets, dbsc: true, routes: { dbscRegistration: { path: '/device/register' }, dbscRefresh: false } })).type.toBe<TokenAuthOptions>()
+    expect(accept({ ...secrets, dbsc: { cookieName: 'device', cookieMaxAge: 300 } })).type.toBe<TokenAuthOptions>()
   })
 
   test('wrong types are refused', () => {
@@ -55,6 +57,8 @@ describe('TokenAuthOptions', () => {
     expect<TokenAuthOptions>().type.not.toBeAssignableFrom({ ...secrets, routes: { login: true as const } })
     expect<TokenAuthOptions>().type.not.toBeAssignableFrom({ ...secrets, loginRateLimit: { max: 10 } })
     expect<TokenAuthOptions>().type.not.toBeAssignableFrom({ ...secrets, allowedOrigins: 'https://app.example.com' })
+    expect<TokenAuthOptions>().type.not.toBeAssignableFrom({ ...secrets, dbsc: 'on' as const })
+    expect<TokenAuthOptions>().type.not.toBeAssignableFrom({ ...secrets, dbsc: { cookieMaxAge: '10m' } })
     // A store that does not implement the contract.
     expect<TokenAuthOptions>().type.not.toBeAssignableFrom({ ...secrets, store: { rotate: async () => ({ outcome: 'missing' as const }) } })
     // verifyCredentials must resolve with a user (with a string id) or null.
