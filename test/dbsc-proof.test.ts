@@ -252,10 +252,18 @@ t.test('the key in both places must be one key', async (t) => {
   const other = await joseSigner('ES256')
   const rs256 = await joseSigner('RS256')
   await refuses(t, registering(await proofOf(es256, { keyIn: 'both', claims: { key: other.jwk } })), 'jwk and key name different keys', 'another EC key in the claims')
-  await refuses(t, registering(await proofOf(es256, { keyIn: 'both', claims: { key: rs256.jwk } })), 'jwk and key name different keys', 'an RSA key in the claims')
-  for (const key of [null, 'key', 7, [es256.jwk], { kty: 'oct', k: 'AAAA' }, { ...es256.jwk, y: undefined }]) {
-    await refuses(t, registering(await proofOf(es256, { keyIn: 'both', claims: { key } })), 'jwk and key name different keys', `claims key ${JSON.stringify(key)?.slice(0, 40)}`)
+  // The claims' key is checked as a key too, not only compared.
+  await refuses(t, registering(await proofOf(es256, { keyIn: 'both', claims: { key: rs256.jwk } })), 'jwk does not fit alg', 'an RSA key in the claims')
+  const checkedAsKey: Array<[unknown, string]> = [
+    [null, 'jwk missing or not an object'], ['key', 'jwk missing or not an object'], [7, 'jwk missing or not an object'],
+    [[es256.jwk], 'jwk missing or not an object'], [{ kty: 'oct', k: 'AAAA' }, 'jwk has a private member'],
+    [{ ...es256.jwk, y: undefined }, 'jwk is not a valid public key'], [{ ...es256.jwk, d: 'AAAA' }, 'jwk has a private member']
+  ]
+  for (const [key, reason] of checkedAsKey) {
+    await refuses(t, registering(await proofOf(es256, { keyIn: 'both', claims: { key } })), reason, `claims key ${JSON.stringify(key)?.slice(0, 40)}`)
   }
+  // A header `jwk` that is there decides, even when it is null: the claims' key is no fallback.
+  await refuses(t, registering(await proofOf(es256, { keyIn: 'claims', header: { jwk: null } })), 'jwk missing or not an object', 'header jwk null')
   // Signed by the claims' key, the header naming another: still refused, whichever key signed.
   await refuses(t, registering(await proofOf(es256, { keyIn: 'both', claims: { key: other.jwk }, by: other.privateKey })), 'jwk and key name different keys', 'signed by the claims\' key')
 })

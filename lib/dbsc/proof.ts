@@ -1,4 +1,4 @@
-import { type ClientKey, clientKey, isObject, jsonObject, jwkThumbprint, splitCompact, thumbprintMembers, verifiedClaims, verifierOf, type Verifier, VERIFIERS } from '../jws.js'
+import { type ClientKey, clientKey, jsonObject, splitCompact, verifiedClaims, verifierOf, type Verifier, VERIFIERS } from '../jws.js'
 
 /*
  * DBSC proofs (W3C Device Bound Session Credentials, «DBSC Proof JWT Syntax»; docs/design.md,
@@ -41,10 +41,11 @@ export interface VerifiedRegistration {
  */
 export function verifyRegistrationProof (proof: string): VerifiedRegistration {
   const { jws, verifier } = header(proof)
+  const inHeader = Object.hasOwn(jws.header, 'jwk')
   const inClaims = jsonObject(jws.encodedClaims)?.key
-  const jwk = jws.header.jwk ?? inClaims
-  const key = clientKey(jwk, verifier, refuse)
-  if (jws.header.jwk !== undefined && inClaims !== undefined && !isKey(inClaims, key.jkt)) {
+  const key = clientKey(inHeader ? jws.header.jwk : inClaims, verifier, refuse)
+  // Both places: the same public key, each checked as a key (no private member in either).
+  if (inHeader && inClaims !== undefined && clientKey(inClaims, verifier, refuse).jkt !== key.jkt) {
     throw refuse('jwk and key name different keys')
   }
   return { key, challenge: challengeOf(verifiedClaims(jws, verifier, key.key, refuse)) }
@@ -87,12 +88,6 @@ function challengeOf (claims: Record<string, unknown>): string {
 function verifierOfKey (members: Record<string, unknown>): Verifier | undefined {
   if (members.kty === 'EC') return VERIFIERS.get('ES256')
   return members.kty === 'RSA' ? VERIFIERS.get('RS256') : undefined
-}
-
-/** Whether a JWK is the key of thumbprint `jkt`. */
-function isKey (jwk: unknown, jkt: string): boolean {
-  const members = isObject(jwk) ? thumbprintMembers(jwk) : null
-  return members !== null && jwkThumbprint(members) === jkt
 }
 
 function refuse (reason: string): DbscProofError {

@@ -15,7 +15,13 @@ const STRING_CHARACTER = /^[\x20-\x7e]$/
  * a list of items included.
  */
 export function parseStringItem (field: string): string | null {
-  const text = field.replace(/^ +| +$/g, '')
+  // Spaces trimmed by scanning: a pattern anchored at the end would retry every inner run of
+  // spaces, quadratic in a header of the client's.
+  let start = 0
+  let end = field.length
+  while (field[start] === ' ') start++
+  while (end > start && field[end - 1] === ' ') end--
+  const text = field.slice(start, end)
   if (!text.startsWith('"')) return null
   let value = ''
   for (let index = 1; index < text.length; index++) {
