@@ -486,7 +486,7 @@ async function run (t: Test): Promise<void> {
     const context = await dbscBrowser.newContext()
     const page = await open(context, dbscBase)
     const [login] = await Promise.all([page.waitForResponse(`${dbscBase}/auth/login`), signIn(page)])
-    t.match(await login.headerValue('secure-session-registration'), /^\(ES256 RS256\);path="\/auth\/dbsc\/registration";challenge="\d+\.[\w-]{22}"$/,
+    t.match(await login.headerValue('secure-session-registration'), /^\(ES256 RS256\);path="\/auth\/dbsc\/registration";challenge="\d+\.[\w-]{16}\.[\w-]{22}"$/,
       'the login offers DBSC registration')
     // A browser registers in the background, right after the answer that offered it.
     const registered = await waitFor(() => dbscHits.includes('POST /auth/dbsc/registration'), { timeout: 3000 }).then(() => true, () => false)

@@ -25,7 +25,10 @@ const REGISTRATION = '/auth/dbsc/registration'
 const DEVICE_REFRESH = '/auth/dbsc/refresh'
 const CREDENTIALS = { username: USERNAME, password: PASSWORD }
 /** A registration or refresh challenge, or a device cookie: `<expiry>.<HMAC>`. */
+/** A device cookie: an expiry and a MAC. */
 const STAMPED = /^\d+\.[A-Za-z0-9_-]{22}$/
+/** A challenge: an expiry, a nonce and a MAC. */
+const CHALLENGE_SHAPE = /^\d+\.[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{22}$/
 /** The device cookie's lifetime by default, in ms. */
 const COOKIE_LIFETIME = 600_000
 
@@ -205,7 +208,7 @@ t.test('login offers registration to a bearer browser session; the refresh of a 
   const offer = offerOf(login.headers['secure-session-registration'] as string)
   t.same(offer?.algorithms, ['ES256', 'RS256'], 'an inner list of the tokens ES256 and RS256')
   t.equal(offer?.path, REGISTRATION, 'path: the registration endpoint')
-  t.match(offer?.challenge, STAMPED, 'challenge: an expiry and a MAC')
+  t.match(offer?.challenge, CHALLENGE_SHAPE, 'challenge: an expiry, a nonce and a MAC')
   const token = cookieSet(login.setCookies, 'refresh_token')?.value as string
   t.equal(token.split('.').length, 3, 'a bearer session\'s token')
 
@@ -214,7 +217,7 @@ t.test('login offers registration to a bearer browser session; the refresh of a 
   const again = offerOf(refreshed.headers['secure-session-registration'] as string)
   t.same(again?.algorithms, ['ES256', 'RS256'], 'offered again on the refresh of the bearer session')
   t.equal(again?.path, REGISTRATION)
-  t.match(again?.challenge, STAMPED)
+  t.match(again?.challenge, CHALLENGE_SHAPE)
 })
 
 t.test('no offer with dbsc off, with the token in the body, or for a DPoP-bound login', async (t) => {
@@ -298,7 +301,7 @@ for (const alg of ['ES256', 'RS256'] as const) {
       t.equal(session.id, identifier)
       const next = challengeOf(registration.headers.get('secure-session-challenge'))
       t.equal(next?.id, identifier, 'Secure-Session-Challenge names the session identifier')
-      t.match(next?.challenge, STAMPED)
+      t.match(next?.challenge, CHALLENGE_SHAPE)
       t.equal(session.cachedChallenge, next?.challenge, 'the browser cached it')
 
       const refreshed = await browserRefresh(browser)
@@ -361,7 +364,7 @@ t.test('past cookieMaxAge the browser renews the device cookie through the refre
   t.equal((rounds[0]!.body as { code: string }).code, CHALLENGE)
   const issued = challengeOf(rounds[0]!.headers.get('secure-session-challenge'))
   t.equal(issued?.id, session.id, 'the 403 carries a challenge for the session')
-  t.match(issued?.challenge, STAMPED)
+  t.match(issued?.challenge, CHALLENGE_SHAPE)
   t.equal(rounds[0]!.headers.getSetCookie().length, 0, 'a 403 sets no cookie')
   const successor = cookieSet(withoutChallenge.headers.getSetCookie(), 'refresh_token')?.value as string
   t.ok(successor.includes(`.dbsc-${jkt}.`), 'the successor stays bound')
@@ -736,7 +739,7 @@ t.test('the device refresh endpoint: refusals, challenges, and never the refresh
     t.same(answer.setCookies, [], `${label}: no cookie set`)
     const next = challengeOf(answer.headers['secure-session-challenge'] as string)
     t.equal(next?.id, session.id, `${label}: a new challenge for the session`)
-    t.match(next?.challenge, STAMPED)
+    t.match(next?.challenge, CHALLENGE_SHAPE)
     t.not(next?.challenge, value)
     const retry = await deviceRefresh(await signed(next?.challenge as string))
     t.equal(retry.status, 200, `${label}: the new challenge, signed, passes`)

@@ -5,7 +5,7 @@ import type { ResolvedOptions } from '../options.js'
 import type { KeyBinding } from '../refresh-tokens.js'
 import { singleHeader } from '../single-header.js'
 import { type ChallengePurpose, DbscMacs } from './macs.js'
-import { DBSC_ALGORITHMS, DbscProofError, readSessionIdentifier, sessionIdentifier, verifyRefreshProof, verifyRegistrationProof } from './proof.js'
+import { DBSC_ALGORITHMS, readSessionIdentifier, sessionIdentifier, verifyRefreshProof, verifyRegistrationProof } from './proof.js'
 import { parseStringItem, serializeString } from './structured-fields.js'
 
 type DeviceOptions = Pick<ResolvedOptions, 'dbsc' | 'cookie' | 'refreshTokenSecret'>
@@ -88,7 +88,7 @@ export class DeviceSessions {
   async registrationKey (request: FastifyRequest, sessionId: string): Promise<ClientKey> {
     const proof = this.#header(request, 'secure-session-response')
     if (proof === undefined) throw new InvalidDbscProofError('Secure-Session-Response missing')
-    const { key, challenge } = refusing(() => verifyRegistrationProof(proof))
+    const { key, challenge } = verifyRegistrationProof(proof)
     if (await this.#spent(challenge, 'registration', sessionId, '') !== true) {
       throw new InvalidDbscProofError('challenge not issued for this session, expired or used')
     }
@@ -99,7 +99,7 @@ export class DeviceSessions {
   deviceSession (request: FastifyRequest): DeviceSession {
     const identifier = this.#header(request, 'sec-secure-session-id')
     if (identifier === undefined) throw new InvalidDbscProofError('Sec-Secure-Session-Id missing')
-    return refusing(() => readSessionIdentifier(identifier))
+    return readSessionIdentifier(identifier)
   }
 
   /**
@@ -109,7 +109,7 @@ export class DeviceSessions {
    */
   async proveRefresh (request: FastifyRequest, reply: FastifyReply, session: DeviceSession): Promise<void> {
     const proof = this.#header(request, 'secure-session-response')
-    const challenge = proof === undefined ? undefined : refusing(() => verifyRefreshProof(proof, session.key))
+    const challenge = proof === undefined ? undefined : verifyRefreshProof(proof, session.key)
     if (challenge !== undefined && await this.#spent(challenge, 'refresh', session.sessionId, session.key.jkt) === true) return
     this.#nextChallenge(reply, session)
     throw new DbscChallengeError()
@@ -164,15 +164,5 @@ export class DeviceSessions {
     const value = field === null ? null : parseStringItem(field)
     if (value === null) throw new InvalidDbscProofError(`${name} must be sent once, as a structured-field string`)
     return value
-  }
-}
-
-/** Runs a check of ./proof.ts, its refusal a coded 400. */
-function refusing<T> (check: () => T): T {
-  try {
-    return check()
-  } catch (error) {
-    if (error instanceof DbscProofError) throw new InvalidDbscProofError(error.reason)
-    throw error
   }
 }

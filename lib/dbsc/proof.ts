@@ -1,3 +1,4 @@
+import { InvalidDbscProofError } from '../errors.js'
 import { type ClientKey, clientKey, jsonObject, splitCompact, verifiedClaims, verifierOf, type Verifier, VERIFIERS } from '../jws.js'
 
 /*
@@ -17,12 +18,15 @@ const MAX_CHALLENGE_LENGTH = 128
 /** A session identifier: our session id, a dot, the key's RFC 7638 members as base64url JSON. */
 const SESSION_IDENTIFIER = /^([A-Za-z0-9_-]{1,128})\.([A-Za-z0-9_-]{1,1400})$/
 
-/** Why a DBSC proof or session identifier was refused: a short phrase naming the check, safe to show a client. */
-export class DbscProofError extends Error {
+/**
+ * Why a DBSC proof or session identifier was refused: `reason`, a short phrase naming the check,
+ * safe to show a client. It is the routes' coded 400 itself (`FST_TOKEN_AUTH_INVALID_DBSC_PROOF`).
+ */
+export class DbscProofError extends InvalidDbscProofError {
   readonly reason: string
 
   constructor (reason: string) {
-    super(`Invalid DBSC proof: ${reason}`)
+    super(reason)
     this.name = 'DbscProofError'
     this.reason = reason
   }

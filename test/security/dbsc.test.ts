@@ -37,7 +37,10 @@ const INVALID_REFRESH = 'FST_TOKEN_AUTH_INVALID_REFRESH_TOKEN'
 const MISSING_REFRESH = 'FST_TOKEN_AUTH_MISSING_REFRESH_TOKEN'
 const CROSS_SITE = 'FST_TOKEN_AUTH_CROSS_SITE_REQUEST'
 /** Challenges and device cookies: `<expiry, seconds>.<22 base64url characters of HMAC>`. */
+/** A device cookie: an expiry and a MAC. */
 const STAMP = /^\d{10}\.[A-Za-z0-9_-]{22}$/
+/** A challenge: an expiry, a nonce and a MAC. */
+const CHALLENGE_SHAPE = /^\d{10}\.[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{22}$/
 /** The device cookie's attributes in the example (no Secure outside production), as the instructions name them. */
 const CREDENTIAL_ATTRIBUTES = 'Path=/auth; HttpOnly; SameSite=Strict'
 /** Past the device cookie's lifetime. */
@@ -197,7 +200,7 @@ async function refusedDbsc (t: Test, reply: Reply, expected: Refusal): Promise<v
     t.equal(reply.headers['secure-session-challenge'], undefined, 'no challenge')
   } else {
     const challenge = challengeOf(reply)
-    t.match(challenge?.challenge, STAMP, 'a fresh Secure-Session-Challenge')
+    t.match(challenge?.challenge, CHALLENGE_SHAPE, 'a fresh Secure-Session-Challenge')
     t.equal(challenge?.id, expected.challengeFor, 'for the session identifier named')
   }
 }
@@ -215,7 +218,7 @@ function granted (t: Test, reply: Reply, identifier: string, what: string): stri
   t.match(device?.value, STAMP, `${what}: a device cookie`)
   t.same(device?.attributes, { 'max-age': String(MAX_AGE), path: '/auth', httponly: '', samesite: 'Strict' }, `${what}: Max-Age ${MAX_AGE}, the refresh cookie's attributes`)
   t.equal(challengeOf(reply)?.id, identifier, `${what}: the next challenge, for this session`)
-  t.match(challengeOf(reply)?.challenge, STAMP)
+  t.match(challengeOf(reply)?.challenge, CHALLENGE_SHAPE)
   example.secrets.push(device?.value ?? '')
   return device?.value ?? ''
 }
@@ -881,7 +884,7 @@ t.test('DB14 the challenge a device refresh hands out for the next one is live: 
   t.same([challenged?.status, renewed?.status], [403, 200], 'a 403 and a 200')
   const spent = challengeOf(await replyOf(new Response(null, { headers: challenged?.headers })))?.challenge
   const next = challengeOf(await replyOf(new Response(null, { headers: renewed?.headers })))?.challenge
-  t.match(spent, STAMP, 'the 403 handed a challenge')
+  t.match(spent, CHALLENGE_SHAPE, 'the 403 handed a challenge')
   t.not(next, spent, 'the 200 hands a challenge other than the one its request spent')
   remember(victim)
 
