@@ -73,6 +73,10 @@ function checkRelations (options: ResolvedOptions): void {
       throw new InvalidOptionError('store', 'must implement useOnce (where DBSC challenges are spent) while dbsc is on')
     }
     if (options.dbsc.cookieName === options.cookie.name) throw new InvalidOptionError('dbsc.cookieName', 'must differ from the refresh cookie\'s name')
+    // A browser without a refresh endpoint would renew its device cookie nowhere: its session would stop refreshing.
+    if (options.routes.dbscRefresh === false && options.routes.dbscRegistration !== false) {
+      throw new InvalidOptionError('routes.dbscRefresh', 'is needed while dbsc registers sessions (set routes.dbscRegistration to false too)')
+    }
   }
   if (options.jwks !== false && !accessKeys.some((key) => key.publicJwk !== undefined)) {
     throw new InvalidOptionError('jwks', 'needs an asymmetric access-token key (EdDSA, ES256 or RS256) in accessTokenKeys; HMAC secrets are never published')

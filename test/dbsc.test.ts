@@ -822,6 +822,7 @@ t.test('options: boot refusals, the __Host- device cookie, a route left out', as
   await assertBootFails(t, { dbsc: { cookieMaxAge: 9 } }, 'dbsc.cookieMaxAge', 'cookieMaxAge below 10')
   await assertBootFails(t, { dbsc: { cookieMaxAge: 86401 } }, 'dbsc.cookieMaxAge', 'cookieMaxAge above a day')
   await assertBootFails(t, { dbsc: 'on' }, 'dbsc', 'not a boolean or an object')
+  await assertBootFails(t, { dbsc: true, routes: { dbscRefresh: false } }, 'routes.dbscRefresh', 'registration without a refresh endpoint')
 
   await t.test('cookie.hostPrefix: __Host-device_session at Path=/', async (t) => {
     const { origin } = await serve(t, { cookie: { hostPrefix: true } })

@@ -1,7 +1,7 @@
 import { createSigner, createVerifier } from 'fast-jwt'
 import t, { type Test } from 'tap'
 import {
-  GraceExhaustedError, InvalidRefreshTokenError, InvalidTokenError, RefreshTokenExpiredError, RefreshTokenReusedError,
+  AlreadyBoundError, GraceExhaustedError, InvalidRefreshTokenError, InvalidTokenError, RefreshTokenExpiredError, RefreshTokenReusedError,
   SessionRevokedError, StoreUnavailableError, UserUnavailableError
 } from '../lib/errors.js'
 import { TokenAuthEvents, type TokenAuthEventMap } from '../lib/events.js'
@@ -9,6 +9,7 @@ import { RevocationList } from '../lib/revocations.js'
 import { type AuthUser, SessionService, type SessionServiceOptions } from '../lib/sessions.js'
 import { MemoryStore } from '../lib/stores/memory.js'
 import type { SessionRecord } from '../lib/stores/types.js'
+import type { BindingsRead } from '../lib/refresh-tokens.js'
 import { type JwtPair, TokenCodec } from '../lib/tokens.js'
 import { ACCESS_KID, ACCESS_SECRET, REFRESH_SECRET, refreshTokenOf, storedHashOf } from './helpers.js'
 
@@ -39,7 +40,7 @@ type Emitted = { [E in keyof TokenAuthEventMap]: { event: E, payload: TokenAuthE
  * JWT checks (fast-jwt's `exp`, the codec's "no future iat") read `Date.now`, so that is pointed at
  * the same clock for the test and restored after it. Timers (the store deadline) stay real.
  */
-function setup (t: Test, overrides: Partial<SessionServiceOptions> = {}) {
+function setup (t: Test, overrides: Partial<SessionServiceOptions> = {}, bindingsRead?: BindingsRead) {
   // A whole second, so a JWT's `exp` (whole seconds) equals the session's expiry in ms.
   let clock = Math.floor(Date.now() / 1000) * 1000
   const realNow = Date.now
@@ -60,7 +61,8 @@ function setup (t: Test, overrides: Partial<SessionServiceOptions> = {}) {
     accessTokenTtl: ACCESS_TTL,
     refreshTokenTtl: IDLE,
     clockTolerance: 0,
-    verifyCacheSize: 0
+    verifyCacheSize: 0,
+    ...(bindingsRead === undefined ? {} : { bindingsRead })
   })
   const service = new SessionService({
     store,
@@ -548,4 +550,18 @@ t.test('RevocationList', async (t) => {
     t.equal(list.size, 5)
     t.same([0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => list.has(`s${i}`)), [false, false, false, false, false, true, true, true, true, true])
   })
+})
+
+t.test('bindDevice: a bearer session rotates into a token naming the DBSC key; a session bound already never changes key', async (t) => {
+  const { service, record } = setup(t, {}, { dpop: true, dbsc: true })
+  const deviceKey = 'k'.repeat(43)
+  const tokens = await service.issue(ALICE, CLIENT)
+  const bound = await service.bindDevice(tokens.refreshToken, CLIENT, deviceKey)
+  t.match(bound.refreshToken, new RegExp(`\\.dbsc-${deviceKey}\\.`), 'the successor names the key')
+  t.equal(bound.sessionId, tokens.sessionId, 'the same session')
+  t.equal((await record())[0]?.tokenHash, service.readRefreshToken(bound.refreshToken)?.hash, 'the session holds the bound token')
+  await t.rejects(service.bindDevice(bound.refreshToken, CLIENT, 'o'.repeat(43)), AlreadyBoundError, 'a DBSC-bound session')
+  const dpopBound = await service.issue(ALICE, CLIENT, 'j'.repeat(43))
+  await t.rejects(service.bindDevice(dpopBound.refreshToken, CLIENT, deviceKey), AlreadyBoundError, 'a DPoP-bound session')
+  t.equal((await record()).length, 2, 'nothing else changed')
 })

@@ -10,10 +10,10 @@ import { parseStringItem, serializeString } from './structured-fields.js'
 
 type DeviceOptions = Pick<ResolvedOptions, 'dbsc' | 'cookie' | 'refreshTokenSecret'>
 
-/** Where the browser reaches DBSC's endpoints: absolute paths, `false` for a route left out. */
+/** Where the browser reaches DBSC's endpoints: absolute paths; without registration, no session is offered DBSC. */
 export interface DbscPaths {
   registration: string | false
-  refresh: string | false
+  refresh: string
 }
 
 /** How a checked challenge is spent: the store's `useOnce`, through the session service's deadline. */

@@ -33,7 +33,8 @@ export async function tokenAuthRoutes (app: FastifyInstance, context: RoutesCont
     loginThrottles: routes.login !== false || routes.reauthenticate !== false ? loginThrottles(app, options) : { onRequest: [], preHandler: [] },
     devices: new DeviceSessions(options, {
       registration: routes.dbscRegistration === false ? false : `${app.prefix}${routes.dbscRegistration}`,
-      refresh: routes.dbscRefresh === false ? false : `${app.prefix}${routes.dbscRefresh}`
+      // Present whenever registration is (../options.ts).
+      refresh: `${app.prefix}${routes.dbscRefresh as string}`
     }, async (key, expiresAt) => await sessions.spendProof(key, expiresAt), () => sessions.now())
   }
   if (routes.login !== false) loginRoute(app, routes.login, routeContext)

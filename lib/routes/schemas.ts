@@ -231,10 +231,7 @@ const dbscInstructions = {
   }
 }
 export const dbscRegistrationResponses = { 200: { ...dbscInstructions, description: 'Bound: the device cookie and the refresh cookie are set' }, ...errorResponses }
-export const dbscRefreshResponses = {
-  200: { ...dbscInstructions, description: 'The device cookie is renewed' },
-  ...errorResponses
-}
+export const dbscRefreshResponses = { 200: { ...dbscInstructions, description: 'The device cookie is renewed' }, ...errorResponses }
 
 /** A 204 and the usual errors. */
 export function noContentResponses (description: string): Record<string, object> {

@@ -45,7 +45,7 @@ describe('TokenAuthOptions', () => {
       verifyCacheSize: 1000
     })).type.toBe<TokenAuthOptions>()
     expect(accept({ ...secrets, routes: false, loginRateLimit: false })).type.toBe<TokenAuthOptions>()
-    expect(accept({ ...secrets, dbsc: true, routes: { dbscRegistration: { path: '/device/register' }, dbscRefresh: false } })).type.toBe<TokenAuthOptions>()
+    expect(accept({ ...secrets, dbsc: true, routes: { dbscRegistration: { path: '/device/register' }, dbscRefresh: { path: '/device/refresh' } } })).type.toBe<TokenAuthOptions>()
     expect(accept({ ...secrets, dbsc: { cookieName: 'device', cookieMaxAge: 300 } })).type.toBe<TokenAuthOptions>()
   })
 
