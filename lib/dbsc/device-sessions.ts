@@ -153,8 +153,9 @@ export class DeviceSessions {
   async #spent (challenge: string, purpose: ChallengePurpose, sessionId: string, jkt: string): Promise<boolean | undefined> {
     const expiresAt = this.#macs.acceptsChallenge(challenge, purpose, sessionId, jkt, this.#now())
     if (expiresAt === undefined) return undefined
-    // The challenge's HMAC part names it: 128 bits, and no DPoP replay key (22 characters) has a dot.
-    return await this.#spend(`dbsc.${challenge}`, expiresAt)
+    // The challenge's HMAC (over its expiry and nonce) names it: 128 bits, in the store contract's
+    // alphabet, and 27 characters, so never a DPoP replay key (22).
+    return await this.#spend(`dbsc-${challenge.slice(challenge.lastIndexOf('.') + 1)}`, expiresAt)
   }
 
   /** An sf-string header sent once; undefined when absent, a 400 when repeated or malformed. */
