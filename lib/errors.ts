@@ -73,6 +73,8 @@ export const DbscChallengeError = createError(
   'FST_TOKEN_AUTH_DBSC_CHALLENGE', 'Sign the challenge in Secure-Session-Challenge', 403)
 export const DeviceCookieRequiredError = createError(
   'FST_TOKEN_AUTH_DEVICE_COOKIE_REQUIRED', 'This session is bound to a device: its device cookie is missing or expired', 401)
+export const DeviceRefreshSkippedError = createError(
+  'FST_TOKEN_AUTH_DEVICE_REFRESH_SKIPPED', 'The browser could not renew this session\'s device cookie: retry later', 503)
 export const AlreadyBoundError = createError(
   'FST_TOKEN_AUTH_SESSION_ALREADY_BOUND', 'This session is bound to a key already', 400)
 export const StoreUnavailableError = createError(
@@ -112,6 +114,7 @@ export type TokenAuthErrorCode =
   | 'FST_TOKEN_AUTH_INVALID_DBSC_PROOF'
   | 'FST_TOKEN_AUTH_DBSC_CHALLENGE'
   | 'FST_TOKEN_AUTH_DEVICE_COOKIE_REQUIRED'
+  | 'FST_TOKEN_AUTH_DEVICE_REFRESH_SKIPPED'
   | 'FST_TOKEN_AUTH_SESSION_ALREADY_BOUND'
   | 'FST_TOKEN_AUTH_STORE_UNAVAILABLE'
   /** The OAuth 2.0 format's `code` for a 500 that carried none (an app callback threw, say). */

@@ -790,8 +790,23 @@ t.test('store failures: 503 on registration (cookie kept) and on the device refr
   t.equal(metrics.snapshot()['fastify_token_auth_unavailable_responses_total{route="dbscRefresh"}'], 1)
   t.equal(await browser.refreshSession(session), 'skipped', 'the browser skips the refresh on a 5xx and keeps its session')
   t.equal(browser.sessions.size, 1)
+  // Past the device cookie's life, the page's refresh goes out without it, saying the renewal was skipped.
+  browser.jar.delete('device_session')
+  const tokenBefore = jarValue(browser, 'refresh_token')
+  const skipped = await browser.fetch('/auth/refresh', { method: 'POST' })
+  t.equal(skipped.status, 503, 'a refresh the browser could not prepare: 503, retry')
+  t.equal((await skipped.json()).code, 'FST_TOKEN_AUTH_DEVICE_REFRESH_SKIPPED')
+  t.equal(skipped.headers.get('retry-after'), '1')
+  t.same(skipped.headers.getSetCookie(), [], 'the refresh cookie is kept')
+  t.equal(jarValue(browser, 'refresh_token'), tokenBefore)
   store.failUseOnce = false
-  t.equal(await browser.refreshSession(session), 'refreshed', 'once the store is back')
+  const retried = await browser.fetch('/auth/refresh', { method: 'POST' })
+  t.equal(retried.status, 200, 'once the store is back, the retry renews the device cookie first and refreshes')
+  t.match(jarValue(browser, 'refresh_token'), /\.dbsc-[\w-]{43}\./, 'still bound')
+  t.same(browser.events.slice(-1).map((event) => [event.kind, event.status]), [['refresh', 200]])
+  const unsaid = await refreshWith(origin, { refresh_token: jarValue(browser, 'refresh_token') })
+  t.equal(unsaid.status, 401, 'without the cookie and without the browser saying it skipped: 401')
+  t.equal(unsaid.body.code, 'FST_TOKEN_AUTH_DEVICE_COOKIE_REQUIRED')
 })
 
 t.test('dbsc off: a DBSC-bound token minted while on is refused as unknown; the DBSC routes are 404', async (t) => {

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { DbscChallengeError, DeviceCookieRequiredError, InvalidDbscProofError } from '../errors.js'
+import { DbscChallengeError, DeviceCookieRequiredError, DeviceRefreshSkippedError, InvalidDbscProofError } from '../errors.js'
 import type { ClientKey } from '../jws.js'
 import type { ResolvedOptions } from '../options.js'
 import type { KeyBinding } from '../refresh-tokens.js'
@@ -79,9 +79,15 @@ export class DeviceSessions {
     return value !== undefined && this.#macs.acceptsDeviceCookie(value, token.sid, token.dbsc, this.#now())
   }
 
-  /** Refuses a DBSC-bound session's refresh token without its device cookie, before the store is asked. */
+  /**
+   * Refuses a DBSC-bound session's refresh token without its device cookie, before the store is
+   * asked. A browser that says it could not renew the cookie (`Secure-Session-Skipped`: our refresh
+   * endpoint failed, say a 503 of the store, or was unreachable) gets a 503 to retry, as any
+   * outage: the session is not over.
+   */
   requireDevice (request: FastifyRequest, token: KeyBinding & { sid: string }): void {
-    if (!this.carriesDevice(request, token)) throw new DeviceCookieRequiredError()
+    if (this.carriesDevice(request, token)) return
+    throw request.headers['secure-session-skipped'] === undefined ? new DeviceCookieRequiredError() : new DeviceRefreshSkippedError()
   }
 
   /** The key a registration proves for session `sessionId`, its challenge checked and spent. */
