@@ -63,7 +63,9 @@ if (!existsSync(CHROMIUM)) {
 }
 
 async function run (t: Test): Promise<void> {
-  const app = await buildApp(configFromEnv({ ACCESS_TOKEN_TTL: '2', STEP_UP_MAX_AGE: String(STEP_UP_MAX_AGE), LOG_LEVEL: 'silent', LOGIN_RATE_LIMIT: '100' }))
+  // Access tokens of 3 s: they expire within a test, and a refreshed one stays valid long enough
+  // to be seen valid on a slow machine.
+  const app = await buildApp(configFromEnv({ ACCESS_TOKEN_TTL: '3', STEP_UP_MAX_AGE: String(STEP_UP_MAX_AGE), LOG_LEVEL: 'silent', LOGIN_RATE_LIMIT: '100' }))
   // Every request the server receives, counted before it is handled.
   const hits: string[] = []
   app.addHook('onRequest', async (request) => { hits.push(`${request.method} ${request.url}`) })
@@ -116,7 +118,7 @@ async function run (t: Test): Promise<void> {
     return response.status()
   }
   async function waitUntilExpired (page: Page): Promise<void> {
-    await page.locator('#token-card[data-state="expired"]').waitFor({ timeout: 5000 })
+    await page.locator('#token-card[data-state="expired"]').waitFor({ timeout: 6000 })
   }
   async function refreshCookie (context: BrowserContext) {
     return (await context.cookies()).find((cookie) => cookie.name === COOKIE)
@@ -204,7 +206,7 @@ async function run (t: Test): Promise<void> {
     t.equal(await callMe(tab1), 200)
     t.equal(count('POST /auth/refresh'), refreshes + 1, 'exactly one refresh')
     t.equal(count('GET /me'), mes + 2, '/me: the 401, then the retry')
-    await tab1.locator('#token-card[data-state="valid"]').waitFor({ timeout: 1000 })
+    await tab1.locator('#token-card[data-state="valid"]').waitFor({ timeout: 2000 })
     t.not((await refreshCookie(deviceA))?.value, cookieBefore, 'the refresh cookie was rotated')
   })
 
@@ -221,7 +223,7 @@ async function run (t: Test): Promise<void> {
     t.same(reuse, [], 'no reuse detected')
     for (const tab of [tab1, tab2]) {
       t.equal(await tab.locator('#user').textContent(), 'alice')
-      await tab.locator('#token-card[data-state="valid"]').waitFor({ timeout: 1000 })
+      await tab.locator('#token-card[data-state="valid"]').waitFor({ timeout: 2000 })
     }
     await tab1.click('#reload-sessions')
     await tab1.locator('#sessions tr').first().waitFor()
