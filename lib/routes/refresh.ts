@@ -25,7 +25,8 @@ export function refreshRoute (
       if (grantType !== undefined && grantType !== 'refresh_token') throw new UnsupportedGrantTypeError()
       const presented = transport.presented(request)
       if (presented === undefined) throw new MissingRefreshTokenError()
-      const read = sessions.readRefreshToken(presented.token)
+      // Read here only for a binding to check: the rotation reads it anyway, and a refresh is hot.
+      const read = dpop.enabled || devices.enabled ? sessions.readRefreshToken(presented.token) : null
       // A DBSC-bound session refreshes only beside its device cookie; the refresh cookie is kept
       // (docs/design.md, «Device Bound Session Credentials (DBSC)»).
       if (read !== null) devices.requireDevice(request, read)

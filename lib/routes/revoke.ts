@@ -9,8 +9,9 @@ interface RevokeBody { token: string, token_type_hint?: string }
 /**
  * `POST /revoke`, the RFC 7009 token revocation endpoint (docs/design.md, «Token revocation
  * endpoint»): a refresh or access token in, its session ended, 200 whatever the token was. The
- * token itself is the proof: no client authentication (our clients are public), no cookie read,
- * so no cross-site check either, and RFC 7009's form body is accepted in every response format.
+ * token itself is the proof: no client authentication (our clients are public), no cookie read
+ * (but DBSC's device cookie, which only permits), so no cross-site check either, and RFC 7009's
+ * form body is accepted in every response format.
  */
 export function revokeRoute (app: FastifyInstance, path: string, context: Pick<RouteContext, 'options' | 'sessions' | 'dpop' | 'devices'>): void {
   const { options, sessions, dpop, devices } = context
@@ -27,7 +28,7 @@ export function revokeRoute (app: FastifyInstance, path: string, context: Pick<R
     const { token } = request.body
     // A DBSC-bound session's refresh token ends it only beside its device cookie (docs/design.md,
     // «Device Bound Session Credentials (DBSC)»): anything else is still a 200 (RFC 7009 §2.2).
-    const refresh = sessions.readRefreshToken(token)
+    const refresh = devices.enabled ? sessions.readRefreshToken(token) : null
     if (refresh !== null && !devices.carriesDevice(request, refresh)) return await reply.code(200).send()
     // Only a bound token's revocation needs its key's proof; only then is one looked at, so no
     // other token makes the store record proofs.
