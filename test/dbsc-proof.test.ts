@@ -532,15 +532,14 @@ t.test('parseStringItem, generated fields: never a String structured-headers ref
   // Fields of the characters that matter to the grammar; Display Strings and Dates (the two
   // differences above) left out.
   const alphabet = fc.constantFrom('"', '\\', ';', ',', '=', ' ', '\t', 'a', 'b', 'z', '*', '1', '.', '-', ':', '?', '(', ')', 'é', 'Q')
-  await fc.assert(fc.property(fc.array(alphabet, { maxLength: 24 }).map((characters) => characters.join('')), (field) => {
+  t.doesNotThrow(() => fc.assert(fc.property(fc.array(alphabet, { maxLength: 24 }).map((characters) => characters.join('')), (field) => {
     const ours = parseStringItem(field)
     const their = theirs(field)
     if (their !== null && ours !== their) return false
     // What we read is always the String RFC 9651 reads from the same leading quoted part.
     if (ours !== null && !field.replace(/^ +/, '').startsWith(serializeString(ours))) return false
     return ours === null || theirs(serializeString(ours)) === ours
-  }), { numRuns: 20_000 })
-  t.pass('20 000 fields')
+  }), { numRuns: 20_000 }), '20 000 generated fields agree')
 })
 
 t.test('serializeString round-trips through structured-headers, as its own serializer writes it', async (t) => {
