@@ -195,7 +195,8 @@ t.test('a hanging store answers 503 after storeTimeout', async (t) => {
   const elapsed = Date.now() - started
   assertUnavailable(t, response, 'login against a hanging store')
   t.ok(elapsed >= 150, 'the plugin waited for the store')
-  t.ok(elapsed < 1000, `answered within ~1 s, not the 5 s default (${elapsed} ms)`)
+  // Far from the 5 s default whatever the machine's load: the point is which deadline applied.
+  t.ok(elapsed < 2500, `answered well before the 5 s default (${elapsed} ms)`)
   assertUnavailable(t, await refresh(app, refreshToken), 'refresh against a hanging store')
   store.hang = false
   t.equal((await refresh(app, refreshToken)).statusCode, 200, 'the store answers again: the same token works')
