@@ -126,6 +126,24 @@ export class RefreshTokens {
     return presented
   }
 
+  /** What a token names if we minted it (its tag verifies), else `null`. */
+  tryRead (token: string): PresentedRefreshToken | null {
+    try {
+      return this.read(token)
+    } catch {
+      return null
+    }
+  }
+
+  /**
+   * The successor of `presented` minted at `mintedAt`, bound to `binding`'s key (by default the
+   * presented token's): everything in it is the presented token's or derived from it, so answering
+   * the same predecessor twice yields byte-identical successors.
+   */
+  successor (presented: PresentedRefreshToken, mintedAt: number, binding: KeyBinding = presented): MintedRefreshToken {
+    return this.mint(presented.sub, presented.sid, this.successorId(presented.jti, mintedAt), binding)
+  }
+
   /**
    * The id of the token that replaces `jti` when it is minted at `mintedAt` (ms). Derived, not
    * random: a client that presents the predecessor inside the grace window gets the very same

@@ -12,7 +12,7 @@ import { hookSession, type RefreshHook, type RefreshHookContext, runRefreshHook 
 import { authenticationAt, isKnownUserAgent, sessionLimitOf } from './session-policy.js'
 import type { SessionLimit, SessionRecord, TokenStore } from './stores/types.js'
 import { type AccessTokenClaims, randomId, type SignedAccessToken, type TokenCodec } from './tokens.js'
-import { type KeyBinding, type MintedRefreshToken, type PresentedRefreshToken, TOKEN_ID_BYTES } from './refresh-tokens.js'
+import { type KeyBinding, type PresentedRefreshToken, TOKEN_ID_BYTES } from './refresh-tokens.js'
 import { checkBinding, type DpopMode } from './dpop/binding.js'
 
 export type { AuthUser, SessionInfo, SessionServiceOptions, TokenSet } from './session-types.js'
@@ -202,7 +202,7 @@ export class SessionService {
   ): Promise<{ outcome: 'rotated' | 'recovered' | 'grace', tokens: TokenSet }> {
     const now = this.now()
     // Minted before the store is asked: the store needs its hash.
-    const next = this.#mintSuccessor(presented, now, binding)
+    const next = this.#codec.refresh.successor(presented, now, binding)
     const result = await this.#calls.run((deadline) => this.#store.rotate({
       sessionId: presented.sid,
       presentedHash: presented.hash,
@@ -306,11 +306,7 @@ export class SessionService {
 
   /** What a refresh token names if we minted it (its tag verifies), else `null`; no store call. */
   readRefreshToken (refreshToken: string): PresentedRefreshToken | null {
-    try {
-      return this.#codec.refresh.read(refreshToken)
-    } catch {
-      return null
-    }
+    return this.#codec.refresh.tryRead(refreshToken)
   }
 
   /** A live session of the user, as the store has it now (an instance's denylist may lag), or `null`. */
@@ -368,20 +364,12 @@ export class SessionService {
   }
 
   /**
-   * The successor of `presented` minted at `mintedAt`: everything in it is the presented token's or
-   * derived from it, so answering the same predecessor twice yields byte-identical successors.
-   */
-  #mintSuccessor (presented: PresentedRefreshToken, mintedAt: number, binding: KeyBinding): MintedRefreshToken {
-    return this.#codec.refresh.mint(presented.sub, presented.sid, this.#codec.refresh.successorId(presented.jti, mintedAt), binding)
-  }
-
-  /**
    * A grace answer re-issues the successor minted at the rotation (or recovery) it follows, only if
    * the session holds exactly that token: a DBSC registration mints another spelling, which a racing
    * request cannot rebuild, and a token the session does not hold would later read as theft.
    */
   #graceAnswer (presented: PresentedRefreshToken, session: SessionRecord, binding: KeyBinding): string {
-    const again = this.#mintSuccessor(presented, session.rotatedAt as number, binding)
+    const again = this.#codec.refresh.successor(presented, session.rotatedAt as number, binding)
     if (again.hash !== session.tokenHash) throw new GraceExhaustedError()
     return again.token
   }

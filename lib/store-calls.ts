@@ -4,6 +4,12 @@ import type { TokenAuthEvents } from './events.js'
 import { StoreHealth } from './store-health.js'
 
 /**
+ * Spends a single-use value (a DPoP proof, a DBSC challenge) in the store's `useOnce`, through the
+ * session service's deadline: whether this was its first use.
+ */
+export type SpendOnce = (replayKey: string, expiresAt: number) => Promise<boolean>
+
+/**
  * How the session service calls its store: each call with a deadline, reported to the store's
  * health; any failure becomes a 503 and nothing is issued. The deadline goes to the store too, on
  * the wall clock: a write that reaches it later is dropped there (docs/design.md, «A 503 is the

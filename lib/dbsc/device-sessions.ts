@@ -4,6 +4,7 @@ import type { ClientKey } from '../jws.js'
 import type { ResolvedOptions } from '../options.js'
 import type { KeyBinding } from '../refresh-tokens.js'
 import { singleHeader } from '../single-header.js'
+import type { SpendOnce } from '../store-calls.js'
 import { type ChallengePurpose, DbscMacs } from './macs.js'
 import { DBSC_ALGORITHMS, readSessionIdentifier, sessionIdentifier, verifyRefreshProof, verifyRegistrationProof } from './proof.js'
 import { parseStringItem, serializeString } from './structured-fields.js'
@@ -15,9 +16,6 @@ export interface DbscPaths {
   registration: string | false
   refresh: string
 }
-
-/** How a checked challenge is spent: the store's `useOnce`, through the session service's deadline. */
-export type SpendChallenge = (replayKey: string, expiresAt: number) => Promise<boolean>
 
 /** A session as DBSC's refresh endpoint knows it: its id and the key the browser registered. */
 export interface DeviceSession {
@@ -41,13 +39,13 @@ export class DeviceSessions {
   readonly enabled: boolean
   readonly #paths: DbscPaths
   readonly #macs: DbscMacs
-  readonly #spend: SpendChallenge
+  readonly #spend: SpendOnce
   readonly #now: () => number
   readonly #cookieName: string
   readonly #cookieMaxAge: number
   readonly #cookie: { httpOnly: true, secure: boolean, sameSite: 'strict' | 'lax', path: string, domain?: string }
 
-  constructor (options: DeviceOptions, paths: DbscPaths, spend: SpendChallenge, now: () => number) {
+  constructor (options: DeviceOptions, paths: DbscPaths, spend: SpendOnce, now: () => number) {
     this.enabled = options.dbsc !== false
     const dbsc = options.dbsc === false ? { cookieName: '', cookieMaxAge: 0 } : options.dbsc
     this.#paths = paths

@@ -1,15 +1,13 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { DpopRequiredError, InvalidDpopProofError, UseDpopNonceError } from '../errors.js'
 import { singleHeader } from '../single-header.js'
+import type { SpendOnce } from '../store-calls.js'
 import type { ResolvedOptions } from '../options.js'
 import type { DpopMode } from './binding.js'
 import { DpopNonces } from './nonce.js'
 import { type DpopAlgorithm, DpopProofError, verifyProof, type VerifiedProof } from './proof.js'
 
 type DpopOptions = Pick<ResolvedOptions, 'dpop' | 'dpopAlgorithms' | 'dpopProofLifetime' | 'dpopNonce' | 'clockTolerance' | 'refreshTokenSecret'>
-
-/** How a checked proof is spent: the store's replay cache (`useOnce`), through the session service's deadline. */
-export type SpendProof = (replayKey: string, expiresAt: number) => Promise<boolean>
 
 /**
  * The DPoP proofs of requests (docs/design.md, «Sender-constrained sessions (DPoP)»): read from
@@ -23,10 +21,10 @@ export class DpopProofs {
   readonly #lifetime: number
   readonly #clockTolerance: number
   readonly #nonces: DpopNonces | undefined
-  readonly #spend: SpendProof
+  readonly #spend: SpendOnce
   readonly #now: () => number
 
-  constructor (options: DpopOptions, spend: SpendProof, now: () => number) {
+  constructor (options: DpopOptions, spend: SpendOnce, now: () => number) {
     this.mode = options.dpop
     this.#algorithms = options.dpopAlgorithms
     this.#lifetime = options.dpopProofLifetime

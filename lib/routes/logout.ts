@@ -55,7 +55,8 @@ export function logoutRoute (
       await sessions.revokeUserSessions(request.user!.sub, 'logout-all')
     } else {
       const target = sessionToEnd(transport.presented(request), singleAuthorization(request), sessions)
-      const token = target.by === 'refresh-token' ? sessions.readRefreshToken(target.refreshToken) : null
+      // Read only for a binding to check: the logout reads it anyway.
+      const token = target.by === 'refresh-token' && (dpop.enabled || devices.enabled) ? sessions.readRefreshToken(target.refreshToken) : null
       // A bound session's refresh token ends it only with a proof of its key («Sender-constrained
       // sessions (DPoP)»); only then is a proof looked at, so no other token makes the store record
       // one. A DBSC-bound one only beside its device cookie («Device Bound Session Credentials (DBSC)»).
